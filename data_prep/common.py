@@ -1,0 +1,238 @@
+"""Pieces every corpus adapter shares: the unified dialect labels, audio checks, cut building,
+counted skips with a report, and atomic manifest writes.
+
+Manifest conventions (every adapter): one ``<corpus>_cuts_<split>.jsonl.gz`` per split; each cut has
+exactly one supervision whose ``text`` is ``normalize(raw)``, ``language`` is a unified dialect label
+from :data:`DIALECT_LABELS`, and ``custom`` holds ``raw_text`` plus optional ``translation``,
+``sentence_id``, ``site``, ``subgroup``. Audio is referenced in place (never copied); a sampling rate
+other than 16 kHz is resampled by a lhotse transform and multi-channel audio is downmixed when loaded.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable
+
+import numpy as np
+import soundfile as sf
+from lhotse import CutSet, Recording, SupervisionSegment
+from lhotse.cut import Cut
+
+from speechalign.text import normalize
+
+log = logging.getLogger("speechalign.data_prep")
+
+SAMPLE_RATE = 16000
+
+#: Unified dialect labels: (corpus, corpus-specific key) -> label. Documented in README.
+DIALECT_LABELS: dict[tuple[str, str], str] = {
+    ("kespeech", "Mandarin"): "Mandarin",
+    ("kespeech", "Beijing"): "Beijing",
+    ("kespeech", "Southwestern"): "Southwestern",
+    ("kespeech", "Zhongyuan"): "Zhongyuan",
+    ("kespeech", "Northeastern"): "Northeastern",
+    ("kespeech", "Lan-Yin"): "Lan-Yin",
+    ("kespeech", "Jiang-Huai"): "Jiang-Huai",
+    ("kespeech", "Ji-Lu"): "Ji-Lu",
+    ("kespeech", "Jiao-Liao"): "Jiao-Liao",
+    ("mdcc", "yue"): "Cantonese",
+    ("commonvoice", "zh-CN"): "Mandarin",
+    ("commonvoice", "zh-HK"): "Cantonese",
+    ("commonvoice", "yue"): "Cantonese",
+    ("commonvoice", "zh-TW"): "Taiwan Mandarin",
+    ("aishell", "zh"): "Mandarin",
+    ("fleurs", "cmn_hans_cn"): "Mandarin",
+    ("fleurs", "yue_hant_hk"): "Cantonese",
+    ("tw-hokkien", "nan"): "Hokkien",
+    ("tw-hokkien", "cmn"): "Mandarin",
+}
+
+#: YuBao subgroup -> unified label (the subgroup itself is kept in ``custom["subgroup"]``).
+YUBAO_SUBGROUP_LABELS = {
+    "zh_standard": "Mandarin",
+    "zh_dialect": "Mandarin dialect",
+    "gan": "Gan",
+    "hsn": "Xiang",
+    "min": "Min",
+    "hak": "Hakka",
+    "yue": "Cantonese",
+    "wuu": "Wu",
+}
+
+
+def dialect_label(corpus: str, key: str) -> str:
+    try:
+        return DIALECT_LABELS[(corpus, key)]
+    except KeyError:
+        known = sorted(k for c, k in DIALECT_LABELS if c == corpus)
+        raise ValueError(f"{corpus}: unknown dialect key {key!r}; known: {known}") from None
+
+
+class CorpusLayoutError(FileNotFoundError):
+    """The corpus directory is missing or is not laid out as the adapter expects."""
+
+
+def require_dir(path: str | Path, corpus: str, layout: str) -> Path:
+    """Fail with the expected layout when ``path`` is not a directory."""
+    path = Path(path)
+    if not path.is_dir():
+        raise CorpusLayoutError(f"{corpus}: corpus directory {path} does not exist; expected layout:\n{layout}")
+    return path
+
+
+def require_paths(root: Path, corpus: str, layout: str, *relative: str) -> None:
+    missing = [r for r in relative if not (root / r).exists()]
+    if missing:
+        raise CorpusLayoutError(
+            f"{corpus}: {root} lacks {', '.join(missing)}; expected layout:\n{layout}")
+
+
+@dataclass
+class PrepReport:
+    """Counted skips and notes for one adapter run, written beside the manifests."""
+
+    corpus: str
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    kept: Counter = field(default_factory=Counter)
+
+    def skip(self, item: str | Path, reason: str) -> None:
+        self.skipped.append((str(item), reason))
+
+    def note(self, message: str) -> None:
+        self.notes.append(message)
+
+    def counts(self) -> Counter:
+        return Counter(reason.split(":")[0] for _, reason in self.skipped)
+
+    def summary(self) -> str:
+        kept = ", ".join(f"{split}: {n}" for split, n in sorted(self.kept.items())) or "nothing"
+        line = f"{self.corpus}: kept {kept}; skipped {len(self.skipped)}"
+        if self.skipped:
+            line += " (" + ", ".join(f"{r}: {n}" for r, n in self.counts().most_common()) + ")"
+        return line
+
+    def write(self, output_dir: str | Path) -> Path:
+        lines = [self.summary(), ""]
+        lines += [f"note\t{n}" for n in self.notes]
+        lines += [f"skip\t{item}\t{reason}" for item, reason in self.skipped]
+        path = Path(output_dir) / f"{self.corpus}_prep_report.txt"
+        atomic_write_text(path, "\n".join(lines) + "\n")
+        log.info("%s (report: %s)", self.summary(), path)
+        return path
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def write_cuts(cuts: Iterable[Cut], output_dir: str | Path, corpus: str, split: str) -> Path:
+    """Write ``<corpus>_cuts_<split>.jsonl.gz`` atomically (a crash never leaves half a manifest)."""
+    path = Path(output_dir) / f"{corpus}_cuts_{split}.jsonl.gz"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{corpus}_cuts_{split}.tmp.jsonl.gz")
+    CutSet.from_cuts(cuts).to_file(tmp)
+    os.replace(tmp, path)
+    return path
+
+
+def check_audio(path: str | Path, report: PrepReport, *, recording_id: str | None = None) -> Recording | None:
+    """A Recording for a readable, non-empty, finite audio file; otherwise a counted skip.
+
+    Integer PCM cannot hold NaN, so only float-coded files are read in full to check for it.
+    """
+    path = Path(path)
+    if not path.is_file():
+        report.skip(path, "missing: audio file not found")
+        return None
+    try:
+        info = sf.info(str(path))
+    except Exception as e:  # soundfile raises a generic error type for unreadable files
+        report.skip(path, f"unreadable: {str(e).splitlines()[0][:120]}")
+        return None
+    if info.frames == 0 or info.duration <= 0:
+        report.skip(path, "empty: audio has zero samples")
+        return None
+    if info.subtype in ("FLOAT", "DOUBLE"):
+        data, _ = sf.read(str(path), dtype="float32", always_2d=True)
+        if not np.isfinite(data).all():
+            report.skip(path, "nan: audio contains NaN or inf samples")
+            return None
+    return Recording.from_file(path, recording_id=recording_id or path.stem)
+
+
+def make_cut(
+    recording: Recording,
+    raw_text: str,
+    language: str,
+    report: PrepReport,
+    *,
+    speaker: str | None = None,
+    cut_id: str | None = None,
+    **custom,
+) -> Cut | None:
+    """One cut spanning the recording, with normalized text; ``None`` (counted) if text is empty."""
+    text = normalize(raw_text)
+    if not text:
+        report.skip(recording.id, f"empty-text: transcript {raw_text!r} is empty after normalization")
+        return None
+    if recording.sampling_rate != SAMPLE_RATE:
+        recording = recording.resample(SAMPLE_RATE)
+    cut = recording.to_cut()
+    if cut_id:
+        cut.id = cut_id
+    channel = recording.channel_ids if recording.num_channels > 1 else recording.channel_ids[0]
+    cut.supervisions = [SupervisionSegment(
+        id=cut.id, recording_id=recording.id, start=0.0, duration=recording.duration,
+        channel=channel, text=text, language=language, speaker=speaker,
+        custom={"raw_text": raw_text, **{k: v for k, v in custom.items() if v is not None}},
+    )]
+    return cut
+
+
+def relabel_cuts(
+    cuts: Iterable[Cut],
+    label: Callable[[Cut], str],
+    report: PrepReport,
+    **custom_for_cut: Callable[[Cut], object],
+) -> list[Cut]:
+    """Normalize the text and set the unified label of cuts built by a lhotse recipe.
+
+    Each cut must carry one supervision; empty texts and silent/zero-length audio are counted skips.
+    """
+    out = []
+    for cut in cuts:
+        if len(cut.supervisions) != 1:
+            report.skip(cut.id, f"supervisions: expected 1 supervision, found {len(cut.supervisions)}")
+            continue
+        if not cut.duration or not math.isfinite(cut.duration) or cut.duration <= 0:
+            report.skip(cut.id, "empty: zero-length audio")
+            continue
+        sup = cut.supervisions[0]
+        raw = sup.text or ""
+        text = normalize(raw)
+        if not text:
+            report.skip(cut.id, f"empty-text: transcript {raw!r} is empty after normalization")
+            continue
+        extra = {k: f(cut) for k, f in custom_for_cut.items()}
+        sup.custom = {**(sup.custom or {}), "raw_text": raw, **{k: v for k, v in extra.items() if v is not None}}
+        sup.text = text
+        sup.language = label(cut)
+        if cut.sampling_rate != SAMPLE_RATE:
+            cut = cut.resample(SAMPLE_RATE)
+        out.append(cut)
+    return out
+
+
+def cuts_from_lhotse(manifests: dict, split: str) -> CutSet:
+    """Cuts from one split of a lhotse recipe's ``{split: {recordings, supervisions}}`` result."""
+    part = manifests[split]
+    return CutSet.from_manifests(recordings=part["recordings"], supervisions=part["supervisions"])

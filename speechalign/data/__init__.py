@@ -1,0 +1,1 @@
+"""Reading manifests, audio, statistics (and, later, samplers, features and collation)."""

@@ -1,0 +1,81 @@
+"""Reading speechalign cut manifests with errors that name the file and line, and cut metadata."""
+
+from __future__ import annotations
+
+import gzip
+import json
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+from lhotse import CutSet
+from lhotse.cut import Cut
+from lhotse.serialization import deserialize_item
+
+
+class ManifestError(ValueError):
+    """A manifest file is missing, unreadable or holds a malformed line."""
+
+
+def iter_cuts(path: str | Path) -> Iterator[Cut]:
+    """Stream cuts from a ``.jsonl`` / ``.jsonl.gz`` manifest; a bad line raises naming file:line."""
+    path = Path(path)
+    if not path.is_file():
+        raise ManifestError(f"{path}: manifest not found")
+    opener = gzip.open if path.suffix == ".gz" else open
+    try:
+        with opener(path, "rt", encoding="utf-8") as f:
+            for line_no, line in enumerate(f, 1):
+                if not line.strip():
+                    continue
+                try:
+                    item = deserialize_item(json.loads(line))
+                except (json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
+                    raise ManifestError(f"{path}:{line_no}: not a valid cut ({e.__class__.__name__}: {e})") from None
+                if not isinstance(item, Cut):
+                    raise ManifestError(f"{path}:{line_no}: expected a cut, found {type(item).__name__}")
+                yield item
+    except (OSError, EOFError, gzip.BadGzipFile) as e:
+        raise ManifestError(f"{path}: cannot read manifest ({e})") from None
+
+
+def load_cuts(*paths: str | Path) -> CutSet:
+    """All cuts of one or more manifests, validated line by line, ids checked for duplicates."""
+    cuts, seen = [], {}
+    for path in paths:
+        for cut in iter_cuts(path):
+            if cut.id in seen:
+                raise ManifestError(f"{path}: duplicate cut id {cut.id!r} (first seen in {seen[cut.id]})")
+            seen[cut.id] = path
+            cuts.append(cut)
+    return CutSet.from_cuts(cuts)
+
+
+def split_name(path: str | Path) -> str:
+    """``kespeech_cuts_dev_phase1.jsonl.gz`` -> ``dev_phase1``; other names -> their stem."""
+    name = Path(path).name.split(".")[0]
+    return name.split("_cuts_", 1)[1] if "_cuts_" in name else name
+
+
+def cut_meta(cut: Cut) -> dict:
+    """Dialect label, text and protocol fields of a cut (from its first supervision)."""
+    sup = cut.supervisions[0] if cut.supervisions else None
+    custom = (sup.custom if sup else None) or {}
+    return {
+        "id": cut.id,
+        "dialect": (sup.language if sup else None) or "unknown",
+        "text": (sup.text if sup else "") or "",
+        "speaker": sup.speaker if sup else None,
+        "sentence_id": custom.get("sentence_id"),
+        "site": custom.get("site"),
+        "subgroup": custom.get("subgroup"),
+        "duration": cut.duration,
+    }
+
+
+def load_mono(cut: Cut) -> np.ndarray:
+    """The cut's audio as float32 mono at the cut's sampling rate (multi-channel is averaged)."""
+    audio = cut.load_audio()
+    if audio.ndim == 2:
+        audio = audio.mean(axis=0) if audio.shape[0] > 1 else audio[0]
+    return np.ascontiguousarray(audio, dtype=np.float32)
