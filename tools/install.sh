@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Installs speechalign into ./.venv (system packages via apt when run as root).
+# Usage: tools/install.sh [--test]   (--test adds pytest and hypothesis)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+extra=""
+[ "${1:-}" = "--test" ] && extra="[test]"
+
+need=()
+for tool in espeak-ng ffmpeg sox; do
+  command -v "$tool" >/dev/null 2>&1 || need+=("$tool")
+done
+python3 -c "import venv, ensurepip" 2>/dev/null || need+=(python3-venv)
+if [ ${#need[@]} -gt 0 ]; then
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "install.sh: please install ${need[*]} (e.g. sudo apt-get install ${need[*]})" >&2
+    exit 1
+  fi
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq "${need[@]}" libsndfile1 >/dev/null
+fi
+
+[ -x .venv/bin/python ] || python3 -m venv .venv
+.venv/bin/python -m pip install -q --upgrade pip
+.venv/bin/python -m pip install -q -e ".${extra}"
+echo "install.sh: speechalign installed in $(pwd)/.venv"
