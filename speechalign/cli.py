@@ -29,6 +29,29 @@ def _cmd_stats(args) -> None:
         log.warning(w)
 
 
+def _cmd_train(args) -> None:
+    from speechalign.config import load_config
+    from speechalign.train.trainer import train
+
+    cfg = load_config(args.config, args.set)
+    if args.dry_run:
+        from speechalign.train.dry_run import dry_run
+
+        dry_run(cfg)
+        return
+    if args.exp_dir is None:
+        raise ValueError("train: --exp-dir is required (except with --dry-run)")
+    last = train(cfg, args.exp_dir, resume=args.resume)
+    if last is not None:
+        log.info("finished; last checkpoint %s", last)
+
+
+def _cmd_average(args) -> None:
+    from speechalign.train.checkpoint import write_average
+
+    write_average(args.exp_dir, last=args.last, best=args.best)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="speechalign", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -39,6 +62,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("cuts", nargs="+", type=Path, help="cut manifests (.jsonl.gz)")
     p.add_argument("--outlier-factor", type=float, default=3.0, help="IQR multiple for duration outliers")
     p.set_defaults(func=_cmd_stats)
+
+    p = sub.add_parser("train", help="train an ASR model (torchrun for several processes)")
+    p.add_argument("--config", type=Path, required=True, help="recipe YAML")
+    p.add_argument("--exp-dir", type=Path, help="experiment directory (checkpoints, logs, tokens)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override, e.g. optim.lr=1e-3")
+    p.add_argument("--resume", action="store_true", help="continue from the latest valid checkpoint")
+    p.add_argument("--dry-run", action="store_true", help="build the model and run one forward on a fake batch")
+    p.set_defaults(func=_cmd_train)
+
+    p = sub.add_parser("average", help="average checkpoints into avg-last<N>/avg-best<N>.safetensors")
+    p.add_argument("--exp-dir", type=Path, required=True)
+    group = p.add_mutually_exclusive_group(required=True)
+    group.add_argument("--last", type=int, help="the N newest checkpoints")
+    group.add_argument("--best", type=int, help="the N with the lowest validation loss")
+    p.set_defaults(func=_cmd_average)
     return parser
 
 

@@ -1,0 +1,241 @@
+"""Typed experiment configuration: YAML into dataclasses that reject unknown keys.
+
+``load_config(path, overrides=["optim.lr=1e-3"])`` reads a recipe; ``save_config`` writes the fully
+resolved config beside a checkpoint, so decoding and embedding need only the experiment directory.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A config file or override is malformed: unknown key, wrong type or missing value."""
+
+
+@dataclass
+class CorpusConfig:
+    cuts: list[str]
+    weight: float = 1.0
+
+
+@dataclass
+class DataConfig:
+    train: list[CorpusConfig] = field(default_factory=list)
+    dev: list[str] = field(default_factory=list)
+    test: list[str] = field(default_factory=list)
+    max_duration: float = 60.0          # seconds of audio per batch
+    num_buckets: int = 10
+    min_utt_duration: float = 0.3
+    max_utt_duration: float = 20.0
+    speed_perturb: list[float] = field(default_factory=list)   # e.g. [0.9, 1.1]; empty = off
+    spec_augment: bool = True
+    shuffle: bool = True
+    min_char_count: int = 1             # vocabulary: characters seen fewer times map to <unk>
+    valid_max_duration: float = 120.0   # seconds per validation batch
+
+
+@dataclass
+class WhisperEncoderConfig:
+    pretrained: str | None = None       # hub id or local dir; None = random init from the sizes below
+    num_mel_bins: int = 80
+    d_model: int = 384
+    encoder_layers: int = 4
+    encoder_attention_heads: int = 6
+    encoder_ffn_dim: int = 1536
+    max_source_positions: int = 1500
+    length_mode: str = "trim"            # "trim" (real frames only) or "pad30" (faithful 30-s padding)
+    dropout: float = 0.0
+
+
+@dataclass
+class Wav2Vec2EncoderConfig:
+    pretrained: str | None = None
+    hidden_size: int = 256
+    num_hidden_layers: int = 4
+    num_attention_heads: int = 4
+    intermediate_size: int = 1024
+    conv_dim: list[int] = field(default_factory=lambda: [256, 256, 256, 256, 256, 256, 256])
+    conv_stride: list[int] = field(default_factory=lambda: [5, 2, 2, 2, 2, 2, 2])
+    conv_kernel: list[int] = field(default_factory=lambda: [10, 3, 3, 3, 3, 2, 2])
+    hidden_dropout: float = 0.1
+    mask_time_prob: float = 0.05
+
+
+@dataclass
+class ConformerEncoderConfig:
+    num_mel_bins: int = 80
+    d_model: int = 144
+    num_layers: int = 4
+    num_heads: int = 4
+    ffn_dim: int = 576
+    kernel_size: int = 15
+    dropout: float = 0.1
+
+
+@dataclass
+class DecoderConfig:
+    num_layers: int = 0                  # 0 = no attention decoder (CTC only)
+    num_heads: int = 4
+    ffn_dim: int = 1024
+    dropout: float = 0.1
+    label_smoothing: float = 0.1
+
+
+@dataclass
+class FreezeConfig:
+    frontend: bool = False               # conv/feature front end
+    first_layers: int = 0                # first K encoder layers
+    encoder_steps: int = 0               # the whole encoder for the first N optimizer steps
+
+
+@dataclass
+class ModelConfig:
+    encoder: str = "conformer"           # a key of speechalign.models.ENCODERS
+    whisper: WhisperEncoderConfig = field(default_factory=WhisperEncoderConfig)
+    wav2vec2: Wav2Vec2EncoderConfig = field(default_factory=Wav2Vec2EncoderConfig)
+    conformer: ConformerEncoderConfig = field(default_factory=ConformerEncoderConfig)
+    decoder: DecoderConfig = field(default_factory=DecoderConfig)
+    ctc_weight: float = 1.0
+    freeze: FreezeConfig = field(default_factory=FreezeConfig)
+
+
+@dataclass
+class OptimConfig:
+    lr: float = 1e-3
+    weight_decay: float = 0.01
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.98])
+    warmup_steps: int = 500
+    schedule: str = "cosine"             # "cosine", "linear" or "noam" decay after warmup
+    min_lr_ratio: float = 0.05
+    grad_clip: float = 5.0
+    accum_grad: int = 1
+
+
+@dataclass
+class TrainConfig:
+    seed: int = 42
+    max_steps: int = 1000
+    max_epochs: int = 100
+    max_minutes: float = 0.0             # wall-clock budget; 0 = none
+    bf16: bool = False
+    log_every: int = 20
+    valid_every: int = 500
+    save_every: int = 500
+    keep_last: int = 5
+    nan_patience: int = 20               # abort after this many non-finite losses in a row
+    device: str = "auto"                 # "auto", "cpu", "cuda"
+    num_threads: int = 0                 # torch intra-op threads; 0 = library default
+
+
+@dataclass
+class ExperimentConfig:
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+
+def _is_instance(value, tp) -> bool:
+    origin = typing.get_origin(tp)
+    if tp is typing.Any:
+        return True
+    if origin in (typing.Union, types.UnionType):
+        return any(_is_instance(value, a) for a in typing.get_args(tp))
+    if tp is type(None):
+        return value is None
+    if origin is list:
+        return isinstance(value, list)
+    if tp is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if tp is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, tp)
+
+
+def _yaml_float(value):
+    """YAML 1.1 reads ``1e-3`` (no dot) as a string; accept it where a float is expected."""
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return value
+    return value
+
+
+def from_dict(cls, data, where: str = ""):
+    """Build dataclass ``cls`` from a mapping; unknown keys and wrong types raise ConfigError."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where or 'config'}: expected a mapping, got {type(data).__name__}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        raise ConfigError(f"{where or 'config'}: unknown key(s) {unknown}; allowed: {sorted(fields)}")
+    kwargs = {}
+    for name, value in data.items():
+        tp, key = hints[name], f"{where}.{name}" if where else name
+        value = _yaml_float(value) if float in typing.get_args(tp) + (tp,) else value
+        if dataclasses.is_dataclass(tp):
+            kwargs[name] = from_dict(tp, value or {}, key)
+        elif typing.get_origin(tp) is list and dataclasses.is_dataclass(typing.get_args(tp)[0]):
+            if not isinstance(value, list):
+                raise ConfigError(f"{key}: expected a list, got {value!r}")
+            kwargs[name] = [from_dict(typing.get_args(tp)[0], v, f"{key}[{i}]") for i, v in enumerate(value)]
+        elif _is_instance(value, tp):
+            kwargs[name] = float(value) if tp is float else value
+        else:
+            raise ConfigError(f"{key}: expected {getattr(tp, '__name__', tp)}, got {value!r}")
+    missing = [f.name for f in fields.values() if f.name not in kwargs
+               and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
+    if missing:
+        raise ConfigError(f"{where or 'config'}: missing key(s) {missing}")
+    return cls(**kwargs)
+
+
+def apply_override(raw: dict, override: str) -> None:
+    """Apply ``a.b.c=value`` (value parsed as YAML) to a nested mapping in place."""
+    if "=" not in override:
+        raise ConfigError(f"override {override!r}: expected key.path=value")
+    path, value = override.split("=", 1)
+    keys = path.strip().split(".")
+    node = raw
+    for k in keys[:-1]:
+        node = node.setdefault(k, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"override {override!r}: {k} is not a section")
+    node[keys[-1]] = yaml.safe_load(value)
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> ExperimentConfig:
+    raw = {}
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"config {path} not found")
+        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    for o in overrides:
+        apply_override(raw, o)
+    try:
+        return from_dict(ExperimentConfig, raw)
+    except ConfigError as e:
+        raise ConfigError(f"{path}: {e}" if path else str(e)) from None
+
+
+def to_dict(cfg) -> dict:
+    return dataclasses.asdict(cfg)
+
+
+def save_config(cfg, path: str | Path) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False, allow_unicode=True), encoding="utf-8")
+    os.replace(tmp, path)

@@ -1,0 +1,311 @@
+"""Speech encoders returning every layer's hidden states and their valid lengths.
+
+``ENCODERS`` maps a config name to a builder; all encoders take raw 16 kHz waveforms (B, N) with
+their lengths and own their feature front end, so a checkpoint is self-contained.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from speechalign.models.frontend import LogFbank, WhisperLogMel
+
+
+@dataclass
+class EncoderOutput:
+    hidden_states: list[torch.Tensor]   # num_layers + 1 tensors (B, T, D): input embedding, then each layer
+    lengths: torch.Tensor               # (B,) valid frames
+
+    @property
+    def last(self) -> torch.Tensor:
+        return self.hidden_states[-1]
+
+
+def padding_mask(lengths: torch.Tensor, max_len: int) -> torch.Tensor:
+    """(B, T) True at padded positions."""
+    return torch.arange(max_len, device=lengths.device)[None, :] >= lengths[:, None]
+
+
+class SpecAugmentMixin:
+    """Applies lhotse's SpecAugment to (B, T, F) features during training when enabled."""
+
+    spec_augment = None
+
+    def enable_spec_augment(self, enabled: bool) -> None:
+        if enabled:
+            from lhotse.dataset import SpecAugment
+
+            self.spec_augment = SpecAugment(time_warp_factor=None, num_frame_masks=2, frames_mask_size=30,
+                                            max_frames_mask_fraction=0.2, features_mask_size=10)
+        else:
+            self.spec_augment = None
+
+    def _augment(self, feats: torch.Tensor) -> torch.Tensor:
+        if self.spec_augment is not None and self.training:
+            return self.spec_augment(feats)
+        return feats
+
+
+class WhisperSpeechEncoder(SpecAugmentMixin, nn.Module):
+    """transformers ``WhisperEncoder`` with the Whisper log-mel front end.
+
+    ``length_mode="pad30"`` pads every input to 30 s exactly as Whisper was trained and slices the
+    output back; ``"trim"`` runs only the real frames (positional table sliced, padding masked).
+    """
+
+    def __init__(self, encoder, length_mode: str = "trim"):
+        super().__init__()
+        if length_mode not in ("trim", "pad30"):
+            raise ValueError(f"whisper.length_mode must be 'trim' or 'pad30', got {length_mode!r}")
+        self.encoder = encoder
+        self.length_mode = length_mode
+        self.frontend = WhisperLogMel(encoder.config.num_mel_bins)
+        self.hf_config = encoder.config
+        self.max_frames = encoder.config.max_source_positions * 2
+
+    frame_shift = 0.02  # seconds per output frame
+
+    @property
+    def num_layers(self) -> int:
+        return len(self.encoder.layers)
+
+    @property
+    def dim(self) -> int:
+        return self.encoder.config.d_model
+
+    def frontend_modules(self) -> list[nn.Module]:
+        return [self.encoder.conv1, self.encoder.conv2, self.encoder.embed_positions]
+
+    def layer_modules(self) -> list[nn.Module]:
+        return list(self.encoder.layers)
+
+    def forward(self, wav: torch.Tensor, wav_lens: torch.Tensor) -> EncoderOutput:
+        if self.length_mode == "pad30":
+            target = self.max_frames * 160
+            if wav.shape[1] > target:
+                raise ValueError(f"whisper pad30: input of {wav.shape[1] / 16000:.1f}s exceeds 30 s")
+            wav = nn.functional.pad(wav, (0, target - wav.shape[1]))
+        feats, lens = self.frontend(wav, wav_lens)
+        if feats.shape[-1] > self.max_frames:
+            raise ValueError(f"whisper: input of {feats.shape[-1] / 100:.1f}s exceeds {self.max_frames / 100:.0f} s")
+        if self.length_mode == "trim":
+            feats = self.frontend.zero_padding(feats, lens)
+        feats = self._augment(feats.transpose(1, 2)).transpose(1, 2)
+        enc = self.encoder
+        x = nn.functional.gelu(enc.conv1(feats))
+        if self.length_mode == "trim":
+            x = self.frontend.zero_padding(x, lens)
+        x = nn.functional.gelu(enc.conv2(x)).permute(0, 2, 1)
+        x = x + enc.embed_positions.weight[: x.shape[1]]
+        x = nn.functional.dropout(x, p=enc.dropout, training=self.training)
+        out_lens = torch.div(lens + 1, 2, rounding_mode="floor")
+        mask = None
+        if self.length_mode == "trim":
+            pad = padding_mask(out_lens, x.shape[1])
+            mask = torch.zeros(pad.shape, dtype=x.dtype, device=x.device).masked_fill(pad, torch.finfo(x.dtype).min)
+            mask = mask[:, None, None, :]
+        states = []
+        for layer in enc.layers:
+            states.append(x)
+            x = layer(x, mask, layer_head_mask=None)[0]
+        states.append(enc.layer_norm(x))
+        t = int(out_lens.max())
+        return EncoderOutput([s[:, :t] for s in states], out_lens)
+
+
+class Wav2Vec2SpeechEncoder(nn.Module):
+    """transformers ``Wav2Vec2Model`` on raw 16 kHz waveforms with an attention mask."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+        self.hf_config = model.config
+
+    @property
+    def num_layers(self) -> int:
+        return self.model.config.num_hidden_layers
+
+    @property
+    def frame_shift(self) -> float:
+        return float(torch.tensor(self.model.config.conv_stride).prod()) / 16000
+
+    @property
+    def dim(self) -> int:
+        return self.model.config.hidden_size
+
+    def enable_spec_augment(self, enabled: bool) -> None:
+        if not enabled:
+            self.model.config.mask_time_prob = 0.0
+
+    def frontend_modules(self) -> list[nn.Module]:
+        return [self.model.feature_extractor, self.model.feature_projection]
+
+    def layer_modules(self) -> list[nn.Module]:
+        return list(self.model.encoder.layers)
+
+    def forward(self, wav: torch.Tensor, wav_lens: torch.Tensor) -> EncoderOutput:
+        mask = ~padding_mask(wav_lens, wav.shape[1])
+        wav = wav.float().masked_fill(~mask, 0.0)
+        out = self.model(wav, attention_mask=mask.long(), output_hidden_states=True)
+        lens = self.model._get_feat_extract_output_lengths(wav_lens).long()
+        return EncoderOutput(list(out.hidden_states), lens)
+
+
+class Conv2dSubsampling4(nn.Module):
+    """Two stride-2 convolutions: (B, T, F) -> (B, ~T/4, d_model)."""
+
+    def __init__(self, in_dim: int, d_model: int):
+        super().__init__()
+        self.conv = nn.Sequential(nn.Conv2d(1, d_model, 3, 2), nn.ReLU(), nn.Conv2d(d_model, d_model, 3, 2), nn.ReLU())
+        self.out = nn.Linear(d_model * (((in_dim - 1) // 2 - 1) // 2), d_model)
+
+    def forward(self, x: torch.Tensor, lens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        x = self.conv(x.unsqueeze(1))
+        b, c, t, f = x.shape
+        x = self.out(x.transpose(1, 2).reshape(b, t, c * f))
+        lens = torch.div(torch.div(lens - 1, 2, rounding_mode="floor") - 1, 2, rounding_mode="floor")
+        return x, lens.clamp(min=0)
+
+
+class ConformerSpeechEncoder(SpecAugmentMixin, nn.Module):
+    """torchaudio ``Conformer`` layers on 80-dim log fbank with 4x convolutional subsampling."""
+
+    def __init__(self, cfg):
+        super().__init__()
+        from torchaudio.models import Conformer
+
+        self.frontend = LogFbank(cfg.num_mel_bins)
+        self.subsampling = Conv2dSubsampling4(cfg.num_mel_bins, cfg.d_model)
+        self.conformer = Conformer(input_dim=cfg.d_model, num_heads=cfg.num_heads, ffn_dim=cfg.ffn_dim,
+                                   num_layers=cfg.num_layers, depthwise_conv_kernel_size=cfg.kernel_size,
+                                   dropout=cfg.dropout)
+        self.hf_config = None
+        self._dim = cfg.d_model
+
+    frame_shift = 0.04
+
+    @property
+    def num_layers(self) -> int:
+        return len(self.conformer.conformer_layers)
+
+    @property
+    def dim(self) -> int:
+        return self._dim
+
+    def frontend_modules(self) -> list[nn.Module]:
+        return [self.subsampling]
+
+    def layer_modules(self) -> list[nn.Module]:
+        return list(self.conformer.conformer_layers)
+
+    def forward(self, wav: torch.Tensor, wav_lens: torch.Tensor) -> EncoderOutput:
+        feats, lens = self.frontend(wav, wav_lens)
+        x, lens = self.subsampling(self._augment(feats), lens)
+        pad = padding_mask(lens, x.shape[1])
+        states = [x]
+        x = x.transpose(0, 1)
+        for layer in self.conformer.conformer_layers:
+            x = _masked_conformer_layer(layer, x, pad)
+            states.append(x.transpose(0, 1))
+        return EncoderOutput(states, lens)
+
+
+def _masked_conformer_layer(layer, x: torch.Tensor, pad: torch.Tensor) -> torch.Tensor:
+    """torchaudio ``ConformerLayer.forward`` (convolution after attention) with padded frames zeroed
+    before the depthwise convolution, which torchaudio lets read padding; that made an utterance's
+    states depend on what it was batched with. (T, B, D) in and out; ``pad`` is (B, T)."""
+    x = layer.ffn1(x) * 0.5 + x
+    residual = x
+    y = layer.self_attn_layer_norm(x)
+    y, _ = layer.self_attn(query=y, key=y, value=y, key_padding_mask=pad, need_weights=False)
+    x = layer.self_attn_dropout(y) + residual
+    conv = layer.conv_module
+    y = conv.layer_norm(x.transpose(0, 1)).transpose(1, 2)
+    pointwise, glu, depthwise, *rest = conv.sequential
+    y = glu(pointwise(y)).masked_fill(pad[:, None, :], 0.0)
+    y = depthwise(y)
+    for module in rest:
+        y = module(y)
+    x = x + y.permute(2, 0, 1)
+    x = layer.ffn2(x) * 0.5 + x
+    return layer.final_layer_norm(x)
+
+
+def _whisper(cfg, hf_config_path: Path | None = None) -> WhisperSpeechEncoder:
+    from transformers import WhisperConfig
+    from transformers.models.whisper.modeling_whisper import WhisperEncoder
+
+    w = cfg.model.whisper
+    if hf_config_path is not None:
+        encoder = WhisperEncoder(WhisperConfig.from_json_file(str(hf_config_path)))
+    elif w.pretrained:
+        encoder = load_pretrained_whisper_encoder(w.pretrained)
+    else:
+        encoder = WhisperEncoder(WhisperConfig(
+            num_mel_bins=w.num_mel_bins, d_model=w.d_model, encoder_layers=w.encoder_layers,
+            encoder_attention_heads=w.encoder_attention_heads, encoder_ffn_dim=w.encoder_ffn_dim,
+            max_source_positions=w.max_source_positions, dropout=w.dropout))
+    return WhisperSpeechEncoder(encoder, w.length_mode)
+
+
+def load_pretrained_whisper_encoder(name_or_path: str):
+    """A ``WhisperEncoder`` from an encoder-only dir (``import-whisper`` output) or a full Whisper
+    checkpoint (hub id or dir); missing or unexpected weights are an error, never silently ignored."""
+    from transformers import WhisperConfig, WhisperModel
+    from transformers.models.whisper.modeling_whisper import WhisperEncoder
+
+    config_file = Path(name_or_path) / "config.json"
+    encoder_only = config_file.is_file() and "WhisperEncoder" in json.loads(config_file.read_text()).get("architectures", [])
+    if encoder_only:
+        encoder, info = WhisperEncoder.from_pretrained(name_or_path, output_loading_info=True)
+    else:
+        model, info = WhisperModel.from_pretrained(name_or_path, output_loading_info=True)
+        encoder = model.get_encoder()
+        info = {k: [n for n in v if n.startswith("encoder.")] for k, v in info.items() if isinstance(v, list)}
+    bad = {k: v for k, v in info.items() if k in ("missing_keys", "unexpected_keys", "mismatched_keys") and v}
+    if bad:
+        raise ValueError(f"{name_or_path}: Whisper encoder weights do not match its config: {bad}")
+    assert isinstance(encoder.config, WhisperConfig)
+    return encoder
+
+
+def _wav2vec2(cfg, hf_config_path: Path | None = None) -> Wav2Vec2SpeechEncoder:
+    from transformers import Wav2Vec2Config, Wav2Vec2Model
+
+    w = cfg.model.wav2vec2
+    if hf_config_path is not None:
+        model = Wav2Vec2Model(Wav2Vec2Config.from_json_file(str(hf_config_path)))
+    elif w.pretrained:
+        model, info = Wav2Vec2Model.from_pretrained(w.pretrained, output_loading_info=True)
+        if info["missing_keys"]:
+            raise ValueError(f"{w.pretrained}: wav2vec2 weights missing: {info['missing_keys'][:5]}")
+    else:
+        model = Wav2Vec2Model(Wav2Vec2Config(
+            hidden_size=w.hidden_size, num_hidden_layers=w.num_hidden_layers,
+            num_attention_heads=w.num_attention_heads, intermediate_size=w.intermediate_size,
+            conv_dim=w.conv_dim, conv_stride=w.conv_stride, conv_kernel=w.conv_kernel,
+            feat_extract_norm="layer", do_stable_layer_norm=True, hidden_dropout=w.hidden_dropout,
+            mask_time_prob=w.mask_time_prob, num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=4))
+    return Wav2Vec2SpeechEncoder(model)
+
+
+def _conformer(cfg, hf_config_path: Path | None = None) -> ConformerSpeechEncoder:
+    return ConformerSpeechEncoder(cfg.model.conformer)
+
+
+ENCODERS = {"whisper": _whisper, "wav2vec2": _wav2vec2, "conformer": _conformer}
+
+
+def build_encoder(cfg, hf_config_path: Path | None = None) -> nn.Module:
+    """The encoder named by ``cfg.model.encoder``; with ``hf_config_path`` the architecture comes from
+    a saved transformers config (weights to be loaded from a checkpoint, nothing downloaded)."""
+    try:
+        builder = ENCODERS[cfg.model.encoder]
+    except KeyError:
+        raise ValueError(f"model.encoder: unknown encoder {cfg.model.encoder!r}; known: {sorted(ENCODERS)}") from None
+    return builder(cfg, hf_config_path)

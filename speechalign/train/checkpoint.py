@@ -1,0 +1,134 @@
+"""Checkpoints: ``checkpoints/step-N/{model.safetensors, state.pt, metrics.yaml}``, written atomically.
+
+``model.safetensors`` holds the weights; ``state.pt`` (optimizer, scheduler, sampler, RNG) holds only
+tensors and plain Python values so it loads with ``torch.load(weights_only=True)``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import shutil
+from pathlib import Path
+
+import torch
+import yaml
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+log = logging.getLogger("speechalign.train")
+STEP_DIR = re.compile(r"^step-(\d+)$")
+
+
+def model_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+
+
+def save_checkpoint(ckpt_root: Path, step: int, model: torch.nn.Module, state: dict, metrics: dict,
+                    keep_last: int = 0) -> Path:
+    """Write ``step-<step>`` via a temporary directory renamed into place; prune to ``keep_last``."""
+    final = ckpt_root / f"step-{step}"
+    tmp = ckpt_root / f".step-{step}.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    save_file(model_state(model), str(tmp / "model.safetensors"))
+    torch.save(state, tmp / "state.pt")
+    (tmp / "metrics.yaml").write_text(yaml.safe_dump(metrics, sort_keys=False, allow_unicode=True), encoding="utf-8")
+    shutil.rmtree(final, ignore_errors=True)
+    os.replace(tmp, final)
+    if keep_last > 0:
+        for old in list_checkpoints(ckpt_root)[:-keep_last]:
+            shutil.rmtree(old, ignore_errors=True)
+    return final
+
+
+def list_checkpoints(ckpt_root: Path) -> list[Path]:
+    """Step directories, oldest first (validity not checked)."""
+    if not ckpt_root.is_dir():
+        return []
+    dirs = [p for p in ckpt_root.iterdir() if p.is_dir() and STEP_DIR.match(p.name)]
+    return sorted(dirs, key=lambda p: int(STEP_DIR.match(p.name).group(1)))
+
+
+def load_weights(path: Path) -> dict[str, torch.Tensor]:
+    try:
+        return load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as e:
+        raise ValueError(f"{path}: unreadable safetensors file ({e})") from None
+
+
+def load_state(path: Path) -> dict:
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # torch raises several unrelated types for truncated/corrupt pickles
+        raise ValueError(f"{path}: unreadable training state ({e.__class__.__name__}: {e})") from None
+
+
+def read_metrics(step_dir: Path) -> dict:
+    return yaml.safe_load((step_dir / "metrics.yaml").read_text(encoding="utf-8")) or {}
+
+
+def latest_valid(ckpt_root: Path) -> tuple[Path, dict, dict] | None:
+    """The newest checkpoint whose files all load; broken ones are skipped with a warning."""
+    for step_dir in reversed(list_checkpoints(ckpt_root)):
+        try:
+            weights = load_weights(step_dir / "model.safetensors")
+            state = load_state(step_dir / "state.pt")
+            read_metrics(step_dir)
+        except (ValueError, OSError, yaml.YAMLError) as e:
+            log.warning("skipping broken checkpoint %s: %s", step_dir, e)
+            continue
+        return step_dir, weights, state
+    return None
+
+
+def average_checkpoints(step_dirs: list[Path]) -> dict[str, torch.Tensor]:
+    """Float32 mean of floating-point tensors; integer buffers (counters) come from the newest."""
+    if not step_dirs:
+        raise ValueError("average: no checkpoints to average")
+    weights = [load_weights(d / "model.safetensors") for d in step_dirs]
+    keys = set(weights[0])
+    for d, w in zip(step_dirs, weights):
+        if set(w) != keys:
+            raise ValueError(f"average: {d} has different parameters than {step_dirs[0]}")
+    out = {}
+    for k in weights[0]:
+        if weights[0][k].is_floating_point():
+            acc = sum(w[k].float() for w in weights) / len(weights)
+            out[k] = acc.to(weights[0][k].dtype)
+        else:
+            out[k] = weights[-1][k].clone()
+    return out
+
+
+def select_for_average(ckpt_root: Path, last: int | None = None, best: int | None = None) -> list[Path]:
+    """The ``last`` newest checkpoints, or the ``best`` by validation loss from their sidecars."""
+    dirs = list_checkpoints(ckpt_root)
+    if last:
+        chosen = dirs[-last:]
+        n = last
+    elif best:
+        scored = [(read_metrics(d).get("valid_loss"), d) for d in dirs]
+        scored = [(v, d) for v, d in scored if v is not None]
+        if not scored:
+            raise ValueError(f"average --best: no checkpoint under {ckpt_root} has a valid_loss in metrics.yaml")
+        chosen = [d for _, d in sorted(scored, key=lambda x: x[0])[:best]]
+        n = best
+    else:
+        raise ValueError("average: give --last N or --best N")
+    if len(chosen) < n:
+        log.warning("average: asked for %d checkpoints, %d available under %s", n, len(chosen), ckpt_root)
+    if not chosen:
+        raise ValueError(f"average: no checkpoints under {ckpt_root}")
+    return chosen
+
+
+def write_average(exp_dir: Path, last: int | None = None, best: int | None = None) -> Path:
+    chosen = select_for_average(exp_dir / "checkpoints", last, best)
+    out = exp_dir / (f"avg-last{last}.safetensors" if last else f"avg-best{best}.safetensors")
+    tmp = out.with_name(f".{out.name}.tmp")
+    save_file(average_checkpoints(chosen), str(tmp), metadata={"averaged": ",".join(d.name for d in chosen)})
+    os.replace(tmp, out)
+    log.info("averaged %s -> %s", ", ".join(d.name for d in chosen), out)
+    return out

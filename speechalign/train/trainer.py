@@ -1,0 +1,320 @@
+"""The one trainer for every recipe: bucketing sampler, hybrid CTC/attention loss, AdamW with
+warmup, accumulation, clipping, optional bf16, validation with per-dialect CER, exact resume, DDP.
+
+Experiment directory: ``config.yaml``, ``tokens.txt``, ``encoder_config.json`` (transformers
+encoders), ``checkpoints/step-N/``, ``tensorboard/``, ``train.log``.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import random
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from speechalign.config import ExperimentConfig, save_config
+from speechalign.data.dataset import SpeechDataset, eval_loader, filter_for_training, train_cuts, train_sampler
+from speechalign.data.manifest import load_cuts
+from speechalign.decode.cer import CerScorer
+from speechalign.decode.ctc import ctc_greedy
+from speechalign.models import ASRModel, build_model
+from speechalign.text import CharTokenizer
+from speechalign.train.checkpoint import latest_valid, save_checkpoint
+from speechalign.train.schedule import build_scheduler
+
+log = logging.getLogger("speechalign.train")
+
+
+@dataclass
+class Dist:
+    rank: int = 0
+    world_size: int = 1
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def enabled(self) -> bool:
+        return self.world_size > 1
+
+    def all_true(self, flag: bool) -> bool:
+        """True when ``flag`` holds on every rank (one tiny all-reduce)."""
+        if not self.enabled:
+            return flag
+        t = torch.tensor([int(flag)])
+        torch.distributed.all_reduce(t, op=torch.distributed.ReduceOp.MIN)
+        return bool(t.item())
+
+    def gather(self, obj):
+        if not self.enabled:
+            return [obj]
+        out = [None] * self.world_size
+        torch.distributed.all_gather_object(out, obj)
+        return out
+
+
+def init_distributed(device: torch.device) -> Dist:
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return Dist()
+    backend = "nccl" if device.type == "cuda" else "gloo"
+    torch.distributed.init_process_group(backend=backend)
+    return Dist(torch.distributed.get_rank(), world)
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0))) if torch.cuda.is_available() else torch.device("cpu")
+    return torch.device(name)
+
+
+def rng_state() -> dict:
+    name, keys, pos, has_gauss, cached = np.random.get_state()
+    return {"torch": torch.get_rng_state(), "numpy": [name, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, cached],
+            "python": random.getstate()}
+
+
+def set_rng_state(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    name, keys, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state((name, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
+    random.setstate(state["python"])
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+class Trainer:
+    def __init__(self, cfg: ExperimentConfig, exp_dir: str | Path, resume: bool = False):
+        self.cfg = cfg
+        self.exp_dir = Path(exp_dir)
+        self.ckpt_root = self.exp_dir / "checkpoints"
+        self.device = resolve_device(cfg.train.device)
+        if cfg.train.num_threads > 0:
+            torch.set_num_threads(cfg.train.num_threads)
+        self.dist = init_distributed(self.device)
+        seed_everything(cfg.train.seed + self.dist.rank)
+        self.resume_from = latest_valid(self.ckpt_root) if resume else None
+        if resume and self.resume_from is None:
+            log.warning("--resume: no valid checkpoint under %s, starting from scratch", self.ckpt_root)
+        self._setup_model()
+        self._setup_data()
+        self.optimizer = torch.optim.AdamW([p for p in self.model.parameters()], lr=cfg.optim.lr,
+                                           betas=tuple(cfg.optim.betas), weight_decay=cfg.optim.weight_decay)
+        self.scheduler = build_scheduler(self.optimizer, cfg.optim, cfg.train.max_steps)
+        self.step, self.epoch, self.nan_run, self.nan_total = 0, 0, 0, 0
+        if self.resume_from is not None:
+            self._restore()
+        elif self.dist.main:
+            save_config(cfg, self.exp_dir / "config.yaml")
+        self.ddp_model = self.model
+        if self.dist.enabled:
+            unused = self.model.decoder is not None and cfg.model.ctc_weight >= 1.0
+            self.ddp_model = torch.nn.parallel.DistributedDataParallel(self.model, find_unused_parameters=unused)
+        self.writer, self.last_valid = None, {}
+        if self.dist.main:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.writer = SummaryWriter(str(self.exp_dir / "tensorboard"))
+
+    # ---------------------------------------------------------------- setup
+    def _setup_model(self) -> None:
+        cfg = self.cfg
+        tokens = self.exp_dir / "tokens.txt"
+        self.raw_train = train_cuts(cfg.data.train, cfg.train.seed)
+        if tokens.is_file() and self.resume_from is not None:
+            self.tokenizer = CharTokenizer.load(tokens)
+        else:
+            texts = (c.supervisions[0].text or "" for c in self.raw_train if c.supervisions)
+            self.tokenizer = CharTokenizer.build(texts, min_count=cfg.data.min_char_count)
+            if self.dist.main:
+                self.exp_dir.mkdir(parents=True, exist_ok=True)
+                self.tokenizer.save(tokens)
+        hf_config = self.exp_dir / "encoder_config.json"
+        self.model: ASRModel = build_model(cfg, len(self.tokenizer),
+                                           hf_config if self.resume_from is not None and hf_config.is_file() else None)
+        if self.model.encoder.hf_config is not None and self.dist.main:
+            self.exp_dir.mkdir(parents=True, exist_ok=True)
+            self.model.encoder.hf_config.to_json_file(str(hf_config))
+        self.model.encoder.enable_spec_augment(cfg.data.spec_augment)
+        self.model.to(self.device)
+        self._apply_freeze()
+        n = sum(p.numel() for p in self.model.parameters())
+        log.info("model: %s encoder, %d layers, %.2fM parameters, vocabulary %d", cfg.model.encoder,
+                 self.model.encoder.num_layers, n / 1e6, len(self.tokenizer))
+
+    def _apply_freeze(self) -> None:
+        f = self.cfg.model.freeze
+        whole = getattr(self, "step", 0) < f.encoder_steps
+        self.model.set_frozen(f.frontend, f.first_layers, whole)
+
+    def _setup_data(self) -> None:
+        cfg = self.cfg.data
+        cuts = filter_for_training(self.raw_train, cfg.min_utt_duration, cfg.max_utt_duration,
+                                   self.model.encoder.frame_shift)
+        for factor in cfg.speed_perturb:
+            cuts = cuts + cuts.perturb_speed(factor)
+        self.sampler = train_sampler(cuts, cfg.max_duration, cfg.num_buckets, cfg.shuffle, self.cfg.train.seed,
+                                     self.dist.world_size, self.dist.rank)
+        self.loader = torch.utils.data.DataLoader(SpeechDataset(self.tokenizer), sampler=self.sampler,
+                                                  batch_size=None, num_workers=0)
+        self.dev_cuts = load_cuts(*cfg.dev) if cfg.dev else None
+
+    def _restore(self) -> None:
+        step_dir, weights, state = self.resume_from
+        self.model.load_state_dict(weights, strict=True)
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.step, self.epoch = state["step"], state["epoch"]
+        self.nan_total = state.get("nan_total", 0)
+        per_rank = state["per_rank"]
+        if len(per_rank) != self.dist.world_size:
+            raise ValueError(f"{step_dir}: saved with {len(per_rank)} processes, resuming with {self.dist.world_size}")
+        self.sampler.load_state_dict(per_rank[self.dist.rank]["sampler"])
+        set_rng_state(per_rank[self.dist.rank]["rng"])
+        self._apply_freeze()
+        log.info("resumed from %s (step %d, epoch %d)", step_dir, self.step, self.epoch)
+
+    # ---------------------------------------------------------------- loop
+    def train(self) -> Path | None:
+        cfg = self.cfg.train
+        start = time.monotonic()
+        budget = cfg.max_minutes * 60 if cfg.max_minutes > 0 else math.inf
+        bar = tqdm(total=cfg.max_steps, initial=self.step, disable=not self.dist.main, desc="train", unit="step")
+        last_saved = None
+        restored = self.resume_from is not None
+        out_of_time = False
+        while self.step < cfg.max_steps and self.epoch < cfg.max_epochs and not out_of_time:
+            if not restored:
+                self.sampler.set_epoch(self.epoch)
+            restored = False
+            batches = iter(self.loader)
+            micro, acc = 0, {}
+            while True:
+                batch = next(batches, None)
+                if not self.dist.all_true(batch is not None):
+                    break
+                if micro % self.cfg.optim.accum_grad == 0:
+                    acc = {"finite": True, "audio": 0.0}
+                self._micro_step(batch.to(self.device), acc)
+                micro += 1
+                if micro % self.cfg.optim.accum_grad or not self._optimizer_step(acc):
+                    continue
+                bar.update(1)
+                bar.set_postfix(loss=f"{acc['loss']:.3f}", lr=f"{self.scheduler.get_last_lr()[0]:.2e}")
+                if self.step % cfg.valid_every == 0:
+                    self._validate()
+                out_of_time = time.monotonic() - start > budget
+                if self.step % cfg.save_every == 0 or self.step >= cfg.max_steps or out_of_time:
+                    last_saved = self._save(acc)
+                if self.step >= cfg.max_steps or out_of_time:
+                    break
+            if batch is None:
+                self.epoch += 1
+                if self.step < cfg.max_steps and self.epoch < cfg.max_epochs:
+                    self._validate()
+        bar.close()
+        if out_of_time:
+            log.info("time budget of %.1f min reached at step %d", cfg.max_minutes, self.step)
+        if last_saved is None or not last_saved.name.endswith(f"-{self.step}"):
+            last_saved = self._save({})
+        if self.nan_total:
+            log.warning("skipped %d batches with a non-finite loss", self.nan_total)
+        if self.writer:
+            self.writer.close()
+        return last_saved
+
+    def _micro_step(self, batch, acc: dict) -> None:
+        """Forward and backward of one batch; loss parts are kept in ``acc`` for logging."""
+        self.ddp_model.train()
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.cfg.train.bf16):
+            out = self.ddp_model(batch.wav, batch.wav_lens, batch.targets)
+        loss = out["loss"]
+        finite = self.dist.all_true(bool(torch.isfinite(loss)))
+        if finite:
+            (loss / self.cfg.optim.accum_grad).backward()
+        acc["finite"] = acc["finite"] and finite
+        acc["audio"] += float(batch.wav_lens.sum()) / 16000
+        acc.update({k: float(v) for k, v in out.items()})
+
+    def _optimizer_step(self, stats: dict) -> bool:
+        """Clip, step and schedule; a non-finite loss skips the update (counted, abort after K in a row)."""
+        if not stats["finite"]:
+            self.optimizer.zero_grad(set_to_none=True)
+            self.nan_run += 1
+            self.nan_total += 1
+            log.warning("non-finite loss at step %d: batch skipped (%d in a row)", self.step, self.nan_run)
+            if self.nan_run >= self.cfg.train.nan_patience:
+                raise RuntimeError(f"training aborted: {self.nan_run} non-finite losses in a row at step {self.step}; "
+                                   "lower optim.lr, check the data, or disable train.bf16")
+            return False
+        self.nan_run = 0
+        params = [p for p in self.model.parameters() if p.grad is not None]
+        grad_norm = torch.nn.utils.clip_grad_norm_(params, self.cfg.optim.grad_clip) if params else torch.tensor(0.0)
+        self.optimizer.step()
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.step += 1
+        if self.step == self.cfg.model.freeze.encoder_steps:
+            self._apply_freeze()
+        if self.writer and self.step % self.cfg.train.log_every == 0:
+            for k in ("loss", "ctc", "att", "att_acc"):
+                if k in stats:
+                    self.writer.add_scalar(f"train/{k}", stats[k], self.step)
+            self.writer.add_scalar("train/lr", self.scheduler.get_last_lr()[0], self.step)
+            self.writer.add_scalar("train/grad_norm", float(grad_norm), self.step)
+        stats["grad_norm"] = float(grad_norm)
+        return True
+
+    @torch.no_grad()
+    def _validate(self) -> dict:
+        if self.dev_cuts is None or not self.dist.main:
+            return {}
+        self.model.eval()
+        scorer, total_loss, utts = CerScorer(), 0.0, 0
+        for batch in eval_loader(self.dev_cuts, self.cfg.data.valid_max_duration, self.tokenizer):
+            batch.to(self.device)
+            enc = self.model.encode(batch.wav, batch.wav_lens)
+            for hyp, ref, dialect in zip(ctc_greedy(self.model.ctc_log_probs(enc), enc.lengths),
+                                         batch.texts, batch.dialects):
+                scorer.add(ref, self.tokenizer.decode(hyp), dialect)
+            if all(batch.targets):
+                total_loss += float(self.model(batch.wav, batch.wav_lens, batch.targets)["loss"]) * len(batch.ids)
+                utts += len(batch.ids)
+        self.model.train()
+        metrics = {"valid_step": self.step, "valid_loss": total_loss / max(utts, 1),
+                   "valid_cer": {d: round(c.cer, 4) for d, c in scorer.rows()}}
+        self.last_valid = metrics
+        if self.writer:
+            self.writer.add_scalar("valid/loss", metrics["valid_loss"], self.step)
+            for d, cer in metrics["valid_cer"].items():
+                self.writer.add_scalar(f"valid/cer/{d}", cer, self.step)
+        log.info("step %d: valid loss %.3f, greedy CER %s", self.step, metrics["valid_loss"],
+                 ", ".join(f"{d} {c:.3f}" for d, c in metrics["valid_cer"].items()))
+        return metrics
+
+    def _save(self, stats: dict) -> Path | None:
+        per_rank = self.dist.gather({"sampler": self.sampler.state_dict(), "rng": rng_state()})
+        if not self.dist.main:
+            return None
+        state = {"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
+                 "step": self.step, "epoch": self.epoch, "nan_total": self.nan_total, "per_rank": per_rank}
+        metrics = {"step": self.step, "epoch": self.epoch,
+                   **{f"train_{k}": round(v, 5) for k, v in stats.items() if isinstance(v, float)},
+                   **(self.last_valid if self.last_valid.get("valid_step") == self.step else {})}
+        return save_checkpoint(self.ckpt_root, self.step, self.model, state, metrics, self.cfg.train.keep_last)
+
+
+def train(cfg: ExperimentConfig, exp_dir: str | Path, resume: bool = False) -> Path | None:
+    return Trainer(cfg, exp_dir, resume).train()
