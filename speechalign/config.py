@@ -128,6 +128,7 @@ class TrainConfig:
     bf16: bool = False
     log_every: int = 20
     valid_every: int = 500
+    valid_each_epoch: bool = True
     save_every: int = 500
     keep_last: int = 5
     nan_patience: int = 20               # abort after this many non-finite losses in a row

@@ -167,8 +167,11 @@ class Trainer:
             cuts = cuts + cuts.perturb_speed(factor)
         self.sampler = train_sampler(cuts, cfg.max_duration, cfg.num_buckets, cfg.shuffle, self.cfg.train.seed,
                                      self.dist.world_size, self.dist.rank)
+        # A private generator: DataLoader otherwise draws from the global RNG at every iter(), which
+        # would make a resumed run diverge from an uninterrupted one.
         self.loader = torch.utils.data.DataLoader(SpeechDataset(self.tokenizer), sampler=self.sampler,
-                                                  batch_size=None, num_workers=0)
+                                                  batch_size=None, num_workers=0,
+                                                  generator=torch.Generator().manual_seed(self.cfg.train.seed))
         self.dev_cuts = load_cuts(*cfg.dev) if cfg.dev else None
 
     def _restore(self) -> None:
@@ -222,7 +225,7 @@ class Trainer:
                     break
             if batch is None:
                 self.epoch += 1
-                if self.step < cfg.max_steps and self.epoch < cfg.max_epochs:
+                if cfg.valid_each_epoch and self.last_valid.get("valid_step") != self.step:
                     self._validate()
         bar.close()
         if out_of_time:
