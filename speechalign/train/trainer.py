@@ -234,9 +234,19 @@ class Trainer:
             last_saved = self._save({})
         if self.nan_total:
             log.warning("skipped %d batches with a non-finite loss", self.nan_total)
+        if self.dist.enabled:
+            self._check_ranks_in_sync()
         if self.writer:
             self.writer.close()
         return last_saved
+
+    def _check_ranks_in_sync(self) -> None:
+        """Every rank must end with the same weights; a mismatch means DDP silently diverged."""
+        checksum = float(sum(p.detach().double().sum() for p in self.model.parameters()))
+        sums = self.dist.gather(checksum)
+        if len(set(sums)) != 1:
+            raise RuntimeError(f"DDP ranks diverged: parameter checksums {sums}")
+        log.info("weights in sync across %d processes (checksum %.6f)", self.dist.world_size, checksum)
 
     def _micro_step(self, batch, acc: dict) -> None:
         """Forward and backward of one batch; loss parts are kept in ``acc`` for logging."""
@@ -249,7 +259,7 @@ class Trainer:
             (loss / self.cfg.optim.accum_grad).backward()
         acc["finite"] = acc["finite"] and finite
         acc["audio"] += float(batch.wav_lens.sum()) / 16000
-        acc.update({k: float(v) for k, v in out.items()})
+        acc.update({k: float(v.detach()) for k, v in out.items()})
 
     def _optimizer_step(self, stats: dict) -> bool:
         """Clip, step and schedule; a non-finite loss skips the update (counted, abort after K in a row)."""
