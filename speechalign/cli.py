@@ -64,6 +64,28 @@ def _cmd_fetch(args) -> None:
     print(fetch_pretrained(args.name, args.out or default_pretrained_dir(args.name)))
 
 
+def _cmd_decode(args) -> None:
+    from speechalign.decode.run import decode
+
+    for mode in args.mode:
+        decode(args.exp_dir, args.cuts, mode=mode, beam=args.beam, checkpoint=args.checkpoint,
+               ctc_weight=args.ctc_weight, max_duration=args.max_duration, device=args.device)
+
+
+def _cmd_transcribe(args) -> None:
+    from speechalign.decode.run import transcribe
+
+    for path, text in zip(args.audio, transcribe(args.exp_dir, args.audio, args.mode, args.beam, args.checkpoint)):
+        print(f"{path}\t{text}")
+
+
+def _cmd_score(args) -> None:
+    from speechalign.decode.report import cer_table
+    from speechalign.decode.run import score_files
+
+    print(cer_table(score_files(args.ref, args.hyp, args.groups, args.out_dir, args.name), "md"), end="")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="speechalign", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -99,6 +121,35 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("name", help="model name, e.g. whisper-base")
     p.add_argument("--out", type=Path, help="output dir (default: $SPEECHALIGN_HOME or ~/.cache/speechalign/<name>)")
     p.set_defaults(func=_cmd_fetch)
+
+    from speechalign.decode.run import MODES
+
+    p = sub.add_parser("decode", help="decode manifests; per-dialect CER reports in <exp>/decode/<checkpoint>/")
+    p.add_argument("--exp-dir", type=Path, required=True)
+    p.add_argument("--cuts", type=Path, nargs="+", required=True)
+    p.add_argument("--mode", nargs="+", choices=MODES, default=["ctc_greedy"])
+    p.add_argument("--beam", type=int, default=10)
+    p.add_argument("--checkpoint", default="latest", help="latest | step-N | avg-last5 | path.safetensors")
+    p.add_argument("--ctc-weight", type=float, default=0.5, help="CTC weight in attention rescoring / joint beam")
+    p.add_argument("--max-duration", type=float, default=120.0, help="seconds of audio per batch")
+    p.add_argument("--device", default="cpu")
+    p.set_defaults(func=_cmd_decode)
+
+    p = sub.add_parser("transcribe", help="print the transcript of audio files (any sample rate/channels)")
+    p.add_argument("audio", nargs="+", type=Path)
+    p.add_argument("--exp-dir", type=Path, required=True)
+    p.add_argument("--mode", choices=MODES, default="ctc_greedy")
+    p.add_argument("--beam", type=int, default=10)
+    p.add_argument("--checkpoint", default="latest")
+    p.set_defaults(func=_cmd_transcribe)
+
+    p = sub.add_parser("score", help="CER of another system's output with our normalization and grouping")
+    p.add_argument("--ref", type=Path, required=True, help="id<TAB>text reference file")
+    p.add_argument("--hyp", type=Path, required=True, help="id<TAB>text hypothesis file")
+    p.add_argument("--groups", type=Path, help="id<TAB>dialect map (default: one group)")
+    p.add_argument("--out-dir", type=Path, default=Path("."))
+    p.add_argument("--name", default="external", help="set name used in the report file names")
+    p.set_defaults(func=_cmd_score)
     return parser
 
 

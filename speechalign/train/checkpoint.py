@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import shutil
 from pathlib import Path
 
@@ -17,8 +16,9 @@ import yaml
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from speechalign.models.experiment import list_checkpoints
+
 log = logging.getLogger("speechalign.train")
-STEP_DIR = re.compile(r"^step-(\d+)$")
 
 
 def model_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
@@ -41,14 +41,6 @@ def save_checkpoint(ckpt_root: Path, step: int, model: torch.nn.Module, state: d
         for old in list_checkpoints(ckpt_root)[:-keep_last]:
             shutil.rmtree(old, ignore_errors=True)
     return final
-
-
-def list_checkpoints(ckpt_root: Path) -> list[Path]:
-    """Step directories, oldest first (validity not checked)."""
-    if not ckpt_root.is_dir():
-        return []
-    dirs = [p for p in ckpt_root.iterdir() if p.is_dir() and STEP_DIR.match(p.name)]
-    return sorted(dirs, key=lambda p: int(STEP_DIR.match(p.name).group(1)))
 
 
 def load_weights(path: Path) -> dict[str, torch.Tensor]:

@@ -1,0 +1,130 @@
+"""Decoding with the attention decoder: n-best rescoring (WeNet) and joint CTC/attention beam
+search (ESPnet-style, label synchronous, CTC prefix scores computed for all candidates at once)."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from speechalign.decode.ctc import ctc_prefix_beam
+from speechalign.models.asr import ASRModel
+
+
+def _require_decoder(model: ASRModel, mode: str) -> None:
+    if model.decoder is None:
+        raise ValueError(f"decode mode {mode!r} needs an attention decoder, but this model has none "
+                         "(trained with model.decoder.num_layers: 0); use ctc_greedy or ctc_prefix_beam")
+
+
+@torch.no_grad()
+def attention_scores(model: ASRModel, memory: torch.Tensor, hyps: list[tuple[int, ...]]) -> torch.Tensor:
+    """Teacher-forced log P_att(hyp + <eos>) for each hypothesis over one utterance's memory (T, D)."""
+    sos = model.sos_eos
+    longest = max(len(h) for h in hyps) + 1
+    inp = torch.full((len(hyps), longest), sos, dtype=torch.long, device=memory.device)
+    gold = torch.full((len(hyps), longest), -1, dtype=torch.long, device=memory.device)
+    for i, h in enumerate(hyps):
+        if h:
+            inp[i, 1 : len(h) + 1] = torch.tensor(h)
+            gold[i, : len(h)] = torch.tensor(h)
+        gold[i, len(h)] = sos
+    mem = memory.unsqueeze(0).expand(len(hyps), -1, -1)
+    pad = torch.zeros(mem.shape[:2], dtype=torch.bool, device=memory.device)
+    logp = model.decoder(inp, mem, pad, gold == -1).float().log_softmax(-1)
+    picked = logp.gather(-1, gold.clamp(min=0).unsqueeze(-1)).squeeze(-1)
+    return (picked * (gold != -1)).sum(-1)
+
+
+def attention_rescoring(model: ASRModel, log_probs: torch.Tensor, memory: torch.Tensor, beam: int,
+                        ctc_weight: float) -> list[int]:
+    """n-best from CTC prefix beam search, rescored: attention + ctc_weight * ctc (as in WeNet)."""
+    _require_decoder(model, "attention_rescoring")
+    nbest = ctc_prefix_beam(log_probs.cpu().numpy(), max(beam, 2))
+    att = attention_scores(model, memory, [h for h, _ in nbest])
+    scores = [float(a) + ctc_weight * c for a, (_, c) in zip(att, nbest)]
+    return list(nbest[max(range(len(scores)), key=scores.__getitem__)][0])
+
+
+def _ctc_prefix_extend(log_probs: torch.Tensor, r_prev: torch.Tensor, last: torch.Tensor,
+                       cands: torch.Tensor, blank: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """CTC prefix scores of ``prefix_n + cands[n]`` for N (prefix, token) pairs at once
+    (Watanabe et al., 2017).
+
+    log_probs (T, V); r_prev (T, 2, N) forward variables [non-blank, blank] of each prefix; last (N,)
+    its last token or -1 when empty. Returns psi (N,) and the extended forward variables (T, 2, N)."""
+    T, n = log_probs.shape[0], len(cands)
+    x = log_probs[:, cands]                                            # (T, N)
+    r = torch.full((T, 2, n), -math.inf, device=log_probs.device)
+    r[0, 0] = torch.where(last == -1, x[0], torch.full_like(x[0], -math.inf))
+    # A repeated token needs a blank between, so only the prefix's blank-ending paths continue it.
+    phi = torch.where(cands == last, r_prev[:, 1], torch.logaddexp(r_prev[:, 0], r_prev[:, 1]))
+    psi = r[0, 0].clone()
+    blank_lp = log_probs[:, blank : blank + 1]
+    for t in range(1, T):
+        r[t, 0] = torch.logaddexp(r[t - 1, 0], phi[t - 1]) + x[t]
+        r[t, 1] = torch.logaddexp(r[t - 1, 0], r[t - 1, 1]) + blank_lp[t]
+        psi = torch.logaddexp(psi, phi[t - 1] + x[t])
+    return psi, r
+
+
+@torch.no_grad()
+def joint_beam(model: ASRModel, log_probs: torch.Tensor, memory: torch.Tensor, beam: int, ctc_weight: float,
+               blank: int = 0, max_len: int | None = None) -> list[int]:
+    """One-pass beam search scoring (1 - w) * attention + w * CTC prefix probability per hypothesis."""
+    _require_decoder(model, "joint_beam")
+    device, eos = memory.device, model.sos_eos
+    T = log_probs.shape[0]
+    max_len = max_len or T
+    init_r = torch.full((T, 2), -math.inf, device=device)
+    init_r[:, 1] = torch.cumsum(log_probs[:, blank], 0)
+    hyps = [((), 0.0, 0.0, init_r)]                          # tokens, score, ctc psi, forward vars
+    ended: list[tuple[tuple[int, ...], float]] = []
+    pre_beam = min(int(1.5 * beam) + 1, log_probs.shape[1])
+    for _ in range(max_len + 1):
+        inp = torch.full((len(hyps), 1 + max(len(h[0]) for h in hyps)), eos, dtype=torch.long, device=device)
+        for i, (toks, *_rest) in enumerate(hyps):
+            if toks:
+                inp[i, 1 : len(toks) + 1] = torch.tensor(toks)
+        lens = torch.tensor([len(h[0]) for h in hyps], device=device)
+        mem = memory.unsqueeze(0).expand(len(hyps), -1, -1)
+        no_pad = torch.zeros(mem.shape[:2], dtype=torch.bool, device=device)
+        token_pad = torch.arange(inp.shape[1], device=device)[None, :] > lens[:, None]
+        att = model.decoder(inp, mem, no_pad, token_pad).float().log_softmax(-1)
+        att = att[torch.arange(len(hyps)), lens]            # next-token distribution of each hyp
+        att[:, blank] = -math.inf
+        top = torch.topk(att, pre_beam, dim=-1).indices                    # (H, K)
+        hyp_idx = torch.arange(len(hyps), device=device).repeat_interleave(pre_beam)
+        cands = top.reshape(-1)
+        prefix_psi = torch.tensor([h[2] for h in hyps], device=device)[hyp_idx]
+        ctc_psi = torch.empty(len(cands), device=device)
+        is_eos = cands == eos
+        ext = (~is_eos).nonzero().squeeze(-1)
+        r_all = torch.stack([h[3] for h in hyps], dim=-1)                   # (T, 2, H)
+        new_r = None
+        if len(ext):
+            last = torch.tensor([h[0][-1] if h[0] else -1 for h in hyps], device=device)[hyp_idx[ext]]
+            ctc_psi[ext], new_r = _ctc_prefix_extend(log_probs, r_all[:, :, hyp_idx[ext]], last, cands[ext], blank)
+        eos_idx = is_eos.nonzero().squeeze(-1)
+        ctc_psi[eos_idx] = torch.logaddexp(r_all[-1, 0], r_all[-1, 1])[hyp_idx[eos_idx]]
+        base = torch.tensor([h[1] for h in hyps], device=device)[hyp_idx]
+        total = base + (1 - ctc_weight) * att[hyp_idx, cands] + ctc_weight * (ctc_psi - prefix_psi)
+        column = torch.full((len(cands),), -1, dtype=torch.long)
+        column[ext.cpu()] = torch.arange(len(ext))
+        candidates = [(s, hyps[h][0], c, p, None if col < 0 else new_r[:, :, col])
+                      for s, h, c, p, col in zip(total.tolist(), hyp_idx.tolist(), cands.tolist(),
+                                                 ctc_psi.tolist(), column.tolist())]
+        candidates.sort(key=lambda x: x[0], reverse=True)
+        hyps = []
+        for s, toks, c, p, r in candidates[:beam]:
+            if c == eos:
+                ended.append((toks, s))
+            elif s > -math.inf:
+                hyps.append((toks + (c,), s, p, r))
+        best_ended = max((s for _, s in ended), default=-math.inf)
+        # Scores only fall as tokens are added, so nothing running can beat the best ended hypothesis.
+        if not hyps or (len(ended) >= beam and max(h[1] for h in hyps) < best_ended):
+            break
+    if not ended:
+        ended = [(h[0], h[1]) for h in hyps] or [((), 0.0)]
+    return list(max(ended, key=lambda x: x[1])[0])

@@ -1,0 +1,89 @@
+"""Result files of one (test set, decode mode): recogs, errs and the per-dialect CER table."""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+from speechalign.decode.cer import CerScorer, align
+from speechalign.text import describe, normalize
+
+
+@dataclass
+class Utterance:
+    id: str
+    dialect: str
+    ref: str
+    hyp: str
+
+
+def _atomic(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def _alignment_lines(ref: str, hyp: str, chunks) -> tuple[str, str, list[tuple[str, str, str]]]:
+    """Space-joined aligned reference/hypothesis rows (``*`` marks a gap) and the error events."""
+    r_row, h_row, events = [], [], []
+    for ch in chunks:
+        r, h = ref[ch.ref_start_idx : ch.ref_end_idx], hyp[ch.hyp_start_idx : ch.hyp_end_idx]
+        if ch.type == "equal":
+            r_row += list(r)
+            h_row += list(h)
+        elif ch.type == "substitute":
+            r_row += list(r)
+            h_row += list(h)
+            events += [("sub", a, b) for a, b in zip(r, h)]
+        elif ch.type == "delete":
+            r_row += list(r)
+            h_row += ["*"] * len(r)
+            events += [("del", a, "") for a in r]
+        else:
+            r_row += ["*"] * len(h)
+            h_row += list(h)
+            events += [("ins", "", b) for b in h]
+    return " ".join(r_row), " ".join(h_row), events
+
+
+def cer_table(scorer: CerScorer, fmt: str) -> str:
+    header = ["dialect", "CER%", "chars", "correct", "sub", "del", "ins", "utts"]
+    rows = [[d, f"{100 * c.cer:.2f}", c.chars, c.hits, c.subs, c.dels, c.ins, c.utts] for d, c in scorer.rows()]
+    if fmt == "tsv":
+        return "\n".join("\t".join(map(str, r)) for r in [header] + rows) + "\n"
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(map(str, r)) + " |" for r in rows]
+    return "\n".join(lines) + "\n"
+
+
+def write_reports(out_dir: Path, set_name: str, mode: str, utts: list[Utterance], note: str = "",
+                  normalize_kwargs: dict | None = None, top: int = 20) -> CerScorer:
+    """Score ``utts`` (micro-averaged per dialect) and write recogs/errs/cer files; returns the scorer."""
+    kwargs = normalize_kwargs or {}
+    scorer = CerScorer(normalize_kwargs=kwargs)
+    recogs, errs, events = [], [], Counter()
+    for u in sorted(utts, key=lambda u: u.id):
+        ref, hyp = normalize(u.ref, **kwargs), normalize(u.hyp, **kwargs)
+        counts, chunks = align(ref, hyp)
+        scorer.groups[u.dialect].add(counts)
+        recogs.append(f"{u.id}\t{u.dialect}\t{ref}\t{hyp}")
+        r_row, h_row, ev = _alignment_lines(ref, hyp, chunks) if ref else ("", " ".join(hyp), [("ins", "", c) for c in hyp])
+        events.update(ev)
+        errs.append(f"{u.id}\t{u.dialect}\terrors={counts.errors}/{counts.chars}\n  ref: {r_row}\n  hyp: {h_row}")
+    header = f"# set={set_name} mode={mode} normalization: {describe(**kwargs)}{'; ' + note if note else ''}\n"
+    stem = f"{set_name}-{mode}"
+    _atomic(out_dir / f"recogs-{stem}.txt", header + "id\tdialect\treference\thypothesis\n" + "\n".join(recogs) + "\n")
+    summary = ["", f"# most frequent errors (top {top})"]
+    for kind in ("sub", "del", "ins"):
+        summary.append(f"## {kind}")
+        summary += [f"{n}\t{a}->{b}" if kind == "sub" else f"{n}\t{a or b}"
+                    for (k, a, b), n in events.most_common() if k == kind][:top]
+    _atomic(out_dir / f"errs-{stem}.txt", header + "\n".join(errs) + "\n" + "\n".join(summary) + "\n")
+    _atomic(out_dir / f"cer-{stem}.tsv", header + cer_table(scorer, "tsv"))
+    _atomic(out_dir / f"cer-{stem}.md", f"CER (micro-averaged per dialect), set `{set_name}`, mode `{mode}`.\n"
+            f"Normalization (reference and hypothesis): {describe(**kwargs)}.{' ' + note if note else ''}\n\n"
+            + cer_table(scorer, "md"))
+    return scorer

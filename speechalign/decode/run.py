@@ -1,0 +1,131 @@
+"""``speechalign decode``, ``transcribe`` and ``score``: batched decoding from an experiment dir."""
+
+from __future__ import annotations
+
+import csv
+import logging
+import time
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import torch
+from tqdm import tqdm
+
+from speechalign.data.dataset import collate_audio, eval_loader
+from speechalign.data.manifest import load_cuts, split_name
+from speechalign.decode.attention import attention_rescoring, joint_beam
+from speechalign.decode.ctc import ctc_greedy, ctc_prefix_beam
+from speechalign.decode.report import Utterance, write_reports
+from speechalign.models.experiment import load_experiment
+
+log = logging.getLogger("speechalign.decode")
+MODES = ("ctc_greedy", "ctc_prefix_beam", "attention_rescoring", "joint_beam")
+
+
+@torch.no_grad()
+def decode_batch(model, wav: torch.Tensor, wav_lens: torch.Tensor, mode: str, beam: int,
+                 ctc_weight: float) -> list[list[int]]:
+    """Token ids for each utterance of a padded batch (encoder run once for the whole batch)."""
+    if mode not in MODES:
+        raise ValueError(f"unknown decode mode {mode!r}; choose from {MODES}")
+    if mode in ("attention_rescoring", "joint_beam") and model.decoder is None:
+        raise ValueError(f"decode mode {mode!r} needs an attention decoder, but this model has none "
+                         "(trained with model.decoder.num_layers: 0); use ctc_greedy or ctc_prefix_beam")
+    enc = model.encode(wav, wav_lens)
+    log_probs = model.ctc_log_probs(enc)
+    if mode == "ctc_greedy":
+        return ctc_greedy(log_probs, enc.lengths)
+    out = []
+    for i, n in enumerate(enc.lengths.tolist()):
+        lp = log_probs[i, :n]
+        if mode == "ctc_prefix_beam":
+            out.append(list(ctc_prefix_beam(lp.cpu().numpy(), beam)[0][0]))
+        elif mode == "attention_rescoring":
+            out.append(attention_rescoring(model, lp, enc.last[i, :n], beam, ctc_weight))
+        else:
+            out.append(joint_beam(model, lp, enc.last[i, :n], beam, ctc_weight))
+    return out
+
+
+def decode(exp_dir: str | Path, cuts: list[str | Path], mode: str = "ctc_greedy", beam: int = 10,
+           checkpoint: str = "latest", ctc_weight: float = 0.5, max_duration: float = 120.0,
+           device: str = "cpu") -> dict[str, object]:
+    """Decode each manifest and write reports to ``<exp>/decode/<checkpoint>/``; returns scorers."""
+    exp_dir = Path(exp_dir)
+    cfg, tokenizer, model = load_experiment(exp_dir, checkpoint, device)
+    out_dir = exp_dir / "decode" / checkpoint
+    results = {}
+    for path in cuts:
+        set_name = split_name(path) if "_cuts_" in Path(path).name else Path(path).name.split(".")[0]
+        cutset = load_cuts(path)
+        utts, audio, start = [], 0.0, time.perf_counter()
+        for batch in tqdm(eval_loader(cutset, max_duration), desc=f"decode {set_name} {mode}", unit="batch"):
+            hyps = decode_batch(model, batch.wav.to(device), batch.wav_lens.to(device), mode, beam, ctc_weight)
+            audio += float(batch.wav_lens.sum()) / 16000
+            utts += [Utterance(i, d, r, tokenizer.decode(h)) for i, d, r, h in zip(batch.ids, batch.dialects, batch.texts, hyps)]
+        rtf = (time.perf_counter() - start) / max(audio, 1e-9)
+        note = f"checkpoint={checkpoint}, beam={beam}, RTF={rtf:.4f}"
+        scorer = write_reports(out_dir, set_name, mode, utts, note=note)
+        overall = scorer.overall()
+        log.info("%s %s: CER %.2f%% over %d utterances (RTF %.4f); reports in %s", set_name, mode,
+                 100 * overall.cer, overall.utts, rtf, out_dir)
+        results[set_name] = scorer
+    return results
+
+
+def read_audio_16k(path: str | Path) -> np.ndarray:
+    """Any sample rate / channel count -> float32 mono 16 kHz (clear error for unreadable files)."""
+    try:
+        audio, sr = sf.read(str(path), dtype="float32", always_2d=True)
+    except Exception as e:  # soundfile's error type varies by failure
+        raise ValueError(f"{path}: cannot read audio ({e})") from None
+    if audio.size == 0:
+        raise ValueError(f"{path}: audio is empty")
+    audio = audio.mean(axis=1)
+    if sr != 16000:
+        import soxr
+
+        audio = soxr.resample(audio, sr, 16000).astype(np.float32)
+    return audio
+
+
+def transcribe(exp_dir: str | Path, files: list[str | Path], mode: str = "ctc_greedy", beam: int = 10,
+               checkpoint: str = "latest", ctc_weight: float = 0.5) -> list[str]:
+    _, tokenizer, model = load_experiment(exp_dir, checkpoint)
+    texts = []
+    for path in files:
+        wav, lens = collate_audio([read_audio_16k(path)])
+        texts.append(tokenizer.decode(decode_batch(model, wav, lens, mode, beam, ctc_weight)[0]))
+    return texts
+
+
+def read_text_file(path: str | Path) -> dict[str, str]:
+    """``id<TAB>text`` or Kaldi-style ``id text`` lines; duplicate ids are an error."""
+    out = {}
+    for n, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip() or line.startswith("#"):
+            continue
+        key, _, text = line.partition("\t") if "\t" in line else line.partition(" ")
+        if key in out:
+            raise ValueError(f"{path}:{n}: duplicate id {key!r}")
+        out[key] = text
+    return out
+
+
+def score_files(ref: str | Path, hyp: str | Path, groups: str | Path | None, out_dir: str | Path,
+                name: str = "external") -> object:
+    """Score another system's hypotheses with our normalization and per-dialect grouping."""
+    refs, hyps = read_text_file(ref), read_text_file(hyp)
+    missing = sorted(set(refs) - set(hyps))
+    extra = sorted(set(hyps) - set(refs))
+    if extra:
+        raise ValueError(f"{hyp}: {len(extra)} id(s) not in {ref}, e.g. {extra[:3]}")
+    if missing:
+        log.warning("%s: %d reference id(s) have no hypothesis, scored as empty output, e.g. %s", hyp, len(missing), missing[:3])
+    group_of = {}
+    if groups:
+        with open(groups, encoding="utf-8") as f:
+            group_of = {row[0]: row[1] for row in csv.reader(f, delimiter="\t") if len(row) >= 2}
+    utts = [Utterance(k, group_of.get(k, "all"), r, hyps.get(k, "")) for k, r in refs.items()]
+    return write_reports(Path(out_dir), name, "score", utts, note=f"ref={ref}, hyp={hyp}")

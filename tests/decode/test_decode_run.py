@@ -1,0 +1,47 @@
+import pytest
+import soundfile as sf
+import numpy as np
+
+from speechalign.config import load_config
+from speechalign.decode.run import MODES, decode, transcribe
+from speechalign.train.trainer import train
+from tests.conftest import TONE_CHARS, tiny_train_overrides
+
+
+@pytest.fixture(scope="module")
+def tiny_exp(tone_corpus, tmp_path_factory):
+    exp = tmp_path_factory.mktemp("exp")
+    train(load_config(None, tiny_train_overrides(tone_corpus) + ["train.max_steps=30"]), exp)
+    return exp
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_every_mode_decodes_and_reports(tiny_exp, tone_corpus, mode):
+    results = decode(tiny_exp, [tone_corpus["dev"]], mode=mode, beam=4)
+    scorer = results["dev"]
+    assert set(scorer.groups) == {"A", "B"} and scorer.overall().utts == 8
+    out = tiny_exp / "decode" / "latest"
+    for name in (f"recogs-dev-{mode}.txt", f"errs-dev-{mode}.txt", f"cer-dev-{mode}.tsv", f"cer-dev-{mode}.md"):
+        assert (out / name).is_file()
+    hyps = [line.split("\t")[3] for line in (out / f"recogs-dev-{mode}.txt").read_text(encoding="utf-8").splitlines()[2:]]
+    assert all(set(h) <= set(TONE_CHARS) for h in hyps)
+
+
+def test_attention_modes_need_a_decoder(tone_corpus, tmp_path):
+    exp = tmp_path / "ctc"
+    train(load_config(None, tiny_train_overrides(tone_corpus) + ["train.max_steps=2", "model.decoder.num_layers=0",
+                                                                  "model.ctc_weight=1.0"]), exp)
+    with pytest.raises(ValueError, match="needs an attention decoder"):
+        decode(exp, [tone_corpus["dev"]], mode="joint_beam")
+
+
+def test_transcribe_any_rate_and_channels(tiny_exp, tmp_path):
+    t = np.arange(int(0.75 * 44100)) / 44100
+    stereo = np.stack([0.3 * np.sin(2 * np.pi * 200 * t)] * 2, axis=1).astype(np.float32)
+    sf.write(tmp_path / "x.wav", stereo, 44100)
+    sf.write(tmp_path / "silence.wav", np.zeros(800, dtype=np.float32), 8000)
+    texts = transcribe(tiny_exp, [tmp_path / "x.wav", tmp_path / "silence.wav"], mode="joint_beam", beam=3)
+    assert len(texts) == 2 and all(set(t) <= set(TONE_CHARS) for t in texts)
+    with pytest.raises(ValueError, match="cannot read audio"):
+        (tmp_path / "bad.wav").write_bytes(b"nope")
+        transcribe(tiny_exp, [tmp_path / "bad.wav"])
