@@ -86,6 +86,59 @@ def _cmd_score(args) -> None:
     print(cer_table(score_files(args.ref, args.hyp, args.groups, args.out_dir, args.name), "md"), end="")
 
 
+def _cmd_embed(args) -> None:
+    from speechalign.retrieval.embed import build_source, embed
+
+    encoder, source = build_source(args.exp_dir, args.encoder_dir, args.features, args.checkpoint,
+                                   args.random_init, args.seed)
+    embed(args.cuts, args.out, encoder, source, layers=args.layers, pooling=tuple(args.pool), frames=args.frames,
+          shard_size=args.shard_size, max_duration=args.max_duration, device=args.device)
+
+
+def _retrieval_options(args):
+    from speechalign.retrieval.run import RetrievalOptions
+    from speechalign.retrieval.search import IndexConfig
+
+    return RetrievalOptions(
+        layer=args.layer, protocol=getattr(args, "protocol", "pooled"), pool=args.pool, center=args.center == "dialect",
+        map_train=getattr(args, "map_train", None), rerank_k=args.rerank_k, query=args.query, gallery=args.gallery,
+        index=IndexConfig(args.index, args.nlist, args.nprobe, args.hnsw_m, args.ef_search),
+        yubao_mode=getattr(args, "yubao_mode", "seqsim"), fleurs_mode=getattr(args, "fleurs_mode", "seqsim"),
+        diagonal=getattr(args, "diagonal", False))
+
+
+def _cmd_retrieve(args) -> None:
+    from speechalign.retrieval.run import run_retrieve
+
+    if args.map and not args.map_train:
+        raise ValueError("retrieve: --map procrustes needs --map-train EMB_DIR (disjoint parallel pairs)")
+    run_retrieve(args.emb_dir, args.out or Path(args.emb_dir) / "retrieval", _retrieval_options(args))
+
+
+def _cmd_sweep(args) -> None:
+    from speechalign.retrieval.run import run_sweep
+
+    run_sweep(args.emb_dir, args.out or Path(args.emb_dir) / "retrieval", _retrieval_options(args),
+              seqsim=not args.no_seqsim)
+
+
+def _add_search_options(p) -> None:
+    from speechalign.retrieval.search import INDEXES
+
+    p.add_argument("--emb-dir", type=Path, required=True, help="output of `speechalign embed`")
+    p.add_argument("--out", type=Path, help="result dir (default: <emb-dir>/retrieval)")
+    p.add_argument("--pool", default="mean", choices=("mean", "max", "meanstd"))
+    p.add_argument("--center", default="none", choices=("none", "dialect"), help="subtract each dialect's mean")
+    p.add_argument("--index", default="flat", choices=INDEXES)
+    p.add_argument("--nlist", type=int, default=1024)
+    p.add_argument("--nprobe", type=int, default=16)
+    p.add_argument("--hnsw-m", type=int, default=32)
+    p.add_argument("--ef-search", type=int, default=64)
+    p.add_argument("--rerank-k", type=int, default=10, help="shortlist size for SeqSim re-ranking")
+    p.add_argument("--query", help="only this query dialect")
+    p.add_argument("--gallery", help="only this gallery dialect")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="speechalign", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -150,6 +203,40 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out-dir", type=Path, default=Path("."))
     p.add_argument("--name", default="external", help="set name used in the report file names")
     p.set_defaults(func=_cmd_score)
+
+    p = sub.add_parser("embed", help="per-layer pooled (and frame) embeddings of manifests")
+    p.add_argument("--cuts", type=Path, nargs="+", required=True)
+    p.add_argument("--out", type=Path, required=True, help="embedding directory")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--exp-dir", type=Path, help="a trained experiment")
+    src.add_argument("--encoder-dir", type=Path, help="a transformers Whisper/wav2vec2 encoder dir (e.g. import-whisper output)")
+    src.add_argument("--features", choices=("fbank", "mfcc"), help="acoustic-feature baseline")
+    p.add_argument("--checkpoint", default="latest")
+    p.add_argument("--random-init", action="store_true", help="same architecture, random weights (baseline)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--layers", default="all", help="'all' or comma-separated indices (0 = input, -1 = top)")
+    p.add_argument("--pool", nargs="+", default=["mean"], choices=("mean", "max", "meanstd"))
+    p.add_argument("--frames", action="store_true", help="also store frame states (float16) for SeqSim")
+    p.add_argument("--shard-size", type=int, default=256)
+    p.add_argument("--max-duration", type=float, default=120.0)
+    p.add_argument("--device", default="cpu")
+    p.set_defaults(func=_cmd_embed)
+
+    p = sub.add_parser("retrieve", help="cross-dialect retrieval: R@k/MRR per dialect pair, or the YuBao matrix")
+    _add_search_options(p)
+    p.add_argument("--layer", type=int, default=-1, help="layer index (-1 = top)")
+    p.add_argument("--protocol", default="pooled", choices=("pooled", "seqsim", "rerank", "yubao", "fleurs"))
+    p.add_argument("--yubao-mode", default="seqsim", choices=("pooled", "seqsim", "rerank"))
+    p.add_argument("--fleurs-mode", default="seqsim", choices=("pooled", "seqsim", "rerank"))
+    p.add_argument("--diagonal", action="store_true", help="YuBao: fill the diagonal from distinct sites (extension)")
+    p.add_argument("--map", choices=("procrustes",), help="orthogonal map per dialect pair")
+    p.add_argument("--map-train", type=Path, help="embedding dir of disjoint parallel pairs for --map")
+    p.set_defaults(func=_cmd_retrieve)
+
+    p = sub.add_parser("sweep", help="R@1 per layer (pooled and SeqSim) with a plot; names the best layer")
+    _add_search_options(p)
+    p.add_argument("--no-seqsim", action="store_true", help="pooled only, even if frames are stored")
+    p.set_defaults(func=_cmd_sweep, layer=-1)
     return parser
 
 

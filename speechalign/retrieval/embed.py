@@ -1,0 +1,295 @@
+"""``speechalign embed``: per-layer utterance embeddings (pooled, optionally frame states) on disk.
+
+Embedding directory::
+
+    info.yaml                 source, layers, pooling modes, dims, shard size, number of utterances
+    meta.tsv                  one row per utterance: id, dialect, site, subgroup, sentence_id, frames
+    shards/shard-00000.npz    pooled_<mode>_L<layer> (n x D float32), frames_L<layer> (sum T x D float16),
+                              lengths (n,) — written atomically; finished shards are skipped on rerun
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import yaml
+from tqdm import tqdm
+
+from speechalign.data.dataset import SpeechDataset
+from speechalign.data.manifest import cut_meta, load_cuts
+
+log = logging.getLogger("speechalign.retrieval")
+POOLING = ("mean", "max", "meanstd")
+META_FIELDS = ("id", "dialect", "site", "subgroup", "sentence_id", "frames")
+
+
+def pool(states: torch.Tensor, lengths: torch.Tensor, mode: str) -> torch.Tensor:
+    """(B, T, D) states -> (B, D') pooled over valid frames only (padding never counts)."""
+    valid = (torch.arange(states.shape[1], device=states.device)[None, :] < lengths[:, None]).unsqueeze(-1)
+    n = lengths.clamp(min=1)[:, None].to(states.dtype)
+    mean = (states * valid).sum(1) / n
+    if mode == "mean":
+        return mean
+    if mode == "max":
+        return states.masked_fill(~valid, -torch.inf).amax(1)
+    if mode == "meanstd":
+        var = (((states - mean[:, None]) * valid) ** 2).sum(1) / n
+        return torch.cat([mean, var.clamp(min=0).sqrt()], dim=-1)
+    raise ValueError(f"unknown pooling {mode!r}; choose from {POOLING}")
+
+
+class FeatureBaseline(torch.nn.Module):
+    """Acoustic features as a one-'layer' encoder: 80-dim log fbank or 40-dim MFCC (the reference's options)."""
+
+    def __init__(self, kind: str):
+        super().__init__()
+        import torchaudio
+
+        if kind == "fbank":
+            self.transform = torchaudio.transforms.MelSpectrogram(16000, n_fft=512, win_length=400, hop_length=160,
+                                                                  n_mels=80, center=False)
+        elif kind == "mfcc":
+            self.transform = torchaudio.transforms.MFCC(16000, n_mfcc=40, melkwargs={
+                "n_fft": 512, "win_length": 400, "hop_length": 160, "n_mels": 40, "center": False})
+        else:
+            raise ValueError(f"unknown feature baseline {kind!r}; use fbank or mfcc")
+        self.kind = kind
+        self.num_layers = 0
+
+    def forward(self, wav, wav_lens):
+        from speechalign.models.encoders import EncoderOutput
+
+        if wav.shape[1] < 512:
+            wav = torch.nn.functional.pad(wav, (0, 512 - wav.shape[1]))
+        feats = self.transform(wav).transpose(1, 2)
+        if self.kind == "fbank":
+            feats = (feats + 1e-6).log()
+        lens = (torch.div(wav_lens - 512, 160, rounding_mode="floor") + 1).clamp(min=1)
+        return EncoderOutput([feats], lens)
+
+
+def build_source(exp_dir=None, encoder_dir=None, features=None, checkpoint="latest", random_init=False, seed=0):
+    """The encoder to embed with, and a description recorded in info.yaml."""
+    given = [x for x in (exp_dir, encoder_dir, features) if x]
+    if len(given) != 1:
+        raise ValueError("embed: give exactly one of --exp-dir, --encoder-dir or --features")
+    torch.manual_seed(seed)
+    if features:
+        return FeatureBaseline(features), {"features": features}
+    if exp_dir:
+        from speechalign.models.experiment import load_experiment
+
+        if random_init:
+            from speechalign.config import load_config
+            from speechalign.models.encoders import build_encoder
+
+            hf = Path(exp_dir) / "encoder_config.json"
+            encoder = build_encoder(load_config(Path(exp_dir) / "config.yaml"), hf if hf.is_file() else None)
+            return encoder.eval(), {"exp_dir": str(exp_dir), "random_init": True, "seed": seed}
+        _, _, model = load_experiment(exp_dir, checkpoint)
+        return model.encoder.eval(), {"exp_dir": str(exp_dir), "checkpoint": checkpoint}
+    return _encoder_from_dir(Path(encoder_dir), random_init), {"encoder_dir": str(encoder_dir), "random_init": random_init}
+
+
+def _encoder_from_dir(path: Path, random_init: bool):
+    import json
+
+    from speechalign.config import load_config
+    from speechalign.models.encoders import build_encoder
+
+    config = path / "config.json"
+    if not config.is_file():
+        raise FileNotFoundError(f"{path}: no config.json (expected a transformers encoder directory)")
+    model_type = json.loads(config.read_text()).get("model_type")
+    if model_type not in ("whisper", "wav2vec2"):
+        raise ValueError(f"{config}: model_type {model_type!r} is not supported (whisper, wav2vec2)")
+    if random_init:
+        cfg = load_config(None, [f"model.encoder={model_type}"])
+        return build_encoder(cfg, config).eval()
+    cfg = load_config(None, [f"model.encoder={model_type}", f"model.{model_type}.pretrained={path}"])
+    return build_encoder(cfg).eval()
+
+
+def _atomic_npz(path: Path, arrays: dict) -> None:
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_bytes(buf.getvalue())
+    os.replace(tmp, path)
+
+
+def _shard_done(path: Path) -> bool:
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            return "lengths" in z.files
+    except (OSError, ValueError, EOFError):
+        return False
+
+
+def parse_layers(spec: str, num_layers: int) -> list[int]:
+    """``all`` or comma-separated indices (0 = input embedding, num_layers = top); negative from the top."""
+    valid = list(range(num_layers + 1))
+    if spec == "all":
+        return valid
+    layers = []
+    for part in spec.split(","):
+        i = int(part)
+        i = i + num_layers + 1 if i < 0 else i
+        if i not in valid:
+            raise ValueError(f"layer {part} out of range; valid layers are 0..{num_layers} (or 'all', or -1 for the top)")
+        layers.append(i)
+    return layers
+
+
+@torch.no_grad()
+def embed(cuts_paths: list[str | Path], out_dir: str | Path, encoder, source: dict, layers: str = "all",
+          pooling: tuple[str, ...] = ("mean",), frames: bool = False, shard_size: int = 256,
+          max_duration: float = 120.0, device: str = "cpu") -> Path:
+    out_dir = Path(out_dir)
+    (out_dir / "shards").mkdir(parents=True, exist_ok=True)
+    cuts = load_cuts(*cuts_paths)
+    if len(cuts) == 0:
+        raise ValueError(f"embed: {', '.join(map(str, cuts_paths))} hold no cuts")
+    for p in pooling:
+        if p not in POOLING:
+            raise ValueError(f"unknown pooling {p!r}; choose from {POOLING}")
+    chosen = parse_layers(layers, encoder.num_layers)
+    encoder.to(device)
+    dataset = SpeechDataset()
+    all_cuts = list(cuts)
+    shards = [all_cuts[i : i + shard_size] for i in range(0, len(all_cuts), shard_size)]
+    lengths_all, dims = [], {}
+    bar = tqdm(total=len(all_cuts), desc="embed", unit="utt")
+    for k, shard in enumerate(shards):
+        path = out_dir / "shards" / f"shard-{k:05d}.npz"
+        if _shard_done(path):
+            with np.load(path, allow_pickle=False) as z:
+                lengths_all.append(z["lengths"])
+                dims = {L: int(z[f"pooled_{pooling[0]}_L{L}"].shape[1]) for L in chosen}
+            bar.update(len(shard))
+            continue
+        arrays = _embed_shard(encoder, dataset, shard, chosen, pooling, frames, max_duration, device)
+        _atomic_npz(path, arrays)
+        lengths_all.append(arrays["lengths"])
+        dims = {L: int(arrays[f"pooled_{pooling[0]}_L{L}"].shape[1]) for L in chosen}
+        bar.update(len(shard))
+    bar.close()
+    lengths = np.concatenate(lengths_all)
+    rows = []
+    for cut, n in zip(all_cuts, lengths):
+        m = cut_meta(cut)
+        rows.append([m["id"], m["dialect"], m["site"] or "", m["subgroup"] or "", m["sentence_id"] or "", int(n)])
+    buf = io.StringIO()
+    writer = csv.writer(buf, delimiter="\t", lineterminator="\n")
+    writer.writerow(META_FIELDS)
+    writer.writerows(rows)
+    (out_dir / ".meta.tsv.tmp").write_text(buf.getvalue(), encoding="utf-8")
+    os.replace(out_dir / ".meta.tsv.tmp", out_dir / "meta.tsv")
+    info = {"source": source, "layers": chosen, "pooling": list(pooling), "frames": frames, "dims": dims,
+            "num_utterances": len(all_cuts), "num_shards": len(shards), "shard_size": shard_size,
+            "cuts": [str(p) for p in cuts_paths]}
+    (out_dir / ".info.yaml.tmp").write_text(yaml.safe_dump(info, sort_keys=False, allow_unicode=True), encoding="utf-8")
+    os.replace(out_dir / ".info.yaml.tmp", out_dir / "info.yaml")
+    log.info("embedded %d utterances, layers %s -> %s", len(all_cuts), chosen, out_dir)
+    return out_dir
+
+
+def _embed_shard(encoder, dataset, shard, layers, pooling, frames, max_duration, device) -> dict:
+    order = sorted(range(len(shard)), key=lambda i: shard[i].duration, reverse=True)
+    pooled = {(p, L): [None] * len(shard) for p in pooling for L in layers}
+    frame_store = {L: [None] * len(shard) for L in layers}
+    lengths = np.zeros(len(shard), dtype=np.int64)
+    i = 0
+    while i < len(order):
+        j, total = i, 0.0   # batches of similar length up to max_duration seconds of audio
+        while j < len(order) and (j == i or total + shard[order[j]].duration <= max_duration):
+            total += shard[order[j]].duration
+            j += 1
+        idx = order[i:j]
+        from lhotse import CutSet
+
+        batch = dataset[CutSet.from_cuts([shard[t] for t in idx])]
+        position = {c: n for n, c in enumerate(batch.ids)}
+        out = encoder(batch.wav.to(device), batch.wav_lens.to(device))
+        for L in layers:
+            states = out.hidden_states[L].float()
+            if not torch.isfinite(states).all():
+                bad = [batch.ids[b] for b in range(len(idx)) if not torch.isfinite(states[b]).all()]
+                raise ValueError(f"embed: non-finite states at layer {L} for utterance(s) {bad[:5]}")
+            for p in pooling:
+                vec = pool(states, out.lengths, p).cpu().numpy()
+                for t in idx:
+                    pooled[(p, L)][t] = vec[position[shard[t].id]]
+            if frames:
+                for t in idx:
+                    b = position[shard[t].id]
+                    frame_store[L][t] = states[b, : int(out.lengths[b])].cpu().numpy().astype(np.float16)
+        for t in idx:
+            lengths[t] = int(out.lengths[position[shard[t].id]])
+        i = j
+    arrays = {"lengths": lengths}
+    for (p, L), vecs in pooled.items():
+        arrays[f"pooled_{p}_L{L}"] = np.stack(vecs).astype(np.float32)
+    if frames:
+        for L in layers:
+            arrays[f"frames_L{L}"] = np.concatenate(frame_store[L])
+    return arrays
+
+
+@dataclass
+class EmbeddingStore:
+    """Read access to an embedding directory."""
+
+    path: Path
+    info: dict
+    meta: list[dict]
+
+    @classmethod
+    def open(cls, path: str | Path) -> "EmbeddingStore":
+        path = Path(path)
+        if not (path / "info.yaml").is_file():
+            raise FileNotFoundError(f"{path}: no info.yaml (not a finished `speechalign embed` output)")
+        info = yaml.safe_load((path / "info.yaml").read_text(encoding="utf-8"))
+        with open(path / "meta.tsv", encoding="utf-8") as f:
+            meta = list(csv.DictReader(f, delimiter="\t"))
+        ids = [m["id"] for m in meta]
+        if len(set(ids)) != len(ids):
+            dup = sorted({i for i in ids if ids.count(i) > 1})
+            raise ValueError(f"{path}: duplicate utterance ids {dup[:5]}")
+        return cls(path, info, meta)
+
+    def _check_layer(self, layer: int) -> None:
+        if layer not in self.info["layers"]:
+            raise ValueError(f"{self.path}: layer {layer} not embedded; valid layers: {self.info['layers']}")
+
+    def _shards(self):
+        for k in range(self.info["num_shards"]):
+            with np.load(self.path / "shards" / f"shard-{k:05d}.npz", allow_pickle=False) as z:
+                yield z
+
+    def pooled(self, layer: int, mode: str = "mean") -> np.ndarray:
+        self._check_layer(layer)
+        if mode not in self.info["pooling"]:
+            raise ValueError(f"{self.path}: pooling {mode!r} not stored; available: {self.info['pooling']}")
+        out = np.concatenate([z[f"pooled_{mode}_L{layer}"] for z in self._shards()])
+        bad = np.flatnonzero(~np.isfinite(out).all(axis=1))
+        if len(bad):
+            raise ValueError(f"{self.path}: NaN/inf vector at layer {layer} for utterance {self.meta[bad[0]]['id']}")
+        return out
+
+    def frames(self, layer: int) -> list[np.ndarray]:
+        self._check_layer(layer)
+        if not self.info.get("frames"):
+            raise ValueError(f"{self.path}: frame states were not stored (rerun embed with --frames)")
+        out = []
+        for z in self._shards():
+            flat, lens = z[f"frames_L{layer}"], z["lengths"]
+            out += np.split(flat.astype(np.float32), np.cumsum(lens)[:-1])
+        return out

@@ -1,0 +1,123 @@
+"""Retrieval results as TSV, markdown, LaTeX and PNG (heatmap, layer sweep)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from speechalign.retrieval.yubao import YubaoResult
+
+METRICS = ("R@1", "R@5", "R@10", "MRR")
+
+
+def _write(path: Path, text: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+    return path
+
+
+def _md(header: list[str], rows: list[list]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return "\n".join(lines + ["| " + " | ".join(map(str, r)) + " |" for r in rows]) + "\n"
+
+
+def write_pair_table(rows: list[dict], out_dir: Path, name: str, title: str) -> dict[str, Path]:
+    header = ["query", "gallery", *METRICS, "queries", "skipped"]
+    body = [[r["query"], r["gallery"], *[f"{r[m]:.4f}" for m in METRICS], r["queries"], r["skipped"]] for r in rows]
+    tsv = "\n".join("\t".join(map(str, x)) for x in [header] + body) + "\n"
+    return {"tsv": _write(out_dir / f"{name}.tsv", f"# {title}\n" + tsv),
+            "md": _write(out_dir / f"{name}.md", f"{title}\n\n" + _md(header, body))}
+
+
+def _cell(v: float) -> str:
+    return "" if np.isnan(v) else f"{v:.1f}"
+
+
+def write_yubao(result: YubaoResult, out_dir: Path, name: str, title: str) -> dict[str, Path]:
+    """8x8-style table (source rows, target columns, R@1 %) in TSV/MD/LaTeX, a heatmap and site pairs."""
+    g = result.subgroups
+    note = ("diagonal: distinct sites within a subgroup (extension, not in the reference protocol)"
+            if result.diagonal else "diagonal empty, as in the reference protocol")
+    rows = [[src, *[_cell(v) for v in result.table[i]]] for i, src in enumerate(g)]
+    off = result.table[~np.eye(len(g), dtype=bool)]
+    mean = float(np.nanmean(off)) if np.isfinite(off).any() else float("nan")
+    summary = f"mean over off-diagonal subgroup pairs: {mean:.2f}"
+    paths = {
+        "tsv": _write(out_dir / f"{name}.tsv", f"# {title}; R@1 %, rows = source, columns = target; {note}\n"
+                      + "\n".join("\t".join(r) for r in [["source\\target", *g]] + rows) + "\n"),
+        "md": _write(out_dir / f"{name}.md", f"{title}\n\nR@1 (%), rows = source subgroup, columns = target; "
+                     f"{note}; {summary}.\n\n" + _md(["source \\ target", *g], rows)),
+        "tex": _write(out_dir / f"{name}.tex", _latex(g, result.table, title, note)),
+        "sites": _write(out_dir / f"{name}-site-pairs.tsv", "source_group\ttarget_group\tsource_site\ttarget_site\t"
+                        "sentences\tR@1\n" + "".join("\t".join(map(str, r[:5])) + f"\t{r[5]:.2f}\n"
+                                                      for r in result.per_site_pair)),
+    }
+    paths["png"] = heatmap(result.table, g, out_dir / f"{name}.png", f"{title}\nR@1 (%) — {note}")
+    return paths
+
+
+def _latex(groups: list[str], table: np.ndarray, title: str, note: str) -> str:
+    esc = [s.replace("_", r"\_") for s in groups]
+    lines = [r"\begin{table}[t]", r"\centering", r"\begin{tabular}{l" + "r" * len(groups) + "}", r"\toprule",
+             " & ".join(["src $\\backslash$ trg", *esc]) + r" \\", r"\midrule"]
+    lines += [" & ".join([esc[i], *[_cell(v) or "--" for v in table[i]]]) + r" \\" for i in range(len(groups))]
+    lines += [r"\bottomrule", r"\end{tabular}", f"\\caption{{{title.replace('_', ' ')}: R@1 (\\%); {note}.}}",
+              r"\end{table}"]
+    return "\n".join(lines) + "\n"
+
+
+def heatmap(table: np.ndarray, labels: list[str], path: Path, title: str) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(1.0 + 0.8 * len(labels), 0.8 + 0.7 * len(labels)))
+    im = ax.imshow(np.ma.masked_invalid(table), cmap="viridis", vmin=0, vmax=100)
+    ax.set_xticks(range(len(labels)), labels, rotation=45, ha="right")
+    ax.set_yticks(range(len(labels)), labels)
+    ax.set_xlabel("target subgroup")
+    ax.set_ylabel("source subgroup")
+    for i in range(len(labels)):
+        for j in range(len(labels)):
+            if np.isfinite(table[i, j]):
+                ax.text(j, i, f"{table[i, j]:.0f}", ha="center", va="center",
+                        color="white" if table[i, j] < 60 else "black", fontsize=8)
+    fig.colorbar(im, ax=ax, label="R@1 (%)")
+    ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.tmp.png")
+    fig.savefig(tmp, dpi=120)
+    plt.close(fig)
+    os.replace(tmp, path)
+    return path
+
+
+def sweep_plot(layers: list[int], series: dict[str, list[float]], path: Path, title: str) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 3.6))
+    for label, values in series.items():
+        ax.plot(layers, values, marker="o", label=label)
+    ax.set_xlabel("encoder layer (0 = input embedding)")
+    ax.set_ylabel("R@1")
+    ax.set_ylim(0, 1)
+    ax.set_xticks(layers)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    tmp = path.with_name(f".{path.stem}.tmp.png")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(tmp, dpi=120)
+    plt.close(fig)
+    os.replace(tmp, path)
+    return path
