@@ -1,0 +1,74 @@
+import numpy as np
+import pytest
+
+from speechalign.cli import main
+from speechalign.config import load_config
+from speechalign.retrieval.embed import EmbeddingStore, build_source, embed, parse_layers
+from speechalign.train.trainer import train
+from tests.conftest import tiny_train_overrides
+
+
+@pytest.fixture(scope="module")
+def exp(tone_corpus, tmp_path_factory):
+    out = tmp_path_factory.mktemp("exp")
+    train(load_config(None, tiny_train_overrides(tone_corpus) + ["train.max_steps=4"]), out)
+    return out
+
+
+def test_embed_all_layers_pooled_and_frames(exp, tone_corpus, tmp_path):
+    encoder, source = build_source(exp_dir=exp)
+    out = embed([tone_corpus["dev"]], tmp_path / "emb", encoder, source, pooling=("mean", "max", "meanstd"),
+                frames=True, shard_size=3, max_duration=2.0)
+    store = EmbeddingStore.open(out)
+    assert store.info["layers"] == [0, 1, 2] and store.info["num_shards"] == 3
+    assert [m["dialect"] for m in store.meta][:2] == ["B", "A"] and store.meta[0]["sentence_id"] == "0"
+    mean, mx, ms = (store.pooled(2, p) for p in ("mean", "max", "meanstd"))
+    frames = store.frames(2)
+    assert mean.shape == (8, 32) and ms.shape == (8, 64) and len(frames) == 8
+    for i, f in enumerate(frames):
+        assert len(f) == int(store.meta[i]["frames"])
+        np.testing.assert_allclose(mean[i], f.mean(0), atol=2e-3)       # float16 frames
+        np.testing.assert_allclose(mx[i], f.max(0), atol=2e-3)
+    # The same utterance embedded alone gives the same vector: padding never leaks in.
+    alone = embed([tone_corpus["dev"]], tmp_path / "emb1", encoder, source, shard_size=1, max_duration=0.1)
+    np.testing.assert_allclose(EmbeddingStore.open(alone).pooled(2), mean, atol=1e-4)
+
+
+def test_embed_resumes_finished_shards(exp, tone_corpus, tmp_path, monkeypatch):
+    encoder, source = build_source(exp_dir=exp)
+    out = embed([tone_corpus["dev"]], tmp_path / "emb", encoder, source, shard_size=4)
+    first = (out / "shards" / "shard-00000.npz").stat().st_mtime_ns
+    (out / "shards" / "shard-00001.npz").write_bytes(b"truncated")
+    calls = []
+    import speechalign.retrieval.embed as mod
+
+    real = mod._embed_shard
+    monkeypatch.setattr(mod, "_embed_shard", lambda *a, **k: calls.append(1) or real(*a, **k))
+    embed([tone_corpus["dev"]], out, encoder, source, shard_size=4)
+    assert len(calls) == 1 and (out / "shards" / "shard-00000.npz").stat().st_mtime_ns == first
+
+
+def test_layer_errors_and_baselines(exp, tone_corpus, tmp_path):
+    with pytest.raises(ValueError, match=r"valid layers are 0..2"):
+        parse_layers("5", 2)
+    assert parse_layers("-1,0", 2) == [2, 0]
+    fb, src = build_source(features="fbank")
+    store = EmbeddingStore.open(embed([tone_corpus["dev"]], tmp_path / "fb", fb, src, frames=True))
+    assert store.info["layers"] == [0] and store.pooled(0).shape == (8, 80)
+    with pytest.raises(ValueError, match="layer 3 not embedded; valid layers: \\[0\\]"):
+        store.pooled(3)
+    rand, src = build_source(exp_dir=exp, random_init=True)
+    assert src["random_init"] is True
+
+
+def test_cli_embed_retrieve_sweep(exp, tone_corpus, tmp_path):
+    emb = tmp_path / "emb"
+    assert main(["embed", "--exp-dir", str(exp), "--cuts", str(tone_corpus["dev"]), "--out", str(emb), "--frames"]) == 0
+    for protocol in ("pooled", "seqsim", "rerank"):
+        assert main(["retrieve", "--emb-dir", str(emb), "--protocol", protocol, "--center", "dialect"]) == 0
+    table = (emb / "retrieval" / "rerank-L2-mean-center.md").read_text(encoding="utf-8")
+    assert "| A | B |" in table and "| mean | mean |" in table
+    assert main(["sweep", "--emb-dir", str(emb)]) == 0
+    assert (emb / "retrieval" / "sweep-mean.png").stat().st_size > 1000
+    assert "best layer" in (emb / "retrieval" / "sweep-mean.md").read_text(encoding="utf-8")
+    assert main(["retrieve", "--emb-dir", str(emb), "--layer", "7"]) == 1
