@@ -18,9 +18,9 @@ from speechalign.decode.run import decode_batch
 from speechalign.models.experiment import load_experiment
 
 
-def run(model, cuts, max_duration: float, beam: int) -> tuple[float, float, list]:
+def run(model, cuts, max_duration: float | None, beam: int, max_cuts: int | None = None) -> tuple[float, float, list]:
     audio, hyps, start = 0.0, [], time.perf_counter()
-    for batch in eval_loader(cuts, max_duration):
+    for batch in eval_loader(cuts, max_duration, max_cuts=max_cuts):
         hyps += decode_batch(model, batch.wav, batch.wav_lens, "ctc_prefix_beam", beam, 0.5)
         audio += float(batch.wav_lens.sum()) / 16000
     return time.perf_counter() - start, audio, hyps
@@ -38,7 +38,7 @@ def main() -> None:
     cuts = load_cuts(args.cuts).subset(first=args.max_utts)
     with torch.inference_mode():
         batched, audio, hyps_b = run(model, cuts, 120.0, args.beam)
-        single, _, hyps_s = run(model, cuts, 0.0, args.beam)
+        single, _, hyps_s = run(model, cuts, None, args.beam, max_cuts=1)
     print(f"{len(cuts)} utterances, {audio / 60:.1f} min of audio, beam {args.beam}, {torch.get_num_threads()} threads")
     print(f"batched      : RTF {batched / audio:.4f} (goal <= 0.05)")
     print(f"one at a time: RTF {single / audio:.4f}")

@@ -101,8 +101,9 @@ def train_sampler(cuts: CutSet, max_duration: float, num_buckets: int, shuffle: 
                                    drop_last=True, seed=seed, world_size=world_size, rank=rank)
 
 
-def eval_loader(cuts: CutSet, max_duration: float, tokenizer: CharTokenizer | None = None):
+def eval_loader(cuts: CutSet, max_duration: float | None, tokenizer: CharTokenizer | None = None,
+                max_cuts: int | None = None):
     """Deterministic batches of similar length for validation, decoding and embedding."""
     cuts = cuts.sort_by_duration(ascending=False)
-    sampler = SimpleCutSampler(cuts, max_duration=max_duration, shuffle=False)
+    sampler = SimpleCutSampler(cuts, max_duration=max_duration, max_cuts=max_cuts, shuffle=False)
     return torch.utils.data.DataLoader(SpeechDataset(tokenizer), sampler=sampler, batch_size=None, num_workers=0)
