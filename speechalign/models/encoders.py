@@ -7,6 +7,7 @@ their lengths and own their feature front end, so a checkpoint is self-contained
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -259,6 +260,7 @@ def load_pretrained_whisper_encoder(name_or_path: str):
     from transformers import WhisperConfig, WhisperModel
     from transformers.models.whisper.modeling_whisper import WhisperEncoder
 
+    name_or_path = os.path.expanduser(name_or_path)
     config_file = Path(name_or_path) / "config.json"
     encoder_only = config_file.is_file() and "WhisperEncoder" in json.loads(config_file.read_text()).get("architectures", [])
     if encoder_only:
@@ -281,7 +283,7 @@ def _wav2vec2(cfg, hf_config_path: Path | None = None) -> Wav2Vec2SpeechEncoder:
     if hf_config_path is not None:
         model = Wav2Vec2Model(Wav2Vec2Config.from_json_file(str(hf_config_path)))
     elif w.pretrained:
-        model, info = Wav2Vec2Model.from_pretrained(w.pretrained, output_loading_info=True)
+        model, info = Wav2Vec2Model.from_pretrained(os.path.expanduser(w.pretrained), output_loading_info=True)
         if info["missing_keys"]:
             raise ValueError(f"{w.pretrained}: wav2vec2 weights missing: {info['missing_keys'][:5]}")
     else:
