@@ -122,6 +122,12 @@ def _cmd_sweep(args) -> None:
               seqsim=not args.no_seqsim)
 
 
+def _cmd_report(args) -> None:
+    from speechalign.report import write_report
+
+    print(write_report(args.out_dir, args.exp_dir, args.retrieval_dir, args.checkpoint))
+
+
 def _add_search_options(p) -> None:
     from speechalign.retrieval.search import INDEXES
 
@@ -237,6 +243,13 @@ def build_parser() -> argparse.ArgumentParser:
     _add_search_options(p)
     p.add_argument("--no-seqsim", action="store_true", help="pooled only, even if frames are stored")
     p.set_defaults(func=_cmd_sweep, layer=-1)
+
+    p = sub.add_parser("report", help="one markdown page (REPORT.md) from the stages' outputs")
+    p.add_argument("--out-dir", type=Path, required=True)
+    p.add_argument("--exp-dir", type=Path, required=True)
+    p.add_argument("--retrieval-dir", type=Path, required=True)
+    p.add_argument("--checkpoint", default="latest")
+    p.set_defaults(func=_cmd_report)
     return parser
 
 

@@ -1,36 +1,110 @@
 #!/usr/bin/env bash
-# The default demo: a synthetic multi-variety parallel corpus, offline and on CPU.
-# Usage: egs/synth/run.sh [--stage N] [--stop-stage N] [--num-sentences N] [--out DIR]
+# The default demo, offline on CPU: synthetic parallel corpus -> stats -> train -> average -> decode
+# -> embed every layer -> retrieval (pooled, SeqSim, rerank; +/- centering) -> layer sweep -> REPORT.md.
+# Usage: egs/synth/run.sh [--stage N] [--stop-stage N] [--quick] [--out DIR]
 set -euo pipefail
 source "$(dirname "$0")/../path.sh"
 
 stage=0
 stop_stage=100
-num_sentences=300
+quick=false
 out=exp/synth
+num_sentences=1600
+train_sets=()
 while [ $# -gt 0 ]; do
   case "$1" in
     --stage) stage=$2; shift 2 ;;
     --stop-stage) stop_stage=$2; shift 2 ;;
-    --num-sentences) num_sentences=$2; shift 2 ;;
+    --quick) quick=true; shift ;;
     --out) out=$2; shift 2 ;;
+    --num-sentences) num_sentences=$2; shift 2 ;;
     *) echo "unknown option $1" >&2; exit 1 ;;
   esac
 done
-data=$out/data
-mkdir -p "$out"
 
-if [ "$stage" -le 0 ] && [ "$stop_stage" -ge 0 ]; then
-  if [ -f "$data/.done" ]; then
-    log "stage 0: synthetic corpus already in $data"
-  else
-    log "stage 0: generating $num_sentences sentences with espeak-ng"
-    speechalign prepare synth --output-dir "$data" --num-sentences "$num_sentences"
-    touch "$data/.done"
-  fi
+if $quick; then
+  num_sentences=40
+  train_sets=(--set train.max_steps=30 --set train.max_minutes=0 --set train.valid_every=15 --set train.save_every=15
+    --set model.conformer.d_model=64 --set model.conformer.num_layers=2 --set model.conformer.ffn_dim=128
+    --set model.decoder.ffn_dim=128 --set data.max_duration=20 --set optim.warmup_steps=5)
+fi
+data=$out/data
+exp=$out/conformer_ctc
+emb=$out/emb
+ret=$out/retrieval
+mkdir -p "$out"
+run_stage() { [ "$stage" -le "$1" ] && [ "$stop_stage" -ge "$1" ]; }
+done_marker() { [ -f "$out/.done.$1" ]; }
+mark_done() { touch "$out/.done.$1"; }
+
+if run_stage 0 && ! done_marker prepare; then
+  log "stage 0: synthesizing $num_sentences sentences x 4 renderings with espeak-ng"
+  speechalign prepare synth --output-dir "$data" --num-sentences "$num_sentences"
+  mark_done prepare
 fi
 
-if [ "$stage" -le 1 ] && [ "$stop_stage" -ge 1 ]; then
+if run_stage 1; then
   log "stage 1: statistics"
-  speechalign stats "$data"/synth_cuts_train.jsonl.gz "$data"/synth_cuts_dev.jsonl.gz "$data"/synth_cuts_test.jsonl.gz
+  speechalign stats "$data"/synth_cuts_{train,dev,test}.jsonl.gz | tee "$out/stats.txt"
+fi
+
+if run_stage 2 && ! done_marker train; then
+  log "stage 2: training (recipes/synth_conformer_ctc.yaml)"
+  speechalign train --config recipes/synth_conformer_ctc.yaml --exp-dir "$exp" --resume \
+    --set "data.train=[{cuts: [$data/synth_cuts_train.jsonl.gz]}]" --set "data.dev=[$data/synth_cuts_dev.jsonl.gz]" \
+    "${train_sets[@]}"
+  mark_done train
+fi
+
+if run_stage 3; then
+  log "stage 3: averaging the last 3 checkpoints"
+  speechalign average --exp-dir "$exp" --last 3
+fi
+
+if run_stage 4 && ! done_marker decode; then
+  log "stage 4: decoding the test split (per-dialect CER)"
+  speechalign decode --exp-dir "$exp" --checkpoint avg-last3 --cuts "$data/synth_cuts_test.jsonl.gz" \
+    --mode ctc_greedy ctc_prefix_beam attention_rescoring joint_beam --beam 10
+  mark_done decode
+fi
+
+if run_stage 5 && ! done_marker embed; then
+  log "stage 5: embedding every layer (trained, random-init, fbank)"
+  speechalign embed --exp-dir "$exp" --checkpoint avg-last3 --cuts "$data/synth_cuts_test.jsonl.gz" \
+    --out "$emb/trained" --frames
+  speechalign embed --exp-dir "$exp" --random-init --cuts "$data/synth_cuts_test.jsonl.gz" --out "$emb/random" --frames
+  speechalign embed --features fbank --cuts "$data/synth_cuts_test.jsonl.gz" --out "$emb/fbank" --frames
+  speechalign embed --exp-dir "$exp" --checkpoint avg-last3 --cuts "$data/synth_cuts_dev.jsonl.gz" \
+    --out "$emb/trained-dev"
+  mark_done embed
+fi
+
+if run_stage 6; then
+  log "stage 6: retrieval and YuBao-style matrices (varieties as subgroups, renderings as sites)"
+  for source in fbank random trained; do
+    for center in none dialect; do
+      for protocol in pooled seqsim rerank; do
+        speechalign retrieve --emb-dir "$emb/$source" --out "$ret/$source" --protocol "$protocol" --center "$center"
+      done
+      speechalign retrieve --emb-dir "$emb/$source" --out "$ret/$source" --protocol yubao --yubao-mode seqsim \
+        --center "$center"
+    done
+  done
+  speechalign retrieve --emb-dir "$emb/trained" --out "$ret/trained" --protocol pooled --center dialect \
+    --map procrustes --map-train "$emb/trained-dev"
+fi
+
+if run_stage 7; then
+  log "stage 7: layer sweeps"
+  for source in random trained; do
+    for center in none dialect; do
+      speechalign sweep --emb-dir "$emb/$source" --out "$ret/$source" --center "$center"
+    done
+  done
+fi
+
+if run_stage 8; then
+  log "stage 8: report"
+  speechalign report --out-dir "$out" --exp-dir "$exp" --retrieval-dir "$ret" --checkpoint avg-last3
+  log "report written to $out/REPORT.md"
 fi

@@ -1,0 +1,122 @@
+"""``speechalign report``: one markdown page from what the pipeline stages wrote to disk."""
+
+from __future__ import annotations
+
+import csv
+import os
+import re
+from pathlib import Path
+
+PAIR_OF_INTEREST = ("Cantonese", "Mandarin")
+
+
+def training_curve(exp_dir: Path, out_png: Path) -> Path | None:
+    """Loss and validation CER against steps, read from the TensorBoard event files."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(exp_dir / "tensorboard"))
+    events.Reload()
+    tags = events.Tags().get("scalars", [])
+    if "train/loss" not in tags:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.5))
+    for tag in ("train/loss", "valid/loss"):
+        if tag in tags:
+            s = events.Scalars(tag)
+            ax1.plot([e.step for e in s], [e.value for e in s], label=tag, marker="." if "valid" in tag else None)
+    ax1.set_xlabel("step")
+    ax1.set_ylabel("loss per utterance")
+    ax1.set_yscale("log")
+    ax1.legend()
+    for tag in sorted(t for t in tags if t.startswith("valid/cer/")):
+        s = events.Scalars(tag)
+        ax2.plot([e.step for e in s], [e.value for e in s], marker="o", label=tag.split("/")[-1])
+    ax2.set_xlabel("step")
+    ax2.set_ylabel("greedy CER (dev)")
+    ax2.set_ylim(0, 1.05)
+    ax2.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out_png, dpi=110)
+    plt.close(fig)
+    return out_png
+
+
+def _read_tsv(path: Path) -> list[dict]:
+    lines = [line for line in path.read_text(encoding="utf-8").splitlines() if not line.startswith("#")]
+    return list(csv.DictReader(lines, delimiter="\t"))
+
+
+def retrieval_summary(ret_dir: Path) -> list[list[str]]:
+    """One row per (source, protocol, centering): R@1 for the pair of interest and the mean."""
+    rows = []
+    for source_dir in sorted(p for p in ret_dir.iterdir() if p.is_dir()):
+        for tsv in sorted(source_dir.glob("*-L*-mean*.tsv")):
+            m = re.match(r"(pooled|seqsim|rerank)-L(\d+)-mean(-center)?(-procrustes)?\.tsv$", tsv.name)
+            if not m:
+                continue
+            data = {(r["query"], r["gallery"]): r for r in _read_tsv(tsv)}
+            pair = data.get(PAIR_OF_INTEREST)
+            rows.append([source_dir.name, m.group(1), m.group(2),
+                         "dialect" if m.group(3) else "none", "procrustes" if m.group(4) else "",
+                         f"{float(pair['R@1']):.3f}" if pair else "", f"{float(data[('mean', 'mean')]['R@1']):.3f}",
+                         f"{float(data[('mean', 'mean')]['MRR']):.3f}"])
+    return rows
+
+
+def best_layers(ret_dir: Path) -> list[list[str]]:
+    rows = []
+    for tsv in sorted(ret_dir.glob("*/sweep-*.tsv")):
+        table = _read_tsv(tsv)
+        for method in ("pooled", "seqsim"):
+            pair = [r for r in table if r["method"] == method and (r["query"], r["gallery"]) == PAIR_OF_INTEREST]
+            if pair:
+                best = max(pair, key=lambda r: float(r["R@1"]))
+                rows.append([tsv.parent.name, tsv.stem.replace("sweep-", ""), method, best["layer"],
+                             f"{float(best['R@1']):.3f}"])
+    return rows
+
+
+def _md_table(header: list[str], rows: list[list[str]]) -> str:
+    return "\n".join(["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+                     + ["| " + " | ".join(r) + " |" for r in rows]) + "\n"
+
+
+def write_report(out_dir: str | Path, exp_dir: str | Path, retrieval_dir: str | Path, checkpoint: str = "latest") -> Path:
+    out_dir, exp_dir, ret_dir = Path(out_dir), Path(exp_dir), Path(retrieval_dir)
+    parts = ["# speechalign report", ""]
+    stats = out_dir / "stats.txt"
+    if stats.is_file():
+        parts += ["## Data", "", "```", stats.read_text(encoding="utf-8").rstrip(), "```", ""]
+    curve = training_curve(exp_dir, out_dir / "training_curve.png") if (exp_dir / "tensorboard").is_dir() else None
+    if curve:
+        parts += ["## Training", "", f"![training curve]({os.path.relpath(curve, out_dir)})", ""]
+    decode_dir = exp_dir / "decode" / checkpoint
+    tables = sorted(decode_dir.glob("cer-*.md")) if decode_dir.is_dir() else []
+    if tables:
+        parts += ["## ASR: CER per dialect (test split)", ""]
+        for t in tables:
+            parts += [f"### {t.stem}", "", t.read_text(encoding="utf-8").rstrip(), ""]
+    if ret_dir.is_dir():
+        summary = retrieval_summary(ret_dir)
+        if summary:
+            parts += ["## Retrieval", "", f"R@1 for {PAIR_OF_INTEREST[0]} → {PAIR_OF_INTEREST[1]} and the mean over all "
+                      "ordered variety pairs (top layer unless noted; chance ≈ 1/number of test sentences).", "",
+                      _md_table(["embeddings", "protocol", "layer", "centering", "map", "Cantonese→Mandarin R@1",
+                                 "mean R@1", "mean MRR"], summary)]
+        layers = best_layers(ret_dir)
+        if layers:
+            parts += ["### Best layer (layer sweep)", "", _md_table(["embeddings", "sweep", "method", "best layer",
+                                                                   "Cantonese→Mandarin R@1"], layers)]
+        for png in sorted(ret_dir.glob("*/yubao-*.png")) + sorted(ret_dir.glob("*/sweep-*.png")):
+            parts += [f"![{png.parent.name} {png.stem}]({os.path.relpath(png, out_dir)})", ""]
+    path = out_dir / "REPORT.md"
+    tmp = path.with_name(".REPORT.md.tmp")
+    tmp.write_text("\n".join(parts), encoding="utf-8")
+    os.replace(tmp, path)
+    return path
+
