@@ -236,3 +236,24 @@ def cuts_from_lhotse(manifests: dict, split: str) -> CutSet:
     """Cuts from one split of a lhotse recipe's ``{split: {recordings, supervisions}}`` result."""
     part = manifests[split]
     return CutSet.from_manifests(recordings=part["recordings"], supervisions=part["supervisions"])
+
+
+class CorpusError(RuntimeError):
+    """A corpus file could not be processed by lhotse's recipe (the message names the file)."""
+
+
+def run_lhotse_recipe(corpus: str, recipe, *args, **kwargs):
+    """Call a lhotse recipe, turning its assertion/audio errors into one line that names the file."""
+    try:
+        return recipe(*args, **kwargs)
+    except AssertionError as e:
+        raise CorpusLayoutError(f"{corpus}: {e}") from None
+    except Exception as e:  # lhotse raises assorted types (AudioLoadingError, KeyError, ValueError)
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise CorpusError(f"{corpus}: lhotse's {recipe.__name__} failed: {first[:300]}") from None
+
+
+def note_dropped(report: PrepReport, split: str, expected: int, kept: int, what: str) -> None:
+    """Record items a lhotse recipe dropped on its own (e.g. audio without transcript)."""
+    if expected > kept:
+        report.skip(f"{split}: {expected - kept} item(s)", f"dropped-by-lhotse: {what}")
