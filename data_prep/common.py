@@ -228,6 +228,7 @@ def relabel_cuts(
         sup.language = label(cut)
         if cut.sampling_rate != SAMPLE_RATE:
             cut = cut.resample(SAMPLE_RATE)
+        cut.id = sup.id  # one supervision per cut: its id is the natural cut id
         out.append(cut)
     return out
 

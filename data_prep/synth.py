@@ -95,7 +95,7 @@ def hakka_syllable(syl: str) -> str:
         if body.startswith(src):
             body = dst + body[len(src):]
             break
-    if body[-1] in _CODAS and len(body) > 1:
+    if body[-1] in _CODAS and len(body) > 1 and not body.endswith("ng"):
         body = body[:-1] + _CODAS[body[-1]]
     return body + _TONES.get(tone, "1")
 
