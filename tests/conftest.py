@@ -44,7 +44,7 @@ def make_tone_corpus(root: str | Path, n_train: int = 40, n_dev: int = 8, seed: 
             idx = rng.integers(0, len(TONE_CHARS), rng.integers(2, 5))
             x = np.concatenate([0.3 * np.sin(2 * np.pi * (200 + 80 * j) * t) for j in idx]).astype(np.float32)
             sf.write(root / f"{split}{i}.wav", x, 16000)
-            rows.append(f"{split}{i}.wav\t{''.join(TONE_CHARS[j] for j in idx)}\t{'A' if i % 2 else 'B'}\t{i}")
+            rows.append(f"{split}{i}.wav\t{''.join(TONE_CHARS[j] for j in idx)}\t{'A' if i % 2 else 'B'}\t{i // 2}")
         (root / f"{split}.tsv").write_text("\n".join(rows) + "\n", encoding="utf-8")
     prepare_custom(root, root / "manifests", corpus="tones")
     return {s: root / "manifests" / f"tones_cuts_{s}.jsonl.gz" for s in ("train", "dev")}

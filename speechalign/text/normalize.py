@@ -40,6 +40,8 @@ def _keep(ch: str, keep_digits: bool, han_only: bool) -> bool:
 
 
 def _one_pass(text: str, keep_digits: bool, han_only: bool) -> str:
+    # Lone surrogates cannot be UTF-8 encoded for OpenCC; they are category Cs and dropped anyway.
+    text = "".join(ch for ch in text if not 0xD800 <= ord(ch) <= 0xDFFF)
     text = unicodedata.normalize("NFKC", text)
     text = _t2s().convert(text).lower()
     return "".join(ch for ch in text if _keep(ch, keep_digits, han_only))

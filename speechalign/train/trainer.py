@@ -195,7 +195,7 @@ class Trainer:
         start = time.monotonic()
         budget = cfg.max_minutes * 60 if cfg.max_minutes > 0 else math.inf
         bar = tqdm(total=cfg.max_steps, initial=self.step, disable=not self.dist.main, desc="train", unit="step")
-        last_saved = None
+        last_saved, saved_step = None, -1
         restored = self.resume_from is not None
         out_of_time = False
         while self.step < cfg.max_steps and self.epoch < cfg.max_epochs and not out_of_time:
@@ -218,9 +218,10 @@ class Trainer:
                 bar.set_postfix(loss=f"{acc['loss']:.3f}", lr=f"{self.scheduler.get_last_lr()[0]:.2e}")
                 if self.step % cfg.valid_every == 0:
                     self._validate()
-                out_of_time = time.monotonic() - start > budget
+                # Every rank must take the same branch, or the collectives below would pair up wrongly.
+                out_of_time = not self.dist.all_true(time.monotonic() - start <= budget)
                 if self.step % cfg.save_every == 0 or self.step >= cfg.max_steps or out_of_time:
-                    last_saved = self._save(acc)
+                    last_saved, saved_step = self._save(acc), self.step
                 if self.step >= cfg.max_steps or out_of_time:
                     break
             if batch is None:
@@ -230,7 +231,7 @@ class Trainer:
         bar.close()
         if out_of_time:
             log.info("time budget of %.1f min reached at step %d", cfg.max_minutes, self.step)
-        if last_saved is None or not last_saved.name.endswith(f"-{self.step}"):
+        if saved_step != self.step:
             last_saved = self._save({})
         if self.nan_total:
             log.warning("skipped %d batches with a non-finite loss", self.nan_total)
