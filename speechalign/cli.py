@@ -35,10 +35,12 @@ def _cmd_train(args) -> None:
 
     cfg = load_config(args.config, args.set)
     if args.dry_run:
-        from speechalign.train.dry_run import dry_run
+        from speechalign.train.dry_run import dry_run, miniature
 
-        dry_run(cfg)
-        return
+        if args.exp_dir is None:
+            dry_run(cfg)
+            return
+        cfg = miniature(cfg)
     if args.exp_dir is None:
         raise ValueError("train: --exp-dir is required (except with --dry-run)")
     last = train(cfg, args.exp_dir, resume=args.resume)
@@ -62,6 +64,12 @@ def _cmd_fetch(args) -> None:
     from speechalign.models.fetch import default_pretrained_dir, fetch_pretrained
 
     print(fetch_pretrained(args.name, args.out or default_pretrained_dir(args.name)))
+
+
+def _cmd_compare(args) -> None:
+    from speechalign.retrieval.compare import compare, parse_table_args
+
+    print(compare(parse_table_args(args.tables), args.query, args.gallery, args.out, args.title))
 
 
 def _cmd_decode(args) -> None:
@@ -100,7 +108,7 @@ def _retrieval_options(args):
     from speechalign.retrieval.search import IndexConfig
 
     return RetrievalOptions(
-        layer=args.layer, protocol=getattr(args, "protocol", "pooled"), pool=args.pool, center=args.center == "dialect",
+        layer=args.layer if isinstance(args.layer, int) else -1, protocol=getattr(args, "protocol", "pooled"), pool=args.pool, center=args.center == "dialect",
         map_train=getattr(args, "map_train", None), rerank_k=args.rerank_k, query=args.query, gallery=args.gallery,
         index=IndexConfig(args.index, args.nlist, args.nprobe, args.hnsw_m, args.ef_search),
         yubao_mode=getattr(args, "yubao_mode", "seqsim"), fleurs_mode=getattr(args, "fleurs_mode", "seqsim"),
@@ -110,9 +118,22 @@ def _retrieval_options(args):
 def _cmd_retrieve(args) -> None:
     from speechalign.retrieval.run import run_retrieve
 
+    from dataclasses import replace
+
+    from speechalign.retrieval.embed import EmbeddingStore
+
     if args.map and not args.map_train:
         raise ValueError("retrieve: --map procrustes needs --map-train EMB_DIR (disjoint parallel pairs)")
-    run_retrieve(args.emb_dir, args.out or Path(args.emb_dir) / "retrieval", _retrieval_options(args))
+    opts = _retrieval_options(args)
+    if args.layer == "all":
+        layers = EmbeddingStore.open(args.emb_dir).info["layers"]
+    else:
+        try:
+            layers = [int(x) for x in args.layer.split(",")]
+        except ValueError:
+            raise ValueError(f"retrieve: --layer must be 'all' or comma-separated integers, got {args.layer!r}") from None
+    for layer in layers:
+        run_retrieve(args.emb_dir, args.out or Path(args.emb_dir) / "retrieval", replace(opts, layer=layer))
 
 
 def _cmd_sweep(args) -> None:
@@ -161,7 +182,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--exp-dir", type=Path, help="experiment directory (checkpoints, logs, tokens)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override, e.g. optim.lr=1e-3")
     p.add_argument("--resume", action="store_true", help="continue from the latest valid checkpoint")
-    p.add_argument("--dry-run", action="store_true", help="build the model and run one forward on a fake batch")
+    p.add_argument("--dry-run", action="store_true",
+                   help="random init, nothing downloaded: one forward/backward on a fake batch; with --exp-dir, "
+                        "a miniature of the recipe trains one step on the real manifests")
     p.set_defaults(func=_cmd_train)
 
     p = sub.add_parser("average", help="average checkpoints into avg-last<N>/avg-best<N>.safetensors")
@@ -230,7 +253,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("retrieve", help="cross-dialect retrieval: R@k/MRR per dialect pair, or the YuBao matrix")
     _add_search_options(p)
-    p.add_argument("--layer", type=int, default=-1, help="layer index (-1 = top)")
+    p.add_argument("--layer", default="-1", help="layer index (-1 = top), comma-separated indices, or 'all'")
     p.add_argument("--protocol", default="pooled", choices=("pooled", "seqsim", "rerank", "yubao", "fleurs"))
     p.add_argument("--yubao-mode", default="seqsim", choices=("pooled", "seqsim", "rerank"))
     p.add_argument("--fleurs-mode", default="seqsim", choices=("pooled", "seqsim", "rerank"))
@@ -243,6 +266,14 @@ def build_parser() -> argparse.ArgumentParser:
     _add_search_options(p)
     p.add_argument("--no-seqsim", action="store_true", help="pooled only, even if frames are stored")
     p.set_defaults(func=_cmd_sweep, layer=-1)
+
+    p = sub.add_parser("compare", help="side-by-side table of retrieval runs for one query -> gallery pair")
+    p.add_argument("tables", nargs="+", help="retrieve pair-table TSVs, as PATH or LABEL=PATH")
+    p.add_argument("--query", required=True, help="query dialect label")
+    p.add_argument("--gallery", required=True, help="gallery dialect label")
+    p.add_argument("--out", type=Path, required=True, help="output path without suffix (.md and .tsv written)")
+    p.add_argument("--title", default="Cross-dialect retrieval")
+    p.set_defaults(func=_cmd_compare)
 
     p = sub.add_parser("report", help="one markdown page (REPORT.md) from the stages' outputs")
     p.add_argument("--out-dir", type=Path, required=True)

@@ -50,7 +50,8 @@ def read_ct2_model(path: str | Path) -> tuple[str, dict[str, np.ndarray]]:
     version = r.unpack("I")
     if version != SUPPORTED_VERSION:
         raise Ct2FormatError(f"{path}: binary version {version}, only version {SUPPORTED_VERSION} is supported")
-    spec, _revision = r.string(), r.unpack("I")
+    spec = r.string()
+    r.unpack("I")  # spec revision: not needed to read the variables
     variables = {}
     for _ in range(r.unpack("I")):
         name = r.string()

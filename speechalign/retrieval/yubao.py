@@ -9,7 +9,6 @@ optional extension, marked as such in every report.
 
 from __future__ import annotations
 
-import itertools
 import logging
 from dataclasses import dataclass, field
 

@@ -1,4 +1,9 @@
-"""Build a recipe's model (random init, nothing downloaded) and run one forward/backward on a fake batch."""
+"""Dry runs of a recipe: nothing is downloaded and nothing big is built.
+
+``dry_run`` builds the recipe's model (random init) and runs one forward/backward on a fake batch.
+``miniature`` turns a recipe into a random-init miniature of the same architecture that trains one
+step, so an ``egs/<corpus>/run.sh --dry-run`` exercises every stage on a fake corpus in seconds.
+"""
 
 from __future__ import annotations
 
@@ -13,9 +18,29 @@ from speechalign.models import build_model
 log = logging.getLogger("speechalign.train")
 
 
+def miniature(cfg: ExperimentConfig) -> ExperimentConfig:
+    """Same encoder type, front end, loss and data; tiny random-init sizes; one training step."""
+    cfg = copy.deepcopy(cfg)
+    m = cfg.model
+    m.whisper.pretrained = m.wav2vec2.pretrained = None
+    m.whisper.d_model, m.whisper.encoder_layers, m.whisper.encoder_attention_heads = 32, 2, 2
+    m.whisper.encoder_ffn_dim = 64
+    m.wav2vec2.hidden_size, m.wav2vec2.num_hidden_layers, m.wav2vec2.num_attention_heads = 32, 2, 2
+    m.wav2vec2.intermediate_size = 64
+    m.wav2vec2.conv_dim = [32] * len(m.wav2vec2.conv_dim)
+    m.conformer.d_model, m.conformer.num_layers, m.conformer.num_heads, m.conformer.ffn_dim = 32, 2, 2, 64
+    m.decoder.num_layers = min(m.decoder.num_layers, 1)
+    m.decoder.num_heads, m.decoder.ffn_dim = 2, 64
+    m.freeze.encoder_steps = 0
+    t = cfg.train
+    t.max_steps, t.max_minutes, t.valid_every, t.save_every, t.log_every = 1, 0.0, 1, 1, 1
+    t.bf16, t.keep_last = False, 1
+    cfg.optim.warmup_steps, cfg.optim.accum_grad = 1, 1
+    return cfg
+
+
 def dry_run(cfg: ExperimentConfig, vocab_size: int = 50) -> dict:
-    """Returns the loss parts; pretrained weights are replaced by a random init of the same size
-    only when the pretrained source is not available locally."""
+    """Returns the loss parts of one forward/backward of the full-size recipe model (random init)."""
     cfg = copy.deepcopy(cfg)
     for sub in (cfg.model.whisper, cfg.model.wav2vec2):
         sub.pretrained = None
@@ -25,7 +50,7 @@ def dry_run(cfg: ExperimentConfig, vocab_size: int = 50) -> dict:
     lens = torch.tensor([32000, 24000])
     out = model(wav, lens, [[3, 4, 5], [6, 7]])
     out["loss"].backward()
-    parts = {k: float(v) for k, v in out.items()}
+    parts = {k: float(v.detach()) for k, v in out.items()}
     log.info("dry run: %s encoder, %d layers, %.2fM parameters, losses %s", cfg.model.encoder,
              model.encoder.num_layers, sum(p.numel() for p in model.parameters()) / 1e6, parts)
     return parts

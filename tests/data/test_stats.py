@@ -1,5 +1,5 @@
 import pytest
-from lhotse import CutSet, Recording, SupervisionSegment
+from lhotse import CutSet, SupervisionSegment
 from lhotse.testing.dummies import dummy_recording
 
 from speechalign.data.stats import manifest_stats

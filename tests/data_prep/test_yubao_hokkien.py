@@ -1,6 +1,4 @@
-import json
 import shutil
-import subprocess
 
 import pytest
 
@@ -8,36 +6,12 @@ from data_prep.common import CorpusLayoutError
 from data_prep.tw_hokkien import prepare_tw_hokkien
 from data_prep.yubao import prepare_yubao, prepare_yubao_from_cuts
 from speechalign.data.manifest import cut_meta, load_cuts
-from tests.conftest import write_tone
+from tests.fake_corpora import hokkien_tree, yubao_tree
 
-SITES = {"04G96": ("上海_市区_杨浦区", "wuu"), "18E38": ("江西_吉安_万安", "gan"), "18E40": ("江西_宜春_奉新", "gan")}
-
-
-def scraped(root, with_mp4=False):
-    (root).mkdir(parents=True)
-    (root / "sites.yaml").write_text("wuu:\n  - 上海_市区_杨浦区\ngan:\n  - 江西_吉安_万安\n  - 江西_宜春_奉新\n"
-                                     "min:\n  - 福建_厦门_思明\n", encoding="utf-8")
-    for site_id, (name, group) in SITES.items():
-        n = 2 if site_id == "18E40" else 3
-        sentences = {}
-        for k in range(1, n + 1):
-            utt = f"{site_id}mb01yf{k:04d}"
-            transcript = {1: "我去。/我走。", 2: "廣東話好聽", 3: "食飯未"}[k]
-            sentences[utt] = {"transcript": transcript, "translation": "普通话翻译"}
-            write_tone(root / name / f"{utt}.wav", 1.0 + 0.1 * k)
-        (root / f"{site_id}.json").write_text(json.dumps({"site": name, "subgrouping": group, "sentences": sentences},
-                                                         ensure_ascii=False), encoding="utf-8")
-    (root / "上海_市区_杨浦区" / "04G96mb01yf0003.wav").write_bytes(b"not audio")
-    if with_mp4:
-        wav = root / "江西_吉安_万安" / "18E38mb01yf0002.wav"
-        subprocess.run(["ffmpeg", "-nostdin", "-loglevel", "error", "-y", "-i", str(wav), str(wav.with_suffix(".mp4"))],
-                       check=True)
-        wav.unlink()
-    return root
 
 
 def test_yubao_sites_subgroups_sentence_ids_and_report(tmp_path):
-    root = scraped(tmp_path / "scraped")
+    root = yubao_tree(tmp_path / "scraped")
     prepare_yubao(root, tmp_path / "m", sites_yaml=root / "sites.yaml")
     cuts = {c.id: c for c in load_cuts(tmp_path / "m/yubao_cuts_test.jsonl.gz")}
     assert len(cuts) == 7      # 3 + 3 + 2 minus the unreadable one
@@ -54,7 +28,7 @@ def test_yubao_sites_subgroups_sentence_ids_and_report(tmp_path):
 
 @pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="ffmpeg is not installed (apt-get install ffmpeg)")
 def test_yubao_converts_mp4_once(tmp_path):
-    root = scraped(tmp_path / "scraped", with_mp4=True)
+    root = yubao_tree(tmp_path / "scraped", with_mp4=True)
     prepare_yubao(root, tmp_path / "m", sites_yaml=root / "sites.yaml")
     flac = root / "江西_吉安_万安" / "18E38mb01yf0002.flac"
     assert flac.is_file()
@@ -68,7 +42,7 @@ def test_yubao_converts_mp4_once(tmp_path):
 def test_yubao_default_site_list_and_layout_error(tmp_path):
     with pytest.raises(CorpusLayoutError, match="site_id"):
         prepare_yubao(tmp_path / "missing", tmp_path / "m")
-    root = scraped(tmp_path / "scraped")
+    root = yubao_tree(tmp_path / "scraped")
     prepare_yubao(root, tmp_path / "m")   # the shipped benchmark list knows all three sites
     assert len(load_cuts(tmp_path / "m/yubao_cuts_test.jsonl.gz")) == 7
 
@@ -88,19 +62,6 @@ def test_yubao_from_reference_manifests(tmp_path):
     out = prepare_yubao_from_cuts([tmp_path / "ref.jsonl.gz"], tmp_path / "m")["test"]
     metas = sorted((cut_meta(c)["site"], cut_meta(c)["subgroup"], cut_meta(c)["sentence_id"], cut_meta(c)["dialect"]) for c in out)
     assert metas == [("上海", "wuu", "0001", "Wu"), ("南昌", "gan", "0002", "Gan")]
-
-
-def hokkien_tree(root):
-    root.mkdir()
-    (root / "sentences.tsv").write_text(
-        "id\taudio\thokkien_hanzi\thokkien_tailo\tmandarin\tduration_s\tmandarin_audio\n"
-        "s001\ts001.flac\t祝恁一路平安。\tTsiok lín\t祝福你們一路平安。\t1.0\tmandarin_tts/m001.flac\n"
-        "s002\ts002.flac\t伊來矣。\tI lâi\t\t1.0\t\n", encoding="utf-8")
-    (root / "words.tsv").write_text("id\taudio\thanzi\ttailo\tduration_s\nw001\tw001.flac\t一路\ttsi̍t-lōo\t0.5\n",
-                                    encoding="utf-8")
-    for name, sec in [("s001.flac", 1.0), ("s002.flac", 1.1), ("w001.flac", 0.5), ("mandarin_tts/m001.flac", 0.9)]:
-        write_tone(root / name, sec)
-    return root
 
 
 def test_tw_hokkien_parallel_sets(tmp_path):

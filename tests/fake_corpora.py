@@ -1,0 +1,125 @@
+"""Fake corpus directory trees in each corpus's real layout (tiny tone audio), shared by the adapter
+tests and the egs/<corpus>/run.sh dry runs."""
+
+import json
+import subprocess
+
+from tests.conftest import write_tone
+
+CV_HEADER = "client_id\tpath\tsentence\tup_votes\tdown_votes\tage\tgender\taccents\tvariant\tlocale\tsegment\n"
+YUBAO_SITES = {"04G96": ("上海_市区_杨浦区", "wuu"), "18E38": ("江西_吉安_万安", "gan"), "18E40": ("江西_宜春_奉新", "gan")}
+
+
+def aishell_tree(root):
+    write_tone(root / "data_aishell/wav/train/S0002/BAC009S0002W0122.wav", 1.0)
+    write_tone(root / "data_aishell/wav/train/S0002/BAC009S0002W0123.wav", 1.5, sr=8000)
+    write_tone(root / "data_aishell/wav/train/S0002/BAC009S0002W0124.wav", 0.5)       # punctuation only
+    write_tone(root / "data_aishell/wav/train/S0002/BAC009S0002W0999.wav", 0.5)       # no transcript
+    write_tone(root / "data_aishell/wav/dev/S0724/BAC009S0724W0121.wav", 2.0, channels=2)
+    write_tone(root / "data_aishell/wav/test/S0764/BAC009S0764W0121.wav", 1.2)
+    t = root / "data_aishell/transcript/aishell_transcript_v0.8.txt"
+    t.parent.mkdir(parents=True)
+    t.write_text("BAC009S0002W0122 而 对 楼市 成交 抑制 作用 最 大 的 限 购\nBAC009S0002W0123 也 成为 地方 政府 的 眼中 钉\n"
+                 "BAC009S0002W0124 ， 。\nBAC009S0724W0121 甚至 出现 交易 几乎 停滞 的 情况\n"
+                 "BAC009S0764W0121 甚至 出现 交易 幾乎 停滯 的 情況\n", encoding="utf-8")
+    return root
+
+
+def kespeech_tree(root, parts=("train_phase1",)):
+    """Utterance ids of parts other than train_phase1 get the part name as prefix."""
+    rows = [("1001_a", "Mandarin", "今天天氣很好", "spk1", 1.0), ("1002_b", "Southwestern", "我们去吃火锅", "spk2", 1.3),
+            ("1003_c", "Lan-Yin", "<SPOKEN_NOISE>", "spk3", 0.7), ("1004_d", "Jiao-Liao", "海边的风很大", "spk4", 0.9)]
+    for part_name in parts:
+        part = root / "Tasks/ASR" / part_name
+        part.mkdir(parents=True)
+        files = {n: [] for n in ("wav.scp", "text", "utt2subdialect", "utt2spk")}
+        for utt, dialect, text, spk, dur in rows:
+            utt = utt if part_name == "train_phase1" else f"{part_name}-{utt}"
+            write_tone(root / f"Audio/{utt}.wav", dur)
+            files["wav.scp"].append(f"{utt} Audio/{utt}.wav")
+            files["text"].append(f"{utt} {text}")
+            files["utt2subdialect"].append(f"{utt} {dialect}")
+            files["utt2spk"].append(f"{utt} {spk}")
+        for name, lines in files.items():
+            (part / name).write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return root
+
+
+def cv_tree(root):
+    rows = {"zh-CN": [("a1", "今天天气很好。", 16000), ("a2", "我们去公园", 48000)],
+            "zh-HK": [("b1", "我哋今日去街！", 48000), ("b2", "，", 48000)],
+            "zh-TW": [("c1", "這個不行", 32000)]}
+    for lang, items in rows.items():
+        lines = []
+        for stem, text, sr in items:
+            write_tone(root / lang / "clips" / f"common_voice_{stem}.mp3", 1.2, sr=sr, subtype="MPEG_LAYER_III")
+            lines.append(f"spk-{stem}\tcommon_voice_{stem}.mp3\t{text}\t2\t0\t\t\t\t\t{lang}\t\n")
+        (root / lang / "train.tsv").write_text(CV_HEADER + "".join(lines), encoding="utf-8")
+        (root / lang / "dev.tsv").write_text(CV_HEADER + lines[0] + f"x\tcommon_voice_missing.mp3\t缺\t2\t0\t\t\t\t\t{lang}\t\n",
+                                             encoding="utf-8")
+        (root / lang / "test.tsv").write_text(CV_HEADER + lines[-1], encoding="utf-8")
+    return root
+
+
+def fleurs_tree(root):
+    items = {"cmn_hans_cn": [("1001", "今天下雨了。", "今天 下雨 了"), ("1002", "我喜欢猫", "我 喜欢 猫")],
+             "yue_hant_hk": [("1001", "今日落雨。", "今日 落雨"), ("1001", "今日落雨。", "今日 落雨"),
+                             ("1003", "！", "")]}
+    for lang, rows in items.items():
+        for split in ("train", "dev", "test"):
+            lines = []
+            for k, (pid, raw, norm) in enumerate(rows if split == "test" else rows[:1]):
+                name = f"{lang[:3]}{split}{k}.wav"
+                write_tone(root / lang / split / name, 1.0 + k * 0.5)
+                lines.append(f"{pid}\t{name}\t{raw}\t{norm}\tx\t{int((1.0 + k * 0.5) * 16000)}\tFEMALE\n")
+            (root / "metadata" / lang).mkdir(parents=True, exist_ok=True)
+            (root / "metadata" / lang / f"{split}.tsv").write_text("".join(lines), encoding="utf-8")
+    return root
+
+
+def yubao_tree(root, with_mp4=False):
+    (root).mkdir(parents=True)
+    (root / "sites.yaml").write_text("wuu:\n  - 上海_市区_杨浦区\ngan:\n  - 江西_吉安_万安\n  - 江西_宜春_奉新\n"
+                                     "min:\n  - 福建_厦门_思明\n", encoding="utf-8")
+    for site_id, (name, group) in YUBAO_SITES.items():
+        n = 2 if site_id == "18E40" else 3
+        sentences = {}
+        for k in range(1, n + 1):
+            utt = f"{site_id}mb01yf{k:04d}"
+            transcript = {1: "我去。/我走。", 2: "廣東話好聽", 3: "食飯未"}[k]
+            sentences[utt] = {"transcript": transcript, "translation": "普通话翻译"}
+            write_tone(root / name / f"{utt}.wav", 1.0 + 0.1 * k)
+        (root / f"{site_id}.json").write_text(json.dumps({"site": name, "subgrouping": group, "sentences": sentences},
+                                                         ensure_ascii=False), encoding="utf-8")
+    (root / "上海_市区_杨浦区" / "04G96mb01yf0003.wav").write_bytes(b"not audio")
+    if with_mp4:
+        wav = root / "江西_吉安_万安" / "18E38mb01yf0002.wav"
+        subprocess.run(["ffmpeg", "-nostdin", "-loglevel", "error", "-y", "-i", str(wav), str(wav.with_suffix(".mp4"))],
+                       check=True)
+        wav.unlink()
+    return root
+
+
+def hokkien_tree(root):
+    root.mkdir()
+    (root / "sentences.tsv").write_text(
+        "id\taudio\thokkien_hanzi\thokkien_tailo\tmandarin\tduration_s\tmandarin_audio\n"
+        "s001\ts001.flac\t祝恁一路平安。\tTsiok lín\t祝福你們一路平安。\t1.0\tmandarin_tts/m001.flac\n"
+        "s002\ts002.flac\t伊來矣。\tI lâi\t\t1.0\t\n", encoding="utf-8")
+    (root / "words.tsv").write_text("id\taudio\thanzi\ttailo\tduration_s\nw001\tw001.flac\t一路\ttsi̍t-lōo\t0.5\n",
+                                    encoding="utf-8")
+    for name, sec in [("s001.flac", 1.0), ("s002.flac", 1.1), ("w001.flac", 0.5), ("mandarin_tts/m001.flac", 0.9)]:
+        write_tone(root / name, sec)
+    return root
+
+
+def mdcc_tree(root):
+    lines = ["audio_path,text_path,gender,duration"]
+    for i, (text, sr) in enumerate([("我哋今日去街。", 16000), ("佢唔係好鍾意", 44100)]):
+        write_tone(root / f"audio/utt{i}.wav", 1.0 + i, sr=sr)
+        (root / "text").mkdir(exist_ok=True)
+        (root / f"text/utt{i}.txt").write_text(text, encoding="utf-8")
+        lines.append(f"./audio/utt{i}.wav,text/utt{i}.txt,F,{1.0 + i}")
+    for part in ("train", "valid", "test"):
+        (root / f"cnt_asr_{part}_metadata.csv").write_text("\n".join(lines if part == "train" else lines[:2]) + "\n")
+    return root
