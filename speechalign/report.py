@@ -112,6 +112,8 @@ def write_report(out_dir: str | Path, exp_dir: str | Path, retrieval_dir: str | 
         if layers:
             parts += ["### Best layer (layer sweep)", "", _md_table(["embeddings", "sweep", "method", "best layer",
                                                                    "Cantonese→Mandarin R@1"], layers)]
+        for table in sorted(ret_dir.glob("trained/yubao-*.md")):
+            parts += [f"### YuBao-style matrix: {table.stem}", "", table.read_text(encoding="utf-8").rstrip(), ""]
         for png in sorted(ret_dir.glob("*/yubao-*.png")) + sorted(ret_dir.glob("*/sweep-*.png")):
             parts += [f"![{png.parent.name} {png.stem}]({os.path.relpath(png, out_dir)})", ""]
     path = out_dir / "REPORT.md"

@@ -12,7 +12,7 @@ RECIPES = sorted((Path(__file__).parent.parent / "recipes").glob("*.yaml"))
 
 def test_required_recipes_exist():
     names = {p.stem for p in RECIPES}
-    assert {"tiny", "synth_conformer_ctc", "synth_whisper_base_ctc", "whisper_small_hybrid",
+    assert {"tiny", "synth_conformer_ctc", "synth_whisper_base_ctc", "multidialect_whisper_small",
             "wav2vec2_ctc"} <= names
 
 

@@ -4,7 +4,7 @@
 #        [--stage N] [--stop-stage N] [--out DIR] [--dry-run]      (stages: see egs/asr.sh)
 name=aishell
 prepare_args=(aishell)
-config=recipes/whisper_small_hybrid.yaml
+config=recipes/multidialect_whisper_small.yaml
 train_cuts=(aishell_cuts_train.jsonl.gz)
 dev_cuts=(aishell_cuts_dev.jsonl.gz)
 test_cuts=(aishell_cuts_test.jsonl.gz)

@@ -5,7 +5,7 @@
 #        [--stage N] [--stop-stage N] [--out DIR] [--dry-run]      (stages: see egs/asr.sh)
 name=fleurs
 prepare_args=(fleurs)
-config=recipes/whisper_small_hybrid.yaml
+config=recipes/multidialect_whisper_small.yaml
 train_cuts=(fleurs-cmn_hans_cn_cuts_train.jsonl.gz fleurs-yue_hant_hk_cuts_train.jsonl.gz)
 dev_cuts=(fleurs-cmn_hans_cn_cuts_dev.jsonl.gz fleurs-yue_hant_hk_cuts_dev.jsonl.gz)
 test_cuts=(fleurs-cmn_hans_cn_cuts_test.jsonl.gz fleurs-yue_hant_hk_cuts_test.jsonl.gz)

@@ -4,7 +4,7 @@
 #        [--stage N] [--stop-stage N] [--out DIR] [--dry-run]      (stages: see egs/asr.sh)
 name=kespeech
 prepare_args=(kespeech --parts all)
-config=recipes/whisper_small_hybrid.yaml
+config=recipes/multidialect_whisper_small.yaml
 train_cuts=(kespeech_cuts_train_phase1.jsonl.gz kespeech_cuts_train_phase2.jsonl.gz)
 dev_cuts=(kespeech_cuts_dev_phase1.jsonl.gz kespeech_cuts_dev_phase2.jsonl.gz)
 test_cuts=(kespeech_cuts_test.jsonl.gz)

@@ -4,7 +4,7 @@
 #        [--stage N] [--stop-stage N] [--out DIR] [--dry-run]      (stages: see egs/asr.sh)
 name=mdcc
 prepare_args=(mdcc --parts all)
-config=recipes/whisper_small_hybrid.yaml
+config=recipes/multidialect_whisper_small.yaml
 train_cuts=(mdcc_cuts_train.jsonl.gz)
 dev_cuts=(mdcc_cuts_valid.jsonl.gz)
 test_cuts=(mdcc_cuts_test.jsonl.gz)

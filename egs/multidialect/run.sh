@@ -6,7 +6,7 @@
 #   egs/multidialect/run.sh --corpus-dir /data/KeSpeech --corpus-dir /data/mdcc \
 #     --corpus-dir /data/cv-corpus-17.0 [--corpus-dir /data/yubao/scraped] [--ngpu 8] [--dry-run]
 name=multidialect
-config=recipes/whisper_small_hybrid.yaml
+config=recipes/multidialect_whisper_small.yaml
 prepare_stage() {
   [ ${#corpus_dirs[@]} -ge 3 ] || { echo "multidialect: give KeSpeech, MDCC and Common Voice dirs" >&2; exit 1; }
   speechalign prepare kespeech --parts all --corpus-dir "${corpus_dirs[0]}" --output-dir "$data"

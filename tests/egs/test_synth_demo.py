@@ -1,0 +1,28 @@
+"""The default demo at toy size (egs/synth/run.sh --quick): every stage runs and the report has the
+expected sections with numeric tables and plots."""
+
+import re
+import shutil
+
+import pytest
+
+from tests.egs.test_egs_dry_run import run_egs
+
+
+@pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng is not installed (tools/install.sh does it)")
+def test_quick_demo_writes_full_report(tmp_path):
+    out = run_egs("synth", "--quick", "--out", tmp_path / "synth")
+    report_path = tmp_path / "synth" / "REPORT.md"
+    assert f"report written to {report_path}" in out.stdout
+    report = report_path.read_text(encoding="utf-8")
+    for section in ("## Data", "## Training", "## ASR: CER per dialect", "## Retrieval", "### Best layer",
+                    "### YuBao-style matrix"):
+        assert section in report, section
+    for mode in ("ctc_greedy", "ctc_prefix_beam", "attention_rescoring", "joint_beam"):
+        assert f"### cer-test-{mode}" in report
+    for variety in ("Mandarin", "Cantonese", "Hakka"):
+        assert re.search(rf"\| {variety} \| \d+\.\d+ \| \d+ \|", report), variety   # CER %, characters
+    assert re.search(r"\| trained \| seqsim \| 2 \| dialect \|  \| \d\.\d{3} \| \d\.\d{3} \|", report)
+    for png in re.findall(r"!\[[^\]]*\]\(([^)]+\.png)\)", report):
+        assert (report_path.parent / png).stat().st_size > 1000, png
+    assert len(re.findall(r"\.png\)", report)) >= 5
