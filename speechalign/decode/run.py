@@ -13,7 +13,7 @@ import torch
 from tqdm import tqdm
 
 from speechalign.data.dataset import collate_audio, eval_loader
-from speechalign.data.manifest import load_cuts, split_name
+from speechalign.data.manifest import load_cuts
 from speechalign.decode.attention import attention_rescoring, joint_beam
 from speechalign.decode.ctc import ctc_greedy, ctc_prefix_beam
 from speechalign.decode.report import Utterance, write_reports
@@ -57,7 +57,8 @@ def decode(exp_dir: str | Path, cuts: list[str | Path], mode: str = "ctc_greedy"
     out_dir = exp_dir / "decode" / checkpoint
     results = {}
     for path in cuts:
-        set_name = split_name(path) if "_cuts_" in Path(path).name else Path(path).name.split(".")[0]
+        # <corpus>_<split>: two corpora's test splits must never overwrite each other's reports.
+        set_name = Path(path).name.split(".")[0].replace("_cuts_", "_")
         cutset = load_cuts(path)
         utts, audio, start = [], 0.0, time.perf_counter()
         for batch in tqdm(eval_loader(cutset, max_duration), desc=f"decode {set_name} {mode}", unit="batch"):

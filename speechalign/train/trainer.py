@@ -163,9 +163,13 @@ class Trainer:
         cfg = self.cfg.data
         cuts = filter_for_training(self.raw_train, cfg.min_utt_duration, cfg.max_utt_duration,
                                    self.model.encoder.frame_shift)
+        num_buckets = cfg.num_buckets
+        if not cuts.is_lazy:
+            # lhotse asserts on more buckets than cuts; a tiny corpus simply gets fewer buckets.
+            num_buckets = max(1, min(num_buckets, len(cuts) * (1 + len(cfg.speed_perturb))))
         for factor in cfg.speed_perturb:
             cuts = cuts + cuts.perturb_speed(factor)
-        self.sampler = train_sampler(cuts, cfg.max_duration, cfg.num_buckets, cfg.shuffle, self.cfg.train.seed,
+        self.sampler = train_sampler(cuts, cfg.max_duration, num_buckets, cfg.shuffle, self.cfg.train.seed,
                                      self.dist.world_size, self.dist.rank)
         # A private generator: DataLoader otherwise draws from the global RNG at every iter(), which
         # would make a resumed run diverge from an uninterrupted one.
@@ -201,7 +205,7 @@ class Trainer:
         while self.step < cfg.max_steps and self.epoch < cfg.max_epochs and not out_of_time:
             if not restored:
                 self.sampler.set_epoch(self.epoch)
-            restored = False
+            resumed_mid_epoch, restored = restored, False
             batches = iter(self.loader)
             micro, acc = 0, {}
             while True:
@@ -224,6 +228,10 @@ class Trainer:
                     last_saved, saved_step = self._save(acc), self.step
                 if self.step >= cfg.max_steps or out_of_time:
                     break
+            if batch is None and micro == 0 and not resumed_mid_epoch:
+                raise ValueError(f"epoch {self.epoch} produced no batches: the training data is smaller than one batch "
+                                 f"(data.max_duration={self.cfg.data.max_duration} s; incomplete batches are dropped); "
+                                 "lower data.max_duration")
             if batch is None:
                 self.epoch += 1
                 if cfg.valid_each_epoch and self.last_valid.get("valid_step") != self.step:

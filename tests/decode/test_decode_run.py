@@ -21,9 +21,10 @@ def test_every_mode_decodes_and_reports(tiny_exp, tone_corpus, mode):
     scorer = results["dev"]
     assert set(scorer.groups) == {"A", "B"} and scorer.overall().utts == 8
     out = tiny_exp / "decode" / "latest"
-    for name in (f"recogs-dev-{mode}.txt", f"errs-dev-{mode}.txt", f"cer-dev-{mode}.tsv", f"cer-dev-{mode}.md"):
+    for name in (f"recogs-tones_dev-{mode}.txt", f"errs-tones_dev-{mode}.txt", f"cer-tones_dev-{mode}.tsv",
+                 f"cer-tones_dev-{mode}.md"):
         assert (out / name).is_file()
-    hyps = [line.split("\t")[3] for line in (out / f"recogs-dev-{mode}.txt").read_text(encoding="utf-8").splitlines()[2:]]
+    hyps = [line.split("\t")[3] for line in (out / f"recogs-tones_dev-{mode}.txt").read_text(encoding="utf-8").splitlines()[2:]]
     assert all(set(h) <= set(TONE_CHARS) for h in hyps)
 
 

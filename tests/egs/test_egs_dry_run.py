@@ -25,9 +25,9 @@ def run_egs(script: str, *args) -> subprocess.CompletedProcess:
     return out
 
 
+KESPEECH_PARTS = ("train_phase1", "train_phase2", "dev_phase1", "dev_phase2", "test")
 ASR = {  # recipe -> (fake tree builder, test sets decoded)
-    "kespeech": (lambda r: fake_corpora.kespeech_tree(r, ("train_phase1", "train_phase2", "dev_phase1", "dev_phase2",
-                                                          "test")), ["kespeech_test"]),
+    "kespeech": (lambda r: fake_corpora.kespeech_tree(r, KESPEECH_PARTS), ["kespeech_test"]),
     "mdcc": (fake_corpora.mdcc_tree, ["mdcc_test"]),
     "aishell": (fake_corpora.aishell_tree, ["aishell_test"]),
     "commonvoice": (fake_corpora.cv_tree, ["commonvoice-zh-CN_test", "commonvoice-zh-HK_test"]),
@@ -40,7 +40,7 @@ def test_asr_recipe_dry_run(recipe, tmp_path):
     build, test_sets = ASR[recipe]
     run_egs(recipe, "--corpus-dir", build(tmp_path / "corpus"), "--out", tmp_path / "exp", "--dry-run")
     out = tmp_path / "exp" / "dry-run"
-    assert (out / "asr" / "checkpoints" / "avg-last1.safetensors").is_file()
+    assert (out / "asr" / "avg-last1.safetensors").is_file() and (out / "asr" / "checkpoints" / "step-1").is_dir()
     for test_set in test_sets:
         for mode in MODES:
             tsv = out / "asr" / "decode" / "avg-last1" / f"cer-{test_set}-{mode}.tsv"
@@ -60,7 +60,7 @@ def test_dry_run_is_idempotent(tmp_path):
 
 
 def test_multidialect_then_yubao_dry_run(tmp_path):
-    dirs = [fake_corpora.kespeech_tree(tmp_path / "ke", ("train_phase1", "train_phase2", "dev_phase1", "test")),
+    dirs = [fake_corpora.kespeech_tree(tmp_path / "ke", KESPEECH_PARTS),
             fake_corpora.mdcc_tree(tmp_path / "mdcc"), fake_corpora.cv_tree(tmp_path / "cv"),
             fake_corpora.yubao_tree(tmp_path / "yubao")]
     run_egs("multidialect", *[a for d in dirs for a in ("--corpus-dir", d)], "--out", tmp_path / "exp", "--dry-run")

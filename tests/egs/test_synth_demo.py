@@ -19,7 +19,7 @@ def test_quick_demo_writes_full_report(tmp_path):
                     "### YuBao-style matrix"):
         assert section in report, section
     for mode in ("ctc_greedy", "ctc_prefix_beam", "attention_rescoring", "joint_beam"):
-        assert f"### cer-test-{mode}" in report
+        assert f"### cer-synth_test-{mode}" in report
     for variety in ("Mandarin", "Cantonese", "Hakka"):
         assert re.search(rf"\| {variety} \| \d+\.\d+ \| \d+ \|", report), variety   # CER %, characters
     assert re.search(r"\| trained \| seqsim \| 2 \| dialect \|  \| \d\.\d{3} \| \d\.\d{3} \|", report)
