@@ -18,7 +18,7 @@ def tiny_exp(tone_corpus, tmp_path_factory):
 @pytest.mark.parametrize("mode", MODES)
 def test_every_mode_decodes_and_reports(tiny_exp, tone_corpus, mode):
     results = decode(tiny_exp, [tone_corpus["dev"]], mode=mode, beam=4)
-    scorer = results["dev"]
+    scorer = results["tones_dev"]
     assert set(scorer.groups) == {"A", "B"} and scorer.overall().utts == 8
     out = tiny_exp / "decode" / "latest"
     for name in (f"recogs-tones_dev-{mode}.txt", f"errs-tones_dev-{mode}.txt", f"cer-tones_dev-{mode}.tsv",
