@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The default demo, offline on CPU: synthetic parallel corpus -> stats -> train -> average -> decode
 # -> embed every layer -> retrieval (pooled, SeqSim, rerank; +/- centering) -> layer sweep -> REPORT.md.
-# Usage: egs/synth/run.sh [--stage N] [--stop-stage N] [--quick] [--out DIR]
+# Usage: egs/synth/run.sh [--stage N] [--stop-stage N] [--quick] [--out DIR] [--num-sentences N]
+#                         [--held-out-fraction F]   (dev and test each get this fraction of the sentences)
 set -euo pipefail
 source "$(dirname "$0")/../path.sh"
 
@@ -10,6 +11,7 @@ stop_stage=100
 quick=false
 out=exp/synth
 num_sentences=1600
+held_out=0.1
 train_sets=()
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -18,6 +20,7 @@ while [ $# -gt 0 ]; do
     --quick) quick=true; shift ;;
     --out) out=$2; shift 2 ;;
     --num-sentences) num_sentences=$2; shift 2 ;;
+    --held-out-fraction) held_out=$2; shift 2 ;;
     *) echo "unknown option $1" >&2; exit 1 ;;
   esac
 done
@@ -40,7 +43,8 @@ mark_done() { touch "$out/.done.$1"; }
 
 if run_stage 0 && ! done_marker prepare; then
   log "stage 0: synthesizing $num_sentences sentences x 4 renderings with espeak-ng"
-  speechalign prepare synth --output-dir "$data" --num-sentences "$num_sentences"
+  speechalign prepare synth --output-dir "$data" --num-sentences "$num_sentences" \
+    --dev-fraction "$held_out" --test-fraction "$held_out"
   mark_done prepare
 fi
 
