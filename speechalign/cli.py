@@ -98,7 +98,7 @@ def _cmd_embed(args) -> None:
     from speechalign.retrieval.embed import build_source, embed
 
     encoder, source = build_source(args.exp_dir, args.encoder_dir, args.features, args.checkpoint,
-                                   args.random_init, args.seed)
+                                   args.random_init, args.seed, args.length_mode)
     embed(args.cuts, args.out, encoder, source, layers=args.layers, pooling=tuple(args.pool), frames=args.frames,
           shard_size=args.shard_size, max_duration=args.max_duration, device=args.device)
 
@@ -108,7 +108,8 @@ def _retrieval_options(args):
     from speechalign.retrieval.search import IndexConfig
 
     return RetrievalOptions(
-        layer=args.layer if isinstance(args.layer, int) else -1, protocol=getattr(args, "protocol", "pooled"), pool=args.pool, center=args.center == "dialect",
+        layer=args.layer if isinstance(args.layer, int) else -1, protocol="pooled", pool=args.pool,
+        center=args.center == "dialect",
         map_train=getattr(args, "map_train", None), rerank_k=args.rerank_k, query=args.query, gallery=args.gallery,
         index=IndexConfig(args.index, args.nlist, args.nprobe, args.hnsw_m, args.ef_search),
         yubao_mode=getattr(args, "yubao_mode", "seqsim"), fleurs_mode=getattr(args, "fleurs_mode", "seqsim"),
@@ -116,14 +117,14 @@ def _retrieval_options(args):
 
 
 def _cmd_retrieve(args) -> None:
-    from speechalign.retrieval.run import run_retrieve
-
     from dataclasses import replace
 
     from speechalign.retrieval.embed import EmbeddingStore
+    from speechalign.retrieval.run import run_retrieve
 
     if args.map and not args.map_train:
         raise ValueError("retrieve: --map procrustes needs --map-train EMB_DIR (disjoint parallel pairs)")
+    centers, args.center = args.center, None
     opts = _retrieval_options(args)
     if args.layer == "all":
         layers = EmbeddingStore.open(args.emb_dir).info["layers"]
@@ -132,8 +133,12 @@ def _cmd_retrieve(args) -> None:
             layers = [int(x) for x in args.layer.split(",")]
         except ValueError:
             raise ValueError(f"retrieve: --layer must be 'all' or comma-separated integers, got {args.layer!r}") from None
-    for layer in layers:
-        run_retrieve(args.emb_dir, args.out or Path(args.emb_dir) / "retrieval", replace(opts, layer=layer))
+    # One process for every combination: loading torch and the embeddings once is most of a small run.
+    for center in dict.fromkeys(centers):
+        for protocol in dict.fromkeys(args.protocol):
+            for layer in layers:
+                run_retrieve(args.emb_dir, args.out or Path(args.emb_dir) / "retrieval",
+                             replace(opts, layer=layer, protocol=protocol, center=center == "dialect"))
 
 
 def _cmd_sweep(args) -> None:
@@ -149,13 +154,14 @@ def _cmd_report(args) -> None:
     print(write_report(args.out_dir, args.exp_dir, args.retrieval_dir, args.checkpoint))
 
 
-def _add_search_options(p) -> None:
+def _add_search_options(p, several: bool = False) -> None:
     from speechalign.retrieval.search import INDEXES
 
     p.add_argument("--emb-dir", type=Path, required=True, help="output of `speechalign embed`")
     p.add_argument("--out", type=Path, help="result dir (default: <emb-dir>/retrieval)")
     p.add_argument("--pool", default="mean", choices=("mean", "max", "meanstd"))
-    p.add_argument("--center", default="none", choices=("none", "dialect"), help="subtract each dialect's mean")
+    p.add_argument("--center", choices=("none", "dialect"), nargs="+" if several else None,
+                   default=["none"] if several else "none", help="subtract each dialect's mean")
     p.add_argument("--index", default="flat", choices=INDEXES)
     p.add_argument("--nlist", type=int, default=1024)
     p.add_argument("--nprobe", type=int, default=16)
@@ -243,6 +249,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", default="latest")
     p.add_argument("--random-init", action="store_true", help="same architecture, random weights (baseline)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--length-mode", choices=("trim", "pad30"),
+                   help="Whisper --encoder-dir: trim (real frames only, default) or pad30 (as Whisper was trained)")
     p.add_argument("--layers", default="all", help="'all' or comma-separated indices (0 = input, -1 = top)")
     p.add_argument("--pool", nargs="+", default=["mean"], choices=("mean", "max", "meanstd"))
     p.add_argument("--frames", action="store_true", help="also store frame states (float16) for SeqSim")
@@ -251,10 +259,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="cpu")
     p.set_defaults(func=_cmd_embed)
 
-    p = sub.add_parser("retrieve", help="cross-dialect retrieval: R@k/MRR per dialect pair, or the YuBao matrix")
-    _add_search_options(p)
+    p = sub.add_parser("retrieve", help="cross-dialect retrieval: R@k/MRR per dialect pair, or the YuBao matrix;"
+                       " several --protocol/--center/--layer values run every combination")
+    _add_search_options(p, several=True)
     p.add_argument("--layer", default="-1", help="layer index (-1 = top), comma-separated indices, or 'all'")
-    p.add_argument("--protocol", default="pooled", choices=("pooled", "seqsim", "rerank", "yubao", "fleurs"))
+    p.add_argument("--protocol", nargs="+", default=["pooled"], choices=("pooled", "seqsim", "rerank", "yubao", "fleurs"))
     p.add_argument("--yubao-mode", default="seqsim", choices=("pooled", "seqsim", "rerank"))
     p.add_argument("--fleurs-mode", default="seqsim", choices=("pooled", "seqsim", "rerank"))
     p.add_argument("--diagonal", action="store_true", help="YuBao: fill the diagonal from distinct sites (extension)")

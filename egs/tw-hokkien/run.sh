@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Real-speech evaluation (never trained on): Taiwanese Hokkien sentences -> Mandarin TTS readings of their
-# translations, and Hokkien sentence -> headword. One table compares fbank, pretrained Whisper-base (every
-# layer; mean-pool and SeqSim; +/- dialect centering), the synth demo model and Whisper-base fine-tuned on
-# the synthetic corpus with CTC (recipes/synth_whisper_base_ctc.yaml, CPU, <= 30 min).
+# translations. One table compares fbank, pretrained Whisper-base (every layer, trimmed input and 30-s
+# padding as trained; mean-pool and SeqSim; +/- dialect centering), the synth demo model and Whisper-base
+# fine-tuned on the synthetic corpus with CTC (recipes/synth_whisper_base_ctc.yaml, CPU, <= 30 min).
 # Usage (from the repository root):
 #   egs/tw-hokkien/run.sh DATA_DIR [--demo-exp exp/synth/conformer_ctc] [--synth-data exp/synth/data]
 #     [--whisper-dir DIR] [--out exp/tw-hokkien] [--stage N] [--stop-stage N] [--dry-run]
@@ -76,6 +76,7 @@ if run_stage 3; then
   embed_once fbank --features fbank
   if [ -f "$whisper/config.json" ]; then
     embed_once whisper-base --encoder-dir "$whisper"
+    embed_once whisper-base-pad30 --encoder-dir "$whisper" --length-mode pad30
     embed_once whisper-base-random --encoder-dir "$whisper" --random-init
   else
     log "no Whisper encoder at $whisper: Whisper rows skipped"
@@ -89,13 +90,9 @@ if run_stage 4; then
   for emb in "$out"/emb/*/; do
     name=$(basename "$emb")
     layers=-1
-    [ "$name" = whisper-base ] && layers=all
-    for center in none dialect; do
-      for protocol in pooled seqsim; do
-        speechalign retrieve --emb-dir "$emb" --out "$out/retrieval/$name" --protocol "$protocol" --center "$center" \
-          --layer "$layers" --query Hokkien --gallery Mandarin
-      done
-    done
+    case $name in whisper-base|whisper-base-pad30) layers=all ;; esac
+    speechalign retrieve --emb-dir "$emb" --out "$out/retrieval/$name" --protocol pooled seqsim --center none dialect \
+      --layer "$layers" --query Hokkien --gallery Mandarin
   done
 fi
 

@@ -75,11 +75,14 @@ class FeatureBaseline(torch.nn.Module):
         return EncoderOutput([feats], lens)
 
 
-def build_source(exp_dir=None, encoder_dir=None, features=None, checkpoint="latest", random_init=False, seed=0):
+def build_source(exp_dir=None, encoder_dir=None, features=None, checkpoint="latest", random_init=False, seed=0,
+                 length_mode=None):
     """The encoder to embed with, and a description recorded in info.yaml."""
     given = [x for x in (exp_dir, encoder_dir, features) if x]
     if len(given) != 1:
         raise ValueError("embed: give exactly one of --exp-dir, --encoder-dir or --features")
+    if length_mode and not encoder_dir:
+        raise ValueError("embed: --length-mode applies to --encoder-dir (an experiment keeps its trained mode)")
     torch.manual_seed(seed)
     if features:
         return FeatureBaseline(features), {"features": features}
@@ -95,10 +98,13 @@ def build_source(exp_dir=None, encoder_dir=None, features=None, checkpoint="late
             return encoder.eval(), {"exp_dir": str(exp_dir), "random_init": True, "seed": seed}
         _, _, model = load_experiment(exp_dir, checkpoint)
         return model.encoder.eval(), {"exp_dir": str(exp_dir), "checkpoint": checkpoint}
-    return _encoder_from_dir(Path(encoder_dir), random_init), {"encoder_dir": str(encoder_dir), "random_init": random_init}
+    info = {"encoder_dir": str(encoder_dir), "random_init": random_init}
+    if length_mode:
+        info["length_mode"] = length_mode
+    return _encoder_from_dir(Path(encoder_dir), random_init, length_mode), info
 
 
-def _encoder_from_dir(path: Path, random_init: bool):
+def _encoder_from_dir(path: Path, random_init: bool, length_mode: str | None = None):
     import json
 
     from speechalign.config import load_config
@@ -110,10 +116,14 @@ def _encoder_from_dir(path: Path, random_init: bool):
     model_type = json.loads(config.read_text()).get("model_type")
     if model_type not in ("whisper", "wav2vec2"):
         raise ValueError(f"{config}: model_type {model_type!r} is not supported (whisper, wav2vec2)")
+    overrides = [f"model.encoder={model_type}"]
+    if length_mode:
+        if model_type != "whisper":
+            raise ValueError(f"{config}: --length-mode applies to Whisper encoders, this is {model_type}")
+        overrides.append(f"model.whisper.length_mode={length_mode}")
     if random_init:
-        cfg = load_config(None, [f"model.encoder={model_type}"])
-        return build_encoder(cfg, config).eval()
-    cfg = load_config(None, [f"model.encoder={model_type}", f"model.{model_type}.pretrained={path}"])
+        return build_encoder(load_config(None, overrides), config).eval()
+    cfg = load_config(None, overrides + [f"model.{model_type}.pretrained={path}"])
     return build_encoder(cfg).eval()
 
 

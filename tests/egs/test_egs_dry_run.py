@@ -99,5 +99,6 @@ def test_tw_hokkien_dry_run_compares_every_system(tmp_path, tone_corpus):
     assert "fine-tuning Whisper-base with CTC on the synthetic corpus" in out.stdout
     table = (tmp_path / "exp" / "dry-run" / "hokkien-to-mandarin.md").read_text(encoding="utf-8")
     for system in ("fbank/pooled-L0-mean", "whisper-base/seqsim-L1-mean-center", "whisper-base-random/",
+                   "whisper-base-pad30/seqsim-L2-mean",
                    "synth-demo/pooled-L2-mean", "whisper-base-synth-ctc/"):
         assert f"| {system}" in table, table

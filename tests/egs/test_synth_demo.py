@@ -18,7 +18,7 @@ def test_quick_demo_writes_full_report(tmp_path):
     for section in ("## Data", "## Training", "## ASR: CER per dialect", "## Retrieval", "### Best layer",
                     "### YuBao-style matrix"):
         assert section in report, section
-    for mode in ("ctc_greedy", "ctc_prefix_beam", "attention_rescoring", "joint_beam"):
+    for mode in ("ctc_greedy", "ctc_prefix_beam", "attention_rescoring"):
         assert f"### cer-synth_test-{mode}" in report
     for variety in ("Mandarin", "Cantonese", "Hakka"):
         assert re.search(rf"\| {variety} \| \d+\.\d+ \| \d+ \|", report), variety   # CER %, characters

@@ -64,11 +64,38 @@ def test_layer_errors_and_baselines(exp, tone_corpus, tmp_path):
 def test_cli_embed_retrieve_sweep(exp, tone_corpus, tmp_path):
     emb = tmp_path / "emb"
     assert main(["embed", "--exp-dir", str(exp), "--cuts", str(tone_corpus["dev"]), "--out", str(emb), "--frames"]) == 0
-    for protocol in ("pooled", "seqsim", "rerank"):
-        assert main(["retrieve", "--emb-dir", str(emb), "--protocol", protocol, "--center", "dialect"]) == 0
+    assert main(["retrieve", "--emb-dir", str(emb), "--protocol", "pooled", "seqsim", "rerank",
+                 "--center", "none", "dialect", "--layer", "1,2"]) == 0
+    written = sorted(p.name for p in (emb / "retrieval").glob("*.md"))
+    assert written == sorted(f"{p}-L{layer}-mean{c}.md" for p in ("pooled", "seqsim", "rerank") for layer in (1, 2)
+                             for c in ("", "-center"))
     table = (emb / "retrieval" / "rerank-L2-mean-center.md").read_text(encoding="utf-8")
     assert "| A | B |" in table and "| mean | mean |" in table
     assert main(["sweep", "--emb-dir", str(emb)]) == 0
     assert (emb / "retrieval" / "sweep-mean.png").stat().st_size > 1000
     assert "best layer" in (emb / "retrieval" / "sweep-mean.md").read_text(encoding="utf-8")
     assert main(["retrieve", "--emb-dir", str(emb), "--layer", "7"]) == 1
+
+
+def test_encoder_dir_length_modes(exp, tone_corpus, tmp_path):
+    from transformers import Wav2Vec2Config, Wav2Vec2Model, WhisperConfig
+    from transformers.models.whisper.modeling_whisper import WhisperEncoder
+
+    config = WhisperConfig(d_model=16, encoder_layers=1, encoder_attention_heads=2, encoder_ffn_dim=32, num_mel_bins=80)
+    WhisperEncoder(config).save_pretrained(tmp_path / "whisper")
+    pooled = {}
+    for mode in ("trim", "pad30"):
+        encoder, source = build_source(encoder_dir=tmp_path / "whisper", length_mode=mode)
+        assert encoder.length_mode == mode and source["length_mode"] == mode
+        store = EmbeddingStore.open(embed([tone_corpus["dev"]], tmp_path / mode, encoder, source))
+        assert store.info["source"]["length_mode"] == mode
+        pooled[mode] = store.pooled(1)
+    # Same weights, same real frames, but pad30 lets them attend to 30 s of padding.
+    assert pooled["trim"].shape == pooled["pad30"].shape and not np.allclose(pooled["trim"], pooled["pad30"], atol=1e-3)
+    with pytest.raises(ValueError, match="applies to --encoder-dir"):
+        build_source(exp_dir=exp, length_mode="pad30")
+    w2v = Wav2Vec2Config(hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32,
+                         conv_dim=(8, 8), conv_stride=(5, 4), conv_kernel=(10, 4), num_conv_pos_embeddings=4)
+    Wav2Vec2Model(w2v).save_pretrained(tmp_path / "w2v")
+    with pytest.raises(ValueError, match="applies to Whisper encoders, this is wav2vec2"):
+        build_source(encoder_dir=tmp_path / "w2v", length_mode="pad30")
