@@ -12,7 +12,7 @@ from lhotse import CutSet
 from lhotse.recipes import prepare_aishell as lhotse_prepare_aishell
 
 from data_prep.common import (PrepReport, cuts_from_lhotse, dialect_label, note_dropped, relabel_cuts, require_dir,
-                              require_paths, run_lhotse_recipe, write_cuts)
+                              require_paths, run_lhotse_recipe, save_split)
 
 LAYOUT = """  <corpus_dir>/data_aishell/wav/{train,dev,test}/<speaker>/<utt>.wav
   <corpus_dir>/data_aishell/transcript/aishell_transcript_v0.8.txt"""
@@ -28,9 +28,7 @@ def prepare_aishell(corpus_dir: str | Path, output_dir: str | Path) -> dict[str,
         cuts = relabel_cuts(cuts_from_lhotse(manifests, split), lambda c: label, report)
         wavs = sum(1 for _ in (corpus_dir / "data_aishell" / "wav" / split).rglob("*.wav"))
         note_dropped(report, split, wavs, len(manifests[split]["recordings"]), "audio without a transcript line")
-        write_cuts(cuts, output_dir, "aishell", split)
-        report.kept[split] = len(cuts)
-        out[split] = CutSet.from_cuts(cuts)
+        out[split] = save_split(cuts, output_dir, "aishell", split, report)
     report.write(output_dir)
     return out
 

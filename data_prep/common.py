@@ -144,6 +144,13 @@ def write_cuts(cuts: Iterable[Cut], output_dir: str | Path, corpus: str, split: 
     return path
 
 
+def save_split(cuts: list[Cut], output_dir: str | Path, corpus: str, split: str, report: PrepReport) -> CutSet:
+    """Write one split's manifest, count it in the report, and return it."""
+    write_cuts(cuts, output_dir, corpus, split)
+    report.kept[split] = len(cuts)
+    return CutSet.from_cuts(cuts)
+
+
 def check_audio(path: str | Path, report: PrepReport, *, recording_id: str | None = None) -> Recording | None:
     """A Recording for a readable, non-empty, finite audio file; otherwise a counted skip.
 

@@ -15,7 +15,7 @@ from lhotse import CutSet
 from lhotse.recipes import prepare_commonvoice as lhotse_prepare_commonvoice
 
 from data_prep.common import (PrepReport, cuts_from_lhotse, dialect_label, note_dropped, relabel_cuts, require_dir,
-                              require_paths, run_lhotse_recipe, write_cuts)
+                              require_paths, run_lhotse_recipe, save_split)
 
 LAYOUT = """  <corpus_dir>/<lang>/{train,dev,test}.tsv   (client_id, path, sentence, gender, age, accents, variant, ...)
   <corpus_dir>/<lang>/clips/*.mp3              for lang in zh-CN, zh-HK, zh-TW (or yue)"""
@@ -46,9 +46,7 @@ def prepare_commonvoice(corpus_dir: str | Path, output_dir: str | Path, language
             cuts = relabel_cuts(cuts_from_lhotse(manifests[lang], split), lambda c, lang=lang: labels[lang], report)
             note_dropped(report, split, _tsv_rows(corpus_dir / lang / f"{split}.tsv"),
                          len(manifests[lang][split]["recordings"]), "clip listed in the TSV but missing from clips/")
-            write_cuts(cuts, output_dir, name, split)
-            report.kept[split] = len(cuts)
-            out[lang][split] = CutSet.from_cuts(cuts)
+            out[lang][split] = save_split(cuts, output_dir, name, split, report)
         report.write(output_dir)
     return out
 

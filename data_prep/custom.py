@@ -13,7 +13,7 @@ from pathlib import Path
 
 from lhotse import CutSet
 
-from data_prep.common import PrepReport, check_audio, make_cut, require_dir, write_cuts
+from data_prep.common import PrepReport, check_audio, make_cut, require_dir, save_split
 
 LAYOUT = """  <corpus_dir>/train.tsv, dev.tsv, test.tsv (any subset; header row)
   columns: audio, text, dialect [, id, speaker, sentence_id, site, subgroup, translation]"""
@@ -48,9 +48,7 @@ def prepare_custom(corpus_dir: str | Path, output_dir: str | Path, corpus: str =
                                **{k: row.get(k) or None for k in OPTIONAL})
                 if cut is not None:
                     cuts.append(cut)
-        write_cuts(cuts, output_dir, corpus, split)
-        report.kept[split] = len(cuts)
-        result[split] = CutSet.from_cuts(cuts)
+        result[split] = save_split(cuts, output_dir, corpus, split, report)
     report.write(output_dir)
     return result
 

@@ -15,7 +15,7 @@ from lhotse import CutSet
 from lhotse.recipes import prepare_fleurs as lhotse_prepare_fleurs
 
 from data_prep.common import (PrepReport, cuts_from_lhotse, dialect_label, relabel_cuts, require_dir, require_paths,
-                              run_lhotse_recipe, write_cuts)
+                              run_lhotse_recipe, save_split)
 
 LAYOUT = """  <corpus_dir>/<lang>/{train,dev,test}/<file>.wav
   <corpus_dir>/metadata/<lang>/{train,dev,test}.tsv  (prompt_id, file, raw text, text, phonemes, num_samples, gender)"""
@@ -47,9 +47,7 @@ def prepare_fleurs(corpus_dir: str | Path, output_dir: str | Path, languages=LAN
                 sup = cut.supervisions[0]
                 sup.text = (sup.custom or {}).get("raw_text") or sup.text
             cuts = relabel_cuts(cuts, lambda c, lang=lang: labels[lang], report, sentence_id=prompt_id)
-            write_cuts(cuts, output_dir, name, split)
-            report.kept[split] = len(cuts)
-            out[lang][split] = CutSet.from_cuts(cuts)
+            out[lang][split] = save_split(cuts, output_dir, name, split, report)
         report.write(output_dir)
     return out
 

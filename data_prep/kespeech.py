@@ -12,7 +12,7 @@ from lhotse import CutSet
 from lhotse.recipes import prepare_kespeech as lhotse_prepare_kespeech
 
 from data_prep.common import (PrepReport, cuts_from_lhotse, dialect_label, relabel_cuts, require_dir,
-                              require_paths, run_lhotse_recipe, write_cuts)
+                              require_paths, run_lhotse_recipe, save_split)
 
 LAYOUT = """  <corpus_dir>/Audio/...  (paths as listed in wav.scp, relative to corpus_dir)
   <corpus_dir>/Tasks/ASR/{train_phase1,train_phase2,dev_phase1,dev_phase2,test}/
@@ -43,9 +43,7 @@ def prepare_kespeech(corpus_dir: str | Path, output_dir: str | Path, dataset_par
         # lhotse stores the subdialect as the supervision language
         cuts = relabel_cuts(cuts_from_lhotse(manifests, split), lambda c: subdialect_label(c.supervisions[0].language),
                             report, subdialect=lambda c: c.supervisions[0].language)
-        write_cuts(cuts, output_dir, "kespeech", split)
-        report.kept[split] = len(cuts)
-        out[split] = CutSet.from_cuts(cuts)
+        out[split] = save_split(cuts, output_dir, "kespeech", split, report)
     report.write(output_dir)
     return out
 

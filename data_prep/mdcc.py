@@ -12,7 +12,7 @@ from lhotse import CutSet
 from lhotse.recipes import prepare_mdcc as lhotse_prepare_mdcc
 
 from data_prep.common import (PrepReport, cuts_from_lhotse, dialect_label, relabel_cuts, require_dir,
-                              require_paths, run_lhotse_recipe, write_cuts)
+                              require_paths, run_lhotse_recipe, save_split)
 
 LAYOUT = """  <corpus_dir>/audio/*.wav
   <corpus_dir>/cnt_asr_{train,valid,test}_metadata.csv  (audio_path,text_path,gender,duration)
@@ -29,9 +29,7 @@ def prepare_mdcc(corpus_dir: str | Path, output_dir: str | Path, dataset_parts: 
     label = dialect_label("mdcc", "yue")
     for split in manifests:
         cuts = relabel_cuts(cuts_from_lhotse(manifests, split), lambda c: label, report)
-        write_cuts(cuts, output_dir, "mdcc", split)
-        report.kept[split] = len(cuts)
-        out[split] = CutSet.from_cuts(cuts)
+        out[split] = save_split(cuts, output_dir, "mdcc", split, report)
     report.write(output_dir)
     return out
 

@@ -37,7 +37,7 @@ import soundfile as sf
 from lhotse import CutSet
 from tqdm import tqdm
 
-from data_prep.common import PrepReport, check_audio, make_cut, write_cuts
+from data_prep.common import PrepReport, check_audio, make_cut, save_split
 from speechalign.text import is_han, normalize
 
 log = logging.getLogger("speechalign.data_prep")
@@ -232,9 +232,7 @@ def prepare_synth(corpus_dir: str | Path, output_dir: str | Path, num_sentences:
     out = {}
     for split, members in split_sentences(sentences, dev_fraction, test_fraction, seed).items():
         cuts = [c for s in members for c in by_sentence.get(s.sentence_id, [])]
-        write_cuts(cuts, output_dir, "synth", split)
-        report.kept[split] = len(cuts)
-        out[split] = CutSet.from_cuts(cuts)
+        out[split] = save_split(cuts, output_dir, "synth", split, report)
     report.write(output_dir)
     return out
 

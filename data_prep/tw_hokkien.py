@@ -18,7 +18,7 @@ from pathlib import Path
 from lhotse import CutSet
 
 from data_prep.common import (PrepReport, check_audio, dialect_label, make_cut, require_dir, require_paths,
-                              write_cuts)
+                              save_split)
 
 LAYOUT = """  <corpus_dir>/sentences.tsv  (id, audio, hokkien_hanzi, hokkien_tailo, mandarin, duration_s, mandarin_audio)
   <corpus_dir>/words.tsv      (id, audio, hanzi, tailo, duration_s)
@@ -56,9 +56,7 @@ def prepare_tw_hokkien(corpus_dir: str | Path, output_dir: str | Path, include_w
             cut = make_cut(tts, row["mandarin"], mandarin, report, sentence_id=sid, site="mandarin-tts",
                            subgroup="cmn", kind="tts")
             test += [cut] if cut else []
-    write_cuts(test, output_dir, "tw-hokkien", "test")
-    report.kept["test"] = len(test)
-    out = {"test": CutSet.from_cuts(test)}
+    out = {"test": save_split(test, output_dir, "tw-hokkien", "test", report)}
     if include_words and (corpus_dir / "words.tsv").is_file():
         words = []
         for row in _rows(corpus_dir / "words.tsv", ("id", "audio", "hanzi")):
@@ -67,9 +65,7 @@ def prepare_tw_hokkien(corpus_dir: str | Path, output_dir: str | Path, include_w
                 cut = make_cut(rec, row["hanzi"], hokkien, report, sentence_id=row["id"].lstrip("w"),
                                site="tw-hokkien-words", subgroup="nan", kind="word", tailo=row.get("tailo"))
                 words += [cut] if cut else []
-        write_cuts(words, output_dir, "tw-hokkien", "words")
-        report.kept["words"] = len(words)
-        out["words"] = CutSet.from_cuts(words)
+        out["words"] = save_split(words, output_dir, "tw-hokkien", "words", report)
     report.write(output_dir)
     return out
 

@@ -88,6 +88,14 @@ def dialect_pairs(dialects: np.ndarray, sentence_ids: np.ndarray, query: str | N
             yield a, b, q_idx, g_idx, len(a_idx) - len(q_idx)
 
 
+
+def require_inputs(what: str, mode: str, vectors, frames) -> None:
+    """Pooled vectors for pooled/rerank, frame states for seqsim/rerank."""
+    if mode in ("pooled", "rerank") and vectors is None:
+        raise ValueError(f"{what} {mode} needs pooled vectors")
+    if mode in ("seqsim", "rerank") and frames is None:
+        raise ValueError(f"{what} {mode} needs frame states (embed with --frames)")
+
 def retrieve(vectors: np.ndarray | None, frames: list[np.ndarray] | None, dialects: np.ndarray,
              sentence_ids: np.ndarray, protocol: str = "pooled", index_cfg: IndexConfig | None = None,
              rerank_k: int = 10, query: str | None = None, gallery: str | None = None,
@@ -97,10 +105,7 @@ def retrieve(vectors: np.ndarray | None, frames: list[np.ndarray] | None, dialec
     ``maps[(A, B)]`` (e.g. Procrustes) is applied to A's query vectors and frames when searching B."""
     if protocol not in PROTOCOLS:
         raise ValueError(f"unknown protocol {protocol!r}; choose from {PROTOCOLS}")
-    if protocol in ("pooled", "rerank") and vectors is None:
-        raise ValueError(f"protocol {protocol} needs pooled vectors")
-    if protocol in ("seqsim", "rerank") and frames is None:
-        raise ValueError(f"protocol {protocol} needs frame states (embed with --frames)")
+    require_inputs("protocol", protocol, vectors, frames)
     index_cfg = index_cfg or IndexConfig()
     rows = []
     for a, b, q_idx, g_idx, skipped in dialect_pairs(dialects, sentence_ids, query, gallery):

@@ -16,6 +16,7 @@ import numpy as np
 from tqdm import tqdm
 
 from speechalign.retrieval.metrics import ranks
+from speechalign.retrieval.search import require_inputs
 from speechalign.retrieval.seqsim import FrameSet, seqsim_block
 
 log = logging.getLogger("speechalign.retrieval")
@@ -89,10 +90,7 @@ def yubao_protocol(sites: np.ndarray, subgroups: np.ndarray, sentence_ids: np.nd
     """Mean R@1 (%) per ordered subgroup pair; ``vectors`` must be L2-normalized for pooled/rerank."""
     if mode not in MODES:
         raise ValueError(f"unknown YuBao mode {mode!r}; choose from {MODES}")
-    if mode in ("pooled", "rerank") and vectors is None:
-        raise ValueError(f"YuBao mode {mode} needs pooled vectors")
-    if mode in ("seqsim", "rerank") and frames is None:
-        raise ValueError(f"YuBao mode {mode} needs frame states (embed with --frames)")
+    require_inputs("YuBao mode", mode, vectors, frames)
     present = set(subgroups)
     names = [g for g in (order or SUBGROUPS) if g in present] + sorted(present - set(order or SUBGROUPS))
     site_rows: dict[str, dict[str, int]] = {}
