@@ -32,7 +32,7 @@ bench() {
   shift 2
   log "bench: $title"
   { echo "## $title"; echo; echo "Goal: $goal. Command: \`python $*\`"; echo; echo '```'
-    python "$@" 2>&1 | tr '\r' '\n' | grep -v -e '^\s*$' -e 'it/s\]' -e 'utt/s\]' -e 'Warning' -e 'warnings.warn'
+    python "$@" 2>&1 | tr '\r' '\n' | grep -v -e '^\s*$' -e '%|' -e 'Warning' -e 'warnings.warn'
     echo '```'; echo; } >> "$tmp"
 }
 whisper_args=()
