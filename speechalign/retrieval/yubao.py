@@ -41,6 +41,14 @@ class _Scorer:
     def __init__(self, mode, vectors, frames, rerank_k):
         self.mode, self.vectors, self.frames, self.k = mode, vectors, frames, rerank_k
         self.cache: dict[tuple, np.ndarray] = {}
+        self._last_set: tuple[tuple, FrameSet] | None = None
+
+    def _source_set(self, idx: np.ndarray) -> FrameSet:
+        # Site pairs are visited source-major, so the last source set is reused for a whole row of targets.
+        key = tuple(idx)
+        if self._last_set is None or self._last_set[0] != key:
+            self._last_set = (key, FrameSet.from_list([self.frames[i] for i in idx]))
+        return self._last_set[1]
 
     def __call__(self, src: np.ndarray, trg: np.ndarray) -> np.ndarray:
         if self.mode == "pooled":
@@ -68,10 +76,10 @@ class _Scorer:
         np.put_along_axis(cols, np.argsort(-cos, axis=0)[:k], True, axis=0)
         need = rows | cols
         f1 = np.full(cos.shape, -np.inf, np.float32)
-        g = FrameSet.from_list([self.frames[j] for j in trg])
+        g, q = FrameSet.from_list([self.frames[j] for j in trg]), self._source_set(src)
         for i in np.flatnonzero(need.any(axis=1)):
             cand = np.flatnonzero(need[i])
-            f1[i, cand] = seqsim_block(FrameSet.from_list([self.frames[src[i]]]), g.subset(cand))["f1"][0]
+            f1[i, cand] = seqsim_block(q.subset([i]), g.subset(cand))["f1"][0]
         # Rows rank only their own shortlist, columns theirs: encode both in one matrix by keeping
         # scores outside a row's shortlist at -inf for the forward direction.
         self.cache[("cols", tuple(src), tuple(trg))] = np.where(cols, f1, -np.inf)
