@@ -38,6 +38,7 @@ bench() {
 whisper_args=()
 [ -f "$whisper/config.json" ] && whisper_args=(--encoder-dir "$whisper")
 bench "Whisper trim vs pad30" "trim >= 5x faster on 3-s utterances" bench/whisper_length.py "${whisper_args[@]}"
+bench "Conformer subsampling: d_model vs 64 channels" "cheaper training steps on CPU" bench/subsampling.py
 bench "Dynamic bucketing vs unsorted batches" "less padding, faster epochs" bench/bucketing.py
 bench "SeqSim: vectorized vs per-pair loop" ">= 100x, scores equal; >= 50% of measured matmul GFLOP/s" bench/seqsim.py
 bench "FAISS IVF/HNSW vs Flat" ">= 10x at recall@10 >= 0.95" bench/faiss_ann.py

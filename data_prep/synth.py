@@ -13,6 +13,9 @@ Each sentence is rendered by every *rendering* below, so all varieties share ``s
 Every utterance draws its own voice variant, speed and pitch (seeded per sentence and rendering), so no
 variety has a fixed voice and retrieval cannot match voices instead of content. Sentences Hakka G2P
 cannot pronounce are skipped (counted). Splits are sentence-disjoint and deterministic given the seed.
+Dev and test sentences get every rendering (parallel sites for retrieval). With
+``train_renderings="per-variety"`` a training sentence gets one rendering per variety (Mandarin's two
+alternate, seeded), so the same synthesis and training time covers more distinct sentences.
 Layout written: ``<corpus_dir>/<rendering>/<utt_id>.flac`` (16 kHz mono) and
 ``<output_dir>/synth_cuts_{train,dev,test}.jsonl.gz``; rerunning reuses valid audio files.
 """
@@ -192,17 +195,32 @@ def split_sentences(sentences: list[Sentence], dev_fraction: float, test_fractio
     return {"test": order[:n_test], "dev": order[n_test : n_test + n_dev], "train": order[n_test + n_dev :]}
 
 
+def renderings_for(sentence_id: str, split: str, train_renderings: str, seed: int) -> list[str]:
+    if split != "train" or train_renderings == "all":
+        return list(RENDERINGS)
+    if train_renderings != "per-variety":
+        raise ValueError(f"synth: train_renderings must be 'all' or 'per-variety', got {train_renderings!r}")
+    order = list(RENDERINGS)
+    random.Random(_job_seed(seed, sentence_id, "renderings")).shuffle(order)
+    chosen: dict[str, str] = {}
+    for rendering in order:
+        chosen.setdefault(RENDERINGS[rendering][0], rendering)
+    return [r for r in RENDERINGS if r in chosen.values()]
+
+
 def prepare_synth(corpus_dir: str | Path, output_dir: str | Path, num_sentences: int = 300, seed: int = 0,
                   renditions: int = 1, dev_fraction: float = 0.1, test_fraction: float = 0.1,
-                  num_workers: int | None = None) -> dict[str, CutSet]:
+                  num_workers: int | None = None, train_renderings: str = "all") -> dict[str, CutSet]:
     if shutil.which("espeak-ng") is None:
         raise FileNotFoundError("synth: espeak-ng not found; install it (apt-get install espeak-ng)")
     corpus_dir, output_dir = Path(corpus_dir), Path(output_dir)
     report = PrepReport("synth")
     sentences = select_sentences(num_sentences, seed, report)
+    splits = split_sentences(sentences, dev_fraction, test_fraction, seed)
+    split_of = {s.sentence_id: split for split, members in splits.items() for s in members}
     jobs, keys = [], []
     for s in sentences:
-        for rendering in RENDERINGS:
+        for rendering in renderings_for(s.sentence_id, split_of[s.sentence_id], train_renderings, seed):
             for k in range(renditions):
                 site = rendering if renditions == 1 else f"{rendering}-{k}"
                 utt_id = f"{s.sentence_id}-{site}"
@@ -230,7 +248,7 @@ def prepare_synth(corpus_dir: str | Path, output_dir: str | Path, num_sentences:
         if cut is not None:
             by_sentence.setdefault(s.sentence_id, []).append(cut)
     out = {}
-    for split, members in split_sentences(sentences, dev_fraction, test_fraction, seed).items():
+    for split, members in splits.items():
         cuts = [c for s in members for c in by_sentence.get(s.sentence_id, [])]
         out[split] = save_split(cuts, output_dir, "synth", split, report)
     report.write(output_dir)
@@ -247,6 +265,8 @@ def add_cli(subparsers) -> None:
     p.add_argument("--dev-fraction", type=float, default=0.1)
     p.add_argument("--test-fraction", type=float, default=0.1)
     p.add_argument("--num-workers", type=int, default=None)
+    p.add_argument("--train-renderings", choices=("all", "per-variety"), default="all",
+                   help="renderings of a training sentence: all, or one per variety (more sentences per hour)")
     p.set_defaults(func=lambda a: prepare_synth(a.corpus_dir or a.output_dir / "audio", a.output_dir,
                                                a.num_sentences, a.seed, a.renditions, a.dev_fraction,
-                                               a.test_fraction, a.num_workers))
+                                               a.test_fraction, a.num_workers, a.train_renderings))

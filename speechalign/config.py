@@ -78,6 +78,7 @@ class ConformerEncoderConfig:
     ffn_dim: int = 576
     kernel_size: int = 15
     dropout: float = 0.1
+    subsampling_channels: int | None = None   # channels of the 4x conv subsampling; None = d_model
 
 
 @dataclass

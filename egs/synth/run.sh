@@ -10,8 +10,8 @@ stage=0
 stop_stage=100
 quick=false
 out=exp/synth
-num_sentences=3200
-held_out=0.05
+num_sentences=4600
+held_out=0.035
 train_sets=()
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -43,9 +43,9 @@ done_marker() { [ -f "$out/.done.$1" ]; }
 mark_done() { touch "$out/.done.$1"; }
 
 if run_stage 0 && ! done_marker prepare; then
-  log "stage 0: synthesizing $num_sentences sentences x 4 renderings with espeak-ng"
+  log "stage 0: synthesizing $num_sentences sentences with espeak-ng (4 renderings; 1 per variety in training)"
   speechalign prepare synth --output-dir "$data" --num-sentences "$num_sentences" \
-    --dev-fraction "$held_out" --test-fraction "$held_out"
+    --dev-fraction "$held_out" --test-fraction "$held_out" --train-renderings per-variety
   mark_done prepare
 fi
 

@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from data_prep.synth import RENDERINGS, candidate_sentences, hakka_syllable, prepare_synth, split_sentences
+from data_prep.synth import (RENDERINGS, candidate_sentences, hakka_syllable, prepare_synth, renderings_for,
+                              split_sentences)
 from speechalign.data.manifest import cut_meta, load_cuts
 from speechalign.text import is_han
 
@@ -31,6 +32,19 @@ def test_splits_are_sentence_disjoint_and_deterministic():
     assert [len(a[k]) for k in ("train", "dev", "test")] == [70, 10, 20]
     assert set(a["train"]).isdisjoint(a["test"]) and set(a["dev"]).isdisjoint(a["test"])
     assert a == split_sentences(items, 0.1, 0.2, seed=3) and a != split_sentences(items, 0.1, 0.2, seed=4)
+
+
+def test_per_variety_training_renderings():
+    picks = [renderings_for(f"s{i:05d}", "train", "per-variety", seed=0) for i in range(200)]
+    for rs in picks:
+        assert sorted(RENDERINGS[r][0] for r in rs) == ["Cantonese", "Hakka", "Mandarin"]
+    mandarin = [r for rs in picks for r in rs if RENDERINGS[r][0] == "Mandarin"]
+    assert 60 < mandarin.count("cmn") < 140 and set(mandarin) == {"cmn", "cmn-pinyin"}
+    assert picks == [renderings_for(f"s{i:05d}", "train", "per-variety", seed=0) for i in range(200)]
+    assert renderings_for("s00001", "test", "per-variety", seed=0) == list(RENDERINGS)
+    assert renderings_for("s00001", "train", "all", seed=0) == list(RENDERINGS)
+    with pytest.raises(ValueError, match="per-variety"):
+        renderings_for("s00001", "train", "some", seed=0)
 
 
 @pytest.fixture(scope="module")
@@ -86,3 +100,16 @@ def test_rerun_reuses_audio(synth_run):
     prepare_synth(synth_run / "audio", synth_run, num_sentences=5, seed=7, dev_fraction=0.2, test_fraction=0.2,
                   num_workers=2)
     assert before == {p: p.stat().st_mtime_ns for p in (synth_run / "audio").rglob("*.flac")}
+
+
+@needs_espeak
+def test_per_variety_training_keeps_parallel_test(tmp_path):
+    prepare_synth(tmp_path / "audio", tmp_path, num_sentences=5, seed=7, dev_fraction=0.2, test_fraction=0.2,
+                  num_workers=2, train_renderings="per-variety")
+    train = load_cuts(tmp_path / "synth_cuts_train.jsonl.gz")
+    test = load_cuts(tmp_path / "synth_cuts_test.jsonl.gz")
+    assert len(train) == 3 * 3 and len(test) == len(RENDERINGS)
+    by_sentence = {}
+    for c in train:
+        by_sentence.setdefault(cut_meta(c)["sentence_id"], []).append(cut_meta(c)["dialect"])
+    assert all(sorted(v) == ["Cantonese", "Hakka", "Mandarin"] for v in by_sentence.values())

@@ -51,6 +51,15 @@ def test_states_do_not_depend_on_batch_padding(name):
         torch.testing.assert_close(b[1, :n], a[0, :n], atol=1e-4, rtol=1e-4)
 
 
+def test_conformer_subsampling_channels():
+    narrow = build_encoder(tiny_cfg("conformer", "model.conformer.subsampling_channels=8"))
+    wide = build_encoder(tiny_cfg("conformer"))
+    assert narrow.subsampling.conv[2].out_channels == 8 and wide.subsampling.conv[2].out_channels == 32
+    wav, lens = torch.randn(1, 16000) * 0.1, torch.tensor([16000])
+    a, b = narrow(wav, lens), wide(wav, lens)
+    assert a.last.shape == b.last.shape and a.last.shape[-1] == 32 and torch.equal(a.lengths, b.lengths)
+
+
 def test_whisper_logmel_matches_feature_extractor():
     from transformers import WhisperFeatureExtractor
 
