@@ -78,15 +78,27 @@ def seqsim_block(queries: FrameSet, gallery: FrameSet, max_bytes: int = 256 << 2
 
 
 def seqsim_pairs(queries: FrameSet, gallery: FrameSet, pairs: np.ndarray) -> np.ndarray:
-    """F1 for selected (query index, gallery index) pairs only, grouped per query (for re-ranking)."""
+    """F1 for selected (query index, gallery index) pairs only (for re-ranking): per query, one product
+    of its frames with its candidates' frames, gathered by index (no per-pair copies or FrameSets)."""
     out = np.empty(len(pairs), np.float32)
     if len(pairs) == 0:
         return out
+    if queries.frames.shape[1] != gallery.frames.shape[1]:
+        raise ValueError(f"SeqSim: query dim {queries.frames.shape[1]} != gallery dim {gallery.frames.shape[1]}")
+    q_frames, g_frames = torch.from_numpy(queries.frames), torch.from_numpy(gallery.frames)
+    g_lens = gallery.lengths
     order = np.argsort(pairs[:, 0], kind="stable")
     sorted_pairs = pairs[order]
     bounds = np.flatnonzero(np.diff(sorted_pairs[:, 0])) + 1
     for group in np.split(np.arange(len(pairs)), bounds):
-        q = int(sorted_pairs[group[0], 0])
-        f1 = seqsim_block(queries.subset([q]), gallery.subset(sorted_pairs[group, 1]))["f1"][0]
-        out[order[group]] = f1
+        q, cand = int(sorted_pairs[group[0], 0]), sorted_pairs[group, 1]
+        lens = g_lens[cand]
+        starts = np.concatenate([[0], np.cumsum(lens)[:-1]])
+        frame_idx = np.arange(lens.sum()) + np.repeat(gallery.offsets[cand] - starts, lens)
+        cand_frames = torch.index_select(g_frames, 0, torch.from_numpy(frame_idx))
+        sim = (q_frames[queries.offsets[q] : queries.offsets[q + 1]] @ cand_frames.T).numpy()
+        precision = np.maximum.reduceat(sim, starts, axis=1).mean(axis=0)
+        recall = np.add.reduceat(sim.max(axis=0), starts) / lens
+        denom = precision + recall
+        out[order[group]] = np.where(denom > 0, 2 * precision * recall / np.where(denom == 0, 1, denom), 0.0)
     return out

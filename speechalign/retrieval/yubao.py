@@ -17,7 +17,7 @@ from tqdm import tqdm
 
 from speechalign.retrieval.metrics import ranks
 from speechalign.retrieval.search import require_inputs
-from speechalign.retrieval.seqsim import FrameSet, seqsim_block
+from speechalign.retrieval.seqsim import FrameSet, seqsim_block, seqsim_pairs
 
 log = logging.getLogger("speechalign.retrieval")
 SUBGROUPS = ("zh_standard", "zh_dialect", "gan", "hsn", "min", "hak", "yue", "wuu")
@@ -76,10 +76,9 @@ class _Scorer:
         np.put_along_axis(cols, np.argsort(-cos, axis=0)[:k], True, axis=0)
         need = rows | cols
         f1 = np.full(cos.shape, -np.inf, np.float32)
-        g, q = FrameSet.from_list([self.frames[j] for j in trg]), self._source_set(src)
-        for i in np.flatnonzero(need.any(axis=1)):
-            cand = np.flatnonzero(need[i])
-            f1[i, cand] = seqsim_block(q.subset([i]), g.subset(cand))["f1"][0]
+        pairs = np.argwhere(need)
+        g = FrameSet.from_list([self.frames[j] for j in trg])
+        f1[pairs[:, 0], pairs[:, 1]] = seqsim_pairs(self._source_set(src), g, pairs)
         # Rows rank only their own shortlist, columns theirs: encode both in one matrix by keeping
         # scores outside a row's shortlist at -inf for the forward direction.
         self.cache[("cols", tuple(src), tuple(trg))] = np.where(cols, f1, -np.inf)
