@@ -10,9 +10,12 @@ optional extension, marked as such in every report.
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass, field
+from multiprocessing import get_context
 
 import numpy as np
+import torch
 from tqdm import tqdm
 
 from speechalign.retrieval.metrics import ranks
@@ -35,66 +38,74 @@ class YubaoResult:
 
 
 class _Scorer:
-    """Similarity matrices between two sites' utterances, cached by unordered site pair
-    (SeqSim F1 and cosine are symmetric, so (b, a) is the transpose of (a, b))."""
+    """Similarity matrices between two sites' utterances. SeqSim F1 and cosine are symmetric, so each
+    unordered site pair is scored once: ``pair(src, trg)`` returns the (src -> trg) scores and the
+    (trg -> src) scores transposed (for rerank they differ: each direction ranks its own shortlist)."""
 
     def __init__(self, mode, vectors, frames, rerank_k):
         self.mode, self.vectors, self.frames, self.k = mode, vectors, frames, rerank_k
-        self.cache: dict[tuple, np.ndarray] = {}
         self._last_set: tuple[tuple, FrameSet] | None = None
 
     def _source_set(self, idx: np.ndarray) -> FrameSet:
-        # Site pairs are visited source-major, so the last source set is reused for a whole row of targets.
+        # Pairs are visited source-major, so the last source set is reused for a whole row of targets.
         key = tuple(idx)
         if self._last_set is None or self._last_set[0] != key:
             self._last_set = (key, FrameSet.from_list([self.frames[i] for i in idx]))
         return self._last_set[1]
 
-    def __call__(self, src: np.ndarray, trg: np.ndarray) -> np.ndarray:
+    def pair(self, src: np.ndarray, trg: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         if self.mode == "pooled":
-            return self.vectors[src] @ self.vectors[trg].T
-        key = (tuple(src), tuple(trg))
-        if key in self.cache:
-            return self.cache[key]
-        if self.mode == "seqsim" and (tuple(trg), tuple(src)) in self.cache:
-            return self.cache[(tuple(trg), tuple(src))].T
+            out = self.vectors[src] @ self.vectors[trg].T
+            return out, out
         if self.mode == "seqsim":
-            out = seqsim_block(FrameSet.from_list([self.frames[i] for i in src]),
-                               FrameSet.from_list([self.frames[i] for i in trg]))["f1"]
-        else:
-            out = self._rerank(src, trg)
-        self.cache[key] = out
-        return out
+            out = seqsim_block(self._source_set(src), FrameSet.from_list([self.frames[i] for i in trg]))["f1"]
+            return out, out
+        return self._rerank(src, trg)
 
-    def _rerank(self, src, trg) -> np.ndarray:
-        """SeqSim only where a pooled-cosine top-k shortlist (in either direction) needs it."""
+    def _rerank(self, src, trg) -> tuple[np.ndarray, np.ndarray]:
+        """SeqSim only where a pooled-cosine top-k shortlist (in either direction) needs it; scores
+        outside a direction's shortlist stay at -inf for that direction."""
         cos = self.vectors[src] @ self.vectors[trg].T
         k = min(self.k, len(trg), len(src))
         rows = np.zeros(cos.shape, bool)
         np.put_along_axis(rows, np.argsort(-cos, axis=1)[:, :k], True, axis=1)
         cols = np.zeros(cos.shape, bool)
         np.put_along_axis(cols, np.argsort(-cos, axis=0)[:k], True, axis=0)
-        need = rows | cols
+        pairs = np.argwhere(rows | cols)
         f1 = np.full(cos.shape, -np.inf, np.float32)
-        pairs = np.argwhere(need)
         g = FrameSet.from_list([self.frames[j] for j in trg])
         f1[pairs[:, 0], pairs[:, 1]] = seqsim_pairs(self._source_set(src), g, pairs)
-        # Rows rank only their own shortlist, columns theirs: encode both in one matrix by keeping
-        # scores outside a row's shortlist at -inf for the forward direction.
-        self.cache[("cols", tuple(src), tuple(trg))] = np.where(cols, f1, -np.inf)
-        return np.where(rows, f1, -np.inf)
+        return np.where(rows, f1, -np.inf), np.where(cols, f1, -np.inf)
 
-    def reverse(self, src: np.ndarray, trg: np.ndarray) -> np.ndarray | None:
-        """For rerank, the (trg -> src) scores computed alongside (src -> trg)."""
-        cached = self.cache.get(("cols", tuple(src), tuple(trg)))
-        return None if cached is None else cached.T
+
+_WORKER_SCORER: _Scorer | None = None   # set before forking, so workers share the frames copy-on-write
+
+
+def _score_in_worker(job: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    # Many small matrix products run faster as one single-threaded process per core than threaded.
+    torch.set_num_threads(1)
+    return _WORKER_SCORER.pair(*job)
+
+
+def _score_pairs(scorer: _Scorer, pairs: list[tuple[np.ndarray, np.ndarray]], workers: int) -> list:
+    global _WORKER_SCORER
+    progress = dict(desc=f"yubao {scorer.mode}", unit="site pair", total=len(pairs), disable=len(pairs) < 50)
+    if workers <= 1 or scorer.mode == "pooled" or os.name != "posix" or len(pairs) < 2 * workers:
+        return [scorer.pair(*p) for p in tqdm(pairs, **progress)]
+    _WORKER_SCORER = scorer
+    try:
+        with get_context("fork").Pool(workers) as pool:
+            return list(tqdm(pool.imap(_score_in_worker, pairs, chunksize=8), **progress))
+    finally:
+        _WORKER_SCORER = None
 
 
 def yubao_protocol(sites: np.ndarray, subgroups: np.ndarray, sentence_ids: np.ndarray,
                    vectors: np.ndarray | None = None, frames: list[np.ndarray] | None = None,
                    mode: str = "seqsim", rerank_k: int = 10, diagonal: bool = False,
-                   order: tuple[str, ...] | None = None) -> YubaoResult:
-    """Mean R@1 (%) per ordered subgroup pair; ``vectors`` must be L2-normalized for pooled/rerank."""
+                   order: tuple[str, ...] | None = None, workers: int | None = None) -> YubaoResult:
+    """Mean R@1 (%) per ordered subgroup pair; ``vectors`` must be L2-normalized for pooled/rerank.
+    SeqSim scoring runs in ``workers`` processes (default: one per CPU core)."""
     if mode not in MODES:
         raise ValueError(f"unknown YuBao mode {mode!r}; choose from {MODES}")
     require_inputs("YuBao mode", mode, vectors, frames)
@@ -122,22 +133,22 @@ def yubao_protocol(sites: np.ndarray, subgroups: np.ndarray, sentence_ids: np.nd
     per_pair = []
     jobs = [(ia, ib, a, b) for ia, ga in enumerate(names) for ib, gb in enumerate(names)
             if ia != ib or diagonal for a in by_group[ga] for b in by_group[gb] if a != b]
-    skipped_pairs = 0
-    for ia, ib, a, b in tqdm(jobs, desc=f"yubao {mode}", unit="site pair", disable=len(jobs) < 50):
-        shared = sorted(set(site_rows[a]) & set(site_rows[b]))
-        if not shared:
-            skipped_pairs += 1
+    shared = {(a, b): sorted(set(site_rows[a]) & set(site_rows[b])) for _, _, a, b in jobs}
+    skipped_pairs = sum(1 for v in shared.values() if not v)
+    unordered = sorted({min((a, b), (b, a)) for _, _, a, b in jobs if shared[(a, b)]})
+    index = lambda site, ids: np.array([site_rows[site][s] for s in ids])
+    scored = _score_pairs(scorer, [(index(a, shared[(a, b)]), index(b, shared[(a, b)])) for a, b in unordered],
+                          workers or os.cpu_count() or 1)
+    by_pair = dict(zip(unordered, scored))
+    for ia, ib, a, b in jobs:
+        n = len(shared[(a, b)])
+        if not n:
             continue
-        src = np.array([site_rows[a][s] for s in shared])
-        trg = np.array([site_rows[b][s] for s in shared])
-        if mode == "rerank" and scorer.reverse(trg, src) is not None:
-            scores = scorer.reverse(trg, src)
-        else:
-            scores = scorer(src, trg)
-        r1 = 100.0 * float((ranks(scores, np.eye(len(shared), dtype=bool)) == 1).mean())
+        scores = by_pair[(a, b)][0] if (a, b) in by_pair else by_pair[(b, a)][1].T
+        r1 = 100.0 * float((ranks(scores, np.eye(n, dtype=bool)) == 1).mean())
         sums[ia, ib] += r1
         counts[ia, ib] += 1
-        per_pair.append((names[ia], names[ib], a, b, len(shared), r1))
+        per_pair.append((names[ia], names[ib], a, b, n, r1))
     if skipped_pairs:
         log.warning("YuBao: %d site pair(s) share no sentence id and were skipped", skipped_pairs)
     with np.errstate(invalid="ignore"):

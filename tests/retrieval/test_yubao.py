@@ -84,3 +84,12 @@ def test_site_in_two_subgroups_is_an_error():
     groups[0] = "min"
     with pytest.raises(ValueError, match="appears in subgroups"):
         yubao_protocol(sites, groups, sids, pooled, frames)
+
+
+@pytest.mark.parametrize("mode, k", [("seqsim", 10), ("rerank", 2)])
+def test_worker_processes_match_single_process(mode, k):
+    sites, groups, sids, frames, pooled = fixture(2)
+    one = yubao_protocol(sites, groups, sids, pooled, frames, mode=mode, rerank_k=k, workers=1)
+    two = yubao_protocol(sites, groups, sids, pooled, frames, mode=mode, rerank_k=k, workers=2)
+    np.testing.assert_array_equal(one.table, two.table)
+    assert one.per_site_pair == two.per_site_pair
