@@ -42,17 +42,20 @@ class FrameSet:
     def lengths(self) -> np.ndarray:
         return np.diff(self.offsets)
 
-    def subset(self, idx: np.ndarray | list[int]) -> "FrameSet":
-        idx = np.asarray(idx, dtype=np.int64)
-        parts = [self.frames[self.offsets[i] : self.offsets[i + 1]] for i in idx]
-        offsets = np.concatenate([[0], np.cumsum([len(p) for p in parts])])
-        return FrameSet(np.concatenate(parts) if parts else self.frames[:0], offsets)
+
+def _check_dims(queries: FrameSet, gallery: FrameSet) -> None:
+    if queries.frames.shape[1] != gallery.frames.shape[1]:
+        raise ValueError(f"SeqSim: query dim {queries.frames.shape[1]} != gallery dim {gallery.frames.shape[1]}")
+
+
+def _f1(precision: np.ndarray, recall: np.ndarray) -> np.ndarray:
+    denom = precision + recall
+    return np.where(denom > 0, 2 * precision * recall / np.where(denom == 0, 1, denom), 0.0).astype(np.float32)
 
 
 def seqsim_block(queries: FrameSet, gallery: FrameSet, max_bytes: int = 256 << 20) -> dict[str, np.ndarray]:
     """P, R and F1 (each N x M) for every (query, gallery) pair."""
-    if queries.frames.shape[1] != gallery.frames.shape[1]:
-        raise ValueError(f"SeqSim: query dim {queries.frames.shape[1]} != gallery dim {gallery.frames.shape[1]}")
+    _check_dims(queries, gallery)
     n, m = len(queries), len(gallery)
     g_frames = torch.from_numpy(gallery.frames)
     g_starts, g_lens = gallery.offsets[:-1], gallery.lengths
@@ -72,9 +75,7 @@ def seqsim_block(queries: FrameSet, gallery: FrameSet, max_bytes: int = 256 << 2
             col_max = sim[queries.offsets[q] - lo : queries.offsets[q + 1] - lo].max(axis=0)
             recall[q] = np.add.reduceat(col_max, g_starts) / g_lens
         i = j
-    denom = precision + recall
-    f1 = np.where(denom > 0, 2 * precision * recall / np.where(denom == 0, 1, denom), 0.0).astype(np.float32)
-    return {"precision": precision, "recall": recall, "f1": f1}
+    return {"precision": precision, "recall": recall, "f1": _f1(precision, recall)}
 
 
 def seqsim_pairs(queries: FrameSet, gallery: FrameSet, pairs: np.ndarray) -> np.ndarray:
@@ -83,8 +84,7 @@ def seqsim_pairs(queries: FrameSet, gallery: FrameSet, pairs: np.ndarray) -> np.
     out = np.empty(len(pairs), np.float32)
     if len(pairs) == 0:
         return out
-    if queries.frames.shape[1] != gallery.frames.shape[1]:
-        raise ValueError(f"SeqSim: query dim {queries.frames.shape[1]} != gallery dim {gallery.frames.shape[1]}")
+    _check_dims(queries, gallery)
     q_frames, g_frames = torch.from_numpy(queries.frames), torch.from_numpy(gallery.frames)
     g_lens = gallery.lengths
     order = np.argsort(pairs[:, 0], kind="stable")
@@ -99,6 +99,5 @@ def seqsim_pairs(queries: FrameSet, gallery: FrameSet, pairs: np.ndarray) -> np.
         sim = (q_frames[queries.offsets[q] : queries.offsets[q + 1]] @ cand_frames.T).numpy()
         precision = np.maximum.reduceat(sim, starts, axis=1).mean(axis=0)
         recall = np.add.reduceat(sim.max(axis=0), starts) / lens
-        denom = precision + recall
-        out[order[group]] = np.where(denom > 0, 2 * precision * recall / np.where(denom == 0, 1, denom), 0.0)
+        out[order[group]] = _f1(precision, recall)
     return out
