@@ -88,6 +88,8 @@ class DecoderConfig:
     ffn_dim: int = 1024
     dropout: float = 0.1
     label_smoothing: float = 0.1
+    pretrained: str | None = None        # an imported Whisper dir: its decoder (and BPE vocabulary) is the branch
+    language: str = "zh"                 # Whisper decoder prompt language
 
 
 @dataclass
@@ -95,6 +97,7 @@ class FreezeConfig:
     frontend: bool = False               # conv/feature front end
     first_layers: int = 0                # first K encoder layers
     encoder_steps: int = 0               # the whole encoder for the first N optimizer steps
+    decoder_embedding: bool = False      # the attention decoder's token embedding (tied output layer)
 
 
 @dataclass
@@ -118,6 +121,8 @@ class OptimConfig:
     min_lr_ratio: float = 0.05
     grad_clip: float = 5.0
     accum_grad: int = 1
+    encoder_lr: float | None = None      # peak lr of the encoder (None = lr): pretrained parts move slower
+    decoder_lr: float | None = None      # peak lr of the attention decoder (None = lr)
 
 
 @dataclass
@@ -130,11 +135,14 @@ class TrainConfig:
     log_every: int = 20
     valid_every: int = 500
     valid_each_epoch: bool = True
+    valid_at_start: bool = False         # validate the initial model too (a pretrained baseline on the curve)
     save_every: int = 500
     keep_last: int = 5
     nan_patience: int = 20               # abort after this many non-finite losses in a row
     device: str = "auto"                 # "auto", "cpu", "cuda"
     num_threads: int = 0                 # torch intra-op threads; 0 = library default
+    valid_retrieval_layers: list[int] = field(default_factory=list)  # YuBao R@1 on dev at these layers
+    valid_retrieval_center: bool = False  # subtract each site's mean frame before SeqSim
 
 
 @dataclass

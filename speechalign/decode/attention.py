@@ -19,29 +19,28 @@ def _require_decoder(model: ASRModel, mode: str) -> None:
 
 @torch.no_grad()
 def attention_scores(model: ASRModel, memory: torch.Tensor, hyps: list[tuple[int, ...]]) -> torch.Tensor:
-    """Teacher-forced log P_att(hyp + <eos>) for each hypothesis over one utterance's memory (T, D)."""
-    sos = model.sos_eos
-    longest = max(len(h) for h in hyps) + 1
-    inp = torch.full((len(hyps), longest), sos, dtype=torch.long, device=memory.device)
-    gold = torch.full((len(hyps), longest), -1, dtype=torch.long, device=memory.device)
-    for i, h in enumerate(hyps):
-        if h:
-            inp[i, 1 : len(h) + 1] = torch.tensor(h)
-            gold[i, : len(h)] = torch.tensor(h)
-        gold[i, len(h)] = sos
+    """Teacher-forced log P_att(hyp + <eos>) for each hypothesis (in the decoder's vocabulary) over one
+    utterance's memory (T, D)."""
+    inp, gold, token_pad = model.teacher_forcing([list(h) for h in hyps], memory.device)
     mem = memory.unsqueeze(0).expand(len(hyps), -1, -1)
     pad = torch.zeros(mem.shape[:2], dtype=torch.bool, device=memory.device)
-    logp = model.decoder(inp, mem, pad, gold == -1).float().log_softmax(-1)
+    logp = model.decoder(inp, mem, pad, token_pad).float().log_softmax(-1)
     picked = logp.gather(-1, gold.clamp(min=0).unsqueeze(-1)).squeeze(-1)
     return (picked * (gold != -1)).sum(-1)
 
 
 def attention_rescoring(model: ASRModel, log_probs: torch.Tensor, memory: torch.Tensor, beam: int,
-                        ctc_weight: float) -> list[int]:
-    """n-best from CTC prefix beam search, rescored: attention + ctc_weight * ctc (as in WeNet)."""
+                        ctc_weight: float, to_text=None) -> list[int]:
+    """n-best from CTC prefix beam search, rescored: attention + ctc_weight * ctc (as in WeNet). A BPE
+    decoder scores each hypothesis's text (``to_text`` maps CTC ids to it) in its own vocabulary."""
     _require_decoder(model, "attention_rescoring")
     nbest = ctc_prefix_beam(log_probs.cpu().numpy(), max(beam, 2))
-    att = attention_scores(model, memory, [h for h, _ in nbest])
+    hyps = [h for h, _ in nbest]
+    if not model.shares_ctc_vocab:
+        if to_text is None:
+            raise ValueError("attention_rescoring with a BPE decoder needs to_text (the CTC tokenizer's decode)")
+        hyps = [model.att_vocab.encode(to_text(list(h))) for h in hyps]
+    att = attention_scores(model, memory, hyps)
     scores = [float(a) + ctc_weight * c for a, (_, c) in zip(att, nbest)]
     return list(nbest[max(range(len(scores)), key=scores.__getitem__)][0])
 
@@ -73,6 +72,9 @@ def joint_beam(model: ASRModel, log_probs: torch.Tensor, memory: torch.Tensor, b
                blank: int = 0, max_len: int | None = None) -> list[int]:
     """One-pass beam search scoring (1 - w) * attention + w * CTC prefix probability per hypothesis."""
     _require_decoder(model, "joint_beam")
+    if not model.shares_ctc_vocab:
+        raise ValueError("joint_beam needs a decoder over the CTC vocabulary; this model's decoder is Whisper's "
+                         "(BPE): use attention_rescoring or attention_beam")
     device, eos = memory.device, model.sos_eos
     T = log_probs.shape[0]
     max_len = max_len or T
@@ -128,3 +130,35 @@ def joint_beam(model: ASRModel, log_probs: torch.Tensor, memory: torch.Tensor, b
     if not ended:
         ended = [(h[0], h[1]) for h in hyps] or [((), 0.0)]
     return list(max(ended, key=lambda x: x[1])[0])
+
+
+@torch.no_grad()
+def attention_beam(model: ASRModel, memory: torch.Tensor, beam: int, max_len: int = 200) -> list[int]:
+    """Attention-only beam search in the decoder's vocabulary (Whisper's own decoding), ranking ended
+    hypotheses by mean token log-probability so short outputs are not favoured."""
+    _require_decoder(model, "attention_beam")
+    device, eos, prefix = memory.device, model.att_eos, list(model.att_prefix)
+    max_len = min(max_len, model.decoder.max_len - len(prefix) - 1)
+    hyps: list[tuple[list[int], float]] = [([], 0.0)]
+    ended: list[tuple[list[int], float]] = []
+    for _ in range(max_len):
+        inp = torch.tensor([prefix + h for h, _ in hyps], device=device)
+        mem = memory.unsqueeze(0).expand(len(hyps), -1, -1)
+        pad = torch.zeros(mem.shape[:2], dtype=torch.bool, device=device)
+        logp = model.decoder(inp, mem, pad)[:, -1].float().log_softmax(-1)
+        if model.shares_ctc_vocab:
+            logp[:, 0] = -math.inf   # <blank> is a CTC symbol, never an output
+        total = torch.tensor([s for _, s in hyps], device=device)[:, None] + logp
+        top = torch.topk(total.reshape(-1), beam)
+        hyps_next = []
+        for score, flat in zip(top.values.tolist(), top.indices.tolist()):
+            h, tok = divmod(flat, logp.shape[1])
+            if tok == eos:
+                ended.append((hyps[h][0], score))
+            else:
+                hyps_next.append((hyps[h][0] + [tok], score))
+        hyps = hyps_next
+        if not hyps or len(ended) >= beam:
+            break
+    ended = ended or hyps
+    return max(ended, key=lambda x: x[1] / (len(x[0]) + 1))[0]

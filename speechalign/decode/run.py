@@ -14,22 +14,39 @@ from tqdm import tqdm
 
 from speechalign.data.dataset import collate_audio, eval_loader
 from speechalign.data.manifest import load_cuts
-from speechalign.decode.attention import attention_rescoring, joint_beam
+from speechalign.decode.attention import attention_beam, attention_rescoring, joint_beam
 from speechalign.decode.ctc import ctc_greedy, ctc_prefix_beam
 from speechalign.decode.report import Utterance, write_reports
 from speechalign.models.experiment import load_experiment
 
 log = logging.getLogger("speechalign.decode")
-MODES = ("ctc_greedy", "ctc_prefix_beam", "attention_rescoring", "joint_beam")
+MODES = ("ctc_greedy", "ctc_prefix_beam", "attention_rescoring", "joint_beam", "attention_beam")
+ATTENTION_MODES = ("attention_rescoring", "joint_beam", "attention_beam")
+
+
+def supported_modes(model) -> list[str]:
+    """The decode modes this model can run (joint_beam needs a decoder over the CTC vocabulary)."""
+    if model.decoder is None:
+        return list(MODES[:2])
+    return [m for m in MODES if m != "joint_beam" or model.shares_ctc_vocab]
+
+
+def hyp_text(model, tokenizer, mode: str, ids: list[int]) -> str:
+    """Text of a hypothesis: attention_beam ids are in the decoder's vocabulary (maybe Whisper BPE)."""
+    if mode == "attention_beam" and not model.shares_ctc_vocab:
+        return model.att_vocab.decode(ids)
+    return tokenizer.decode(ids)
 
 
 @torch.no_grad()
 def decode_batch(model, wav: torch.Tensor, wav_lens: torch.Tensor, mode: str, beam: int,
-                 ctc_weight: float) -> list[list[int]]:
-    """Token ids for each utterance of a padded batch (encoder run once for the whole batch)."""
+                 ctc_weight: float, to_text=None) -> list[list[int]]:
+    """Token ids for each utterance of a padded batch (encoder run once for the whole batch); see
+    :func:`hyp_text` for their vocabulary. ``to_text`` (CTC ids -> text) is needed by
+    attention_rescoring with a BPE decoder."""
     if mode not in MODES:
         raise ValueError(f"unknown decode mode {mode!r}; choose from {MODES}")
-    if mode in ("attention_rescoring", "joint_beam") and model.decoder is None:
+    if mode in ATTENTION_MODES and model.decoder is None:
         raise ValueError(f"decode mode {mode!r} needs an attention decoder, but this model has none "
                          "(trained with model.decoder.num_layers: 0); use ctc_greedy or ctc_prefix_beam")
     enc = model.encode(wav, wav_lens)
@@ -42,7 +59,9 @@ def decode_batch(model, wav: torch.Tensor, wav_lens: torch.Tensor, mode: str, be
         if mode == "ctc_prefix_beam":
             out.append(list(ctc_prefix_beam(lp.cpu().numpy(), beam)[0][0]))
         elif mode == "attention_rescoring":
-            out.append(attention_rescoring(model, lp, enc.last[i, :n], beam, ctc_weight))
+            out.append(attention_rescoring(model, lp, enc.last[i, :n], beam, ctc_weight, to_text))
+        elif mode == "attention_beam":
+            out.append(attention_beam(model, enc.last[i, :n], beam))
         else:
             out.append(joint_beam(model, lp, enc.last[i, :n], beam, ctc_weight))
     return out
@@ -62,9 +81,11 @@ def decode(exp_dir: str | Path, cuts: list[str | Path], mode: str = "ctc_greedy"
         cutset = load_cuts(path)
         utts, audio, start = [], 0.0, time.perf_counter()
         for batch in tqdm(eval_loader(cutset, max_duration), desc=f"decode {set_name} {mode}", unit="batch"):
-            hyps = decode_batch(model, batch.wav.to(device), batch.wav_lens.to(device), mode, beam, ctc_weight)
+            hyps = decode_batch(model, batch.wav.to(device), batch.wav_lens.to(device), mode, beam, ctc_weight,
+                                tokenizer.decode)
             audio += float(batch.wav_lens.sum()) / 16000
-            utts += [Utterance(i, d, r, tokenizer.decode(h)) for i, d, r, h in zip(batch.ids, batch.dialects, batch.texts, hyps)]
+            utts += [Utterance(i, d, r, hyp_text(model, tokenizer, mode, h))
+                     for i, d, r, h in zip(batch.ids, batch.dialects, batch.texts, hyps)]
         rtf = (time.perf_counter() - start) / max(audio, 1e-9)
         note = f"checkpoint={checkpoint}, beam={beam}, RTF={rtf:.4f}"
         scorer = write_reports(out_dir, set_name, mode, utts, note=note)
@@ -97,7 +118,8 @@ def transcribe(exp_dir: str | Path, files: list[str | Path], mode: str = "ctc_gr
     texts = []
     for path in files:
         wav, lens = collate_audio([read_audio_16k(path)])
-        texts.append(tokenizer.decode(decode_batch(model, wav, lens, mode, beam, ctc_weight)[0]))
+        ids = decode_batch(model, wav, lens, mode, beam, ctc_weight, tokenizer.decode)[0]
+        texts.append(hyp_text(model, tokenizer, mode, ids))
     return texts
 
 

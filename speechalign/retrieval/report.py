@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from speechalign.retrieval.yubao import YubaoResult
+from speechalign.retrieval.yubao import YubaoResult, mean_off_diagonal
 
 METRICS = ("R@1", "R@5", "R@10", "MRR")
 
@@ -43,8 +43,7 @@ def write_yubao(result: YubaoResult, out_dir: Path, name: str, title: str) -> di
     note = ("diagonal: distinct sites within a subgroup (extension, not in the reference protocol)"
             if result.diagonal else "diagonal empty, as in the reference protocol")
     rows = [[src, *[_cell(v) for v in result.table[i]]] for i, src in enumerate(g)]
-    off = result.table[~np.eye(len(g), dtype=bool)]
-    mean = float(np.nanmean(off)) if np.isfinite(off).any() else float("nan")
+    mean = mean_off_diagonal(result.table)
     summary = f"mean over off-diagonal subgroup pairs: {mean:.2f}"
     paths = {
         "tsv": _write(out_dir / f"{name}.tsv", f"# {title}; R@1 %, rows = source, columns = target; {note}\n"

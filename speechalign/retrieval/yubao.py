@@ -78,6 +78,12 @@ class _Scorer:
         return np.where(rows, f1, -np.inf), np.where(cols, f1, -np.inf)
 
 
+def mean_off_diagonal(table: np.ndarray) -> float:
+    """The protocol's headline number: mean R@1 over the computed off-diagonal subgroup pairs."""
+    off = table[~np.eye(len(table), dtype=bool)]
+    return float(np.nanmean(off)) if np.isfinite(off).any() else float("nan")
+
+
 _WORKER_SCORER: _Scorer | None = None   # set before forking, so workers share the frames copy-on-write
 
 

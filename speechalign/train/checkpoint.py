@@ -94,18 +94,31 @@ def average_checkpoints(step_dirs: list[Path]) -> dict[str, torch.Tensor]:
     return out
 
 
-def select_for_average(ckpt_root: Path, last: int | None = None, best: int | None = None) -> list[Path]:
-    """The ``last`` newest checkpoints, or the ``best`` by validation loss from their sidecars."""
+#: metric name -> (how to read it from metrics.yaml, True when higher is better)
+BEST_BY = {
+    "valid_loss": (lambda m: m.get("valid_loss"), False),
+    "valid_cer": (lambda m: (m.get("valid_cer") or {}).get("overall"), False),
+    "valid_r1": (lambda m: m.get("valid_r1_best"), True),
+}
+
+
+def select_for_average(ckpt_root: Path, last: int | None = None, best: int | None = None,
+                       metric: str = "valid_loss") -> list[Path]:
+    """The ``last`` newest checkpoints, or the ``best`` by a validation metric from their sidecars
+    (``valid_r1``: dev YuBao R@1 at the best tracked layer, higher is better)."""
     dirs = list_checkpoints(ckpt_root)
+    if metric not in BEST_BY:
+        raise ValueError(f"average: unknown metric {metric!r}; choose from {sorted(BEST_BY)}")
     if last:
         chosen = dirs[-last:]
         n = last
     elif best:
-        scored = [(read_metrics(d).get("valid_loss"), d) for d in dirs]
+        read, higher = BEST_BY[metric]
+        scored = [(read(read_metrics(d)), d) for d in dirs]
         scored = [(v, d) for v, d in scored if v is not None]
         if not scored:
-            raise ValueError(f"average --best: no checkpoint under {ckpt_root} has a valid_loss in metrics.yaml")
-        chosen = [d for _, d in sorted(scored, key=lambda x: x[0])[:best]]
+            raise ValueError(f"average --best: no checkpoint under {ckpt_root} has {metric} in metrics.yaml")
+        chosen = [d for _, d in sorted(scored, key=lambda x: -x[0] if higher else x[0])[:best]]
         n = best
     else:
         raise ValueError("average: give --last N or --best N")
@@ -116,9 +129,11 @@ def select_for_average(ckpt_root: Path, last: int | None = None, best: int | Non
     return chosen
 
 
-def write_average(exp_dir: Path, last: int | None = None, best: int | None = None) -> Path:
-    chosen = select_for_average(exp_dir / "checkpoints", last, best)
-    out = exp_dir / (f"avg-last{last}.safetensors" if last else f"avg-best{best}.safetensors")
+def write_average(exp_dir: Path, last: int | None = None, best: int | None = None,
+                  metric: str = "valid_loss") -> Path:
+    chosen = select_for_average(exp_dir / "checkpoints", last, best, metric)
+    suffix = "" if last or metric == "valid_loss" else f"-{metric.removeprefix('valid_')}"
+    out = exp_dir / (f"avg-last{last}.safetensors" if last else f"avg-best{best}{suffix}.safetensors")
     tmp = out.with_name(f".{out.name}.tmp")
     save_file(average_checkpoints(chosen), str(tmp), metadata={"averaged": ",".join(d.name for d in chosen)})
     os.replace(tmp, out)

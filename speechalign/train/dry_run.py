@@ -18,6 +18,14 @@ from speechalign.models import build_model
 log = logging.getLogger("speechalign.train")
 
 
+def _without_pretrained_decoder(cfg: ExperimentConfig) -> None:
+    """A dry run downloads nothing: a pretrained Whisper decoder becomes a 1-layer character decoder
+    (same hybrid loss, CTC vocabulary instead of Whisper's BPE)."""
+    if cfg.model.decoder.pretrained:
+        cfg.model.decoder.pretrained = None
+        cfg.model.decoder.num_layers = max(cfg.model.decoder.num_layers, 1)
+
+
 def miniature(cfg: ExperimentConfig) -> ExperimentConfig:
     """Same encoder type, front end, loss and data; tiny random-init sizes; one training step."""
     cfg = copy.deepcopy(cfg)
@@ -29,6 +37,7 @@ def miniature(cfg: ExperimentConfig) -> ExperimentConfig:
     m.wav2vec2.intermediate_size = 64
     m.wav2vec2.conv_dim = [32] * len(m.wav2vec2.conv_dim)
     m.conformer.d_model, m.conformer.num_layers, m.conformer.num_heads, m.conformer.ffn_dim = 32, 2, 2, 64
+    _without_pretrained_decoder(cfg)
     m.decoder.num_layers = min(m.decoder.num_layers, 1)
     m.decoder.num_heads, m.decoder.ffn_dim = 2, 64
     m.freeze.encoder_steps = 0
@@ -45,6 +54,7 @@ def dry_run(cfg: ExperimentConfig, vocab_size: int = 50) -> dict:
     cfg = copy.deepcopy(cfg)
     for sub in (cfg.model.whisper, cfg.model.wav2vec2):
         sub.pretrained = None
+    _without_pretrained_decoder(cfg)
     model = build_model(cfg, vocab_size)
     model.encoder.enable_spec_augment(cfg.data.spec_augment)
     wav = torch.randn(2, 16000 * 2) * 0.1

@@ -11,6 +11,7 @@ import logging
 import math
 import os
 import random
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,11 +26,15 @@ from speechalign.data.manifest import load_cuts
 from speechalign.decode.cer import CerScorer
 from speechalign.decode.ctc import ctc_greedy
 from speechalign.models import ASRModel, build_model
+from speechalign.retrieval.vectors import center_frames
+from speechalign.retrieval.yubao import mean_off_diagonal, yubao_protocol
 from speechalign.text import CharTokenizer
+from speechalign.text.whisper_vocab import WhisperVocab
 from speechalign.train.checkpoint import latest_valid, save_checkpoint
 from speechalign.train.schedule import build_scheduler
 
 log = logging.getLogger("speechalign.train")
+DECODER_JSON, WHISPER_TOKENIZER = "decoder.json", "whisper_tokenizer.json"
 
 
 @dataclass
@@ -110,7 +115,7 @@ class Trainer:
             log.warning("--resume: no valid checkpoint under %s, starting from scratch", self.ckpt_root)
         self._setup_model()
         self._setup_data()
-        self.optimizer = torch.optim.AdamW([p for p in self.model.parameters()], lr=cfg.optim.lr,
+        self.optimizer = torch.optim.AdamW(self._param_groups(), lr=cfg.optim.lr,
                                            betas=tuple(cfg.optim.betas), weight_decay=cfg.optim.weight_decay)
         self.scheduler = build_scheduler(self.optimizer, cfg.optim, cfg.train.max_steps)
         self.step, self.epoch, self.nan_run, self.nan_total = 0, 0, 0, 0
@@ -142,8 +147,11 @@ class Trainer:
                 self.exp_dir.mkdir(parents=True, exist_ok=True)
                 self.tokenizer.save(tokens)
         hf_config = self.exp_dir / "encoder_config.json"
-        self.model: ASRModel = build_model(cfg, len(self.tokenizer),
-                                           hf_config if self.resume_from is not None and hf_config.is_file() else None)
+        resuming = self.resume_from is not None
+        att_vocab = self._attention_vocab(resuming)
+        decoder_json = self.exp_dir / DECODER_JSON if resuming and att_vocab is not None else None
+        self.model: ASRModel = build_model(cfg, len(self.tokenizer), hf_config if resuming and hf_config.is_file() else None,
+                                           decoder_json, att_vocab)
         if self.model.encoder.hf_config is not None and self.dist.main:
             self.exp_dir.mkdir(parents=True, exist_ok=True)
             self.model.encoder.hf_config.to_json_file(str(hf_config))
@@ -154,10 +162,40 @@ class Trainer:
         log.info("model: %s encoder, %d layers, %.2fM parameters, vocabulary %d", cfg.model.encoder,
                  self.model.encoder.num_layers, n / 1e6, len(self.tokenizer))
 
+    def _attention_vocab(self, resuming: bool):
+        """Whisper's BPE vocabulary when the attention branch is Whisper's decoder; its architecture and
+        tokenizer are copied into the experiment dir, so decoding needs nothing else."""
+        src = self.cfg.model.decoder.pretrained
+        if not src:
+            return None
+        src = Path(os.path.expanduser(src))
+        if not resuming and self.dist.main:
+            self.exp_dir.mkdir(parents=True, exist_ok=True)
+            for name, dst in (("decoder.json", DECODER_JSON), ("tokenizer.json", WHISPER_TOKENIZER)):
+                if not (src / name).is_file():
+                    raise FileNotFoundError(f"model.decoder.pretrained: {src / name} not found (speechalign "
+                                            "fetch-pretrained whisper-base imports the decoder and its tokenizer)")
+                shutil.copy(src / name, self.exp_dir / dst)
+        if self.dist.enabled:
+            torch.distributed.barrier()
+        return WhisperVocab(self.exp_dir / WHISPER_TOKENIZER, self.cfg.model.decoder.language)
+
+    def _param_groups(self) -> list[dict]:
+        """Encoder, attention decoder and the rest (CTC head) with their own peak learning rates."""
+        o = self.cfg.optim
+        enc = list(self.model.encoder.parameters())
+        dec = list(self.model.decoder.parameters()) if self.model.decoder is not None else []
+        seen = {id(p) for p in enc + dec}
+        rest = [p for p in self.model.parameters() if id(p) not in seen]
+        groups = [{"params": enc, "lr": o.encoder_lr if o.encoder_lr is not None else o.lr, "name": "encoder"},
+                  {"params": dec, "lr": o.decoder_lr if o.decoder_lr is not None else o.lr, "name": "decoder"},
+                  {"params": rest, "lr": o.lr, "name": "head"}]
+        return [g for g in groups if g["params"]]
+
     def _apply_freeze(self) -> None:
         f = self.cfg.model.freeze
         whole = getattr(self, "step", 0) < f.encoder_steps
-        self.model.set_frozen(f.frontend, f.first_layers, whole)
+        self.model.set_frozen(f.frontend, f.first_layers, whole, f.decoder_embedding)
 
     def _setup_data(self) -> None:
         cfg = self.cfg.data
@@ -202,6 +240,8 @@ class Trainer:
         last_saved, saved_step = None, -1
         restored = self.resume_from is not None
         out_of_time = False
+        if cfg.valid_at_start and self.step == 0:
+            self._validate()
         while self.step < cfg.max_steps and self.epoch < cfg.max_epochs and not out_of_time:
             if not restored:
                 self.sampler.set_epoch(self.epoch)
@@ -261,7 +301,7 @@ class Trainer:
         """Forward and backward of one batch; loss parts are kept in ``acc`` for logging."""
         self.ddp_model.train()
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.cfg.train.bf16):
-            out = self.ddp_model(batch.wav, batch.wav_lens, batch.targets)
+            out = self.ddp_model(batch.wav, batch.wav_lens, batch.targets, batch.texts)
         loss = out["loss"]
         finite = self.dist.all_true(bool(torch.isfinite(loss)))
         if finite:
@@ -294,7 +334,8 @@ class Trainer:
             for k in ("loss", "ctc", "att", "att_acc"):
                 if k in stats:
                     self.writer.add_scalar(f"train/{k}", stats[k], self.step)
-            self.writer.add_scalar("train/lr", self.scheduler.get_last_lr()[0], self.step)
+            for group, lr in zip(self.optimizer.param_groups, self.scheduler.get_last_lr()):
+                self.writer.add_scalar(f"train/lr/{group.get('name', 'all')}", lr, self.step)
             self.writer.add_scalar("train/grad_norm", float(grad_norm), self.step)
         stats["grad_norm"] = float(grad_norm)
         return True
@@ -304,26 +345,38 @@ class Trainer:
         if self.dev_cuts is None or not self.dist.main:
             return {}
         self.model.eval()
+        layers = self.cfg.train.valid_retrieval_layers
         scorer, total_loss, utts = CerScorer(), 0.0, 0
+        frames, frame_ids = {k: [] for k in layers}, []
         for batch in eval_loader(self.dev_cuts, self.cfg.data.valid_max_duration, self.tokenizer):
             batch.to(self.device)
             enc = self.model.encode(batch.wav, batch.wav_lens)
             for hyp, ref, dialect in zip(ctc_greedy(self.model.ctc_log_probs(enc), enc.lengths),
                                          batch.texts, batch.dialects):
                 scorer.add(ref, self.tokenizer.decode(hyp), dialect)
+            for k in layers:
+                frames[k] += [h[:n].float().cpu().numpy() for h, n in zip(enc.hidden_states[k], enc.lengths.tolist())]
+            frame_ids += batch.ids
             if all(batch.targets):
-                total_loss += float(self.model(batch.wav, batch.wav_lens, batch.targets)["loss"]) * len(batch.ids)
+                total_loss += float(self.model(batch.wav, batch.wav_lens, batch.targets, batch.texts)["loss"]) * len(batch.ids)
                 utts += len(batch.ids)
         self.model.train()
         metrics = {"valid_step": self.step, "valid_loss": total_loss / max(utts, 1),
                    "valid_cer": {d: round(c.cer, 4) for d, c in scorer.rows()}}
+        if layers:
+            r1 = dev_retrieval_r1(self.dev_cuts, frame_ids, frames, self.cfg.train.valid_retrieval_center)
+            metrics["valid_r1"] = {k: round(v, 2) for k, v in r1.items()}
+            metrics["valid_r1_best"] = round(max(r1.values()), 2)
         self.last_valid = metrics
         if self.writer:
             self.writer.add_scalar("valid/loss", metrics["valid_loss"], self.step)
             for d, cer in metrics["valid_cer"].items():
                 self.writer.add_scalar(f"valid/cer/{d}", cer, self.step)
-        log.info("step %d: valid loss %.3f, greedy CER %s", self.step, metrics["valid_loss"],
-                 ", ".join(f"{d} {c:.3f}" for d, c in metrics["valid_cer"].items()))
+            for k, v in metrics.get("valid_r1", {}).items():
+                self.writer.add_scalar(f"valid/yubao_r1/layer{k}", v, self.step)
+        log.info("step %d: valid loss %.3f, greedy CER %s%s", self.step, metrics["valid_loss"],
+                 ", ".join(f"{d} {c:.3f}" for d, c in metrics["valid_cer"].items()),
+                 "".join(f"; YuBao R@1 layer {k} {v:.1f}%" for k, v in metrics.get("valid_r1", {}).items()))
         return metrics
 
     def _save(self, stats: dict) -> Path | None:
@@ -336,6 +389,26 @@ class Trainer:
                    **{f"train_{k}": round(v, 5) for k, v in stats.items() if isinstance(v, float)},
                    **(self.last_valid if self.last_valid.get("valid_step") == self.step else {})}
         return save_checkpoint(self.ckpt_root, self.step, self.model, state, metrics, self.cfg.train.keep_last)
+
+
+def dev_retrieval_r1(dev_cuts, ids: list[str], frames: dict[int, list[np.ndarray]], center: bool) -> dict[int, float]:
+    """Mean off-diagonal YuBao-protocol SeqSim R@1 (%) of the dev cuts at each layer, so forgetting of
+    cross-variety alignment shows while a run is going. Cuts need custom site, subgroup, sentence_id."""
+    meta = {}
+    for cut in dev_cuts:
+        custom = cut.supervisions[0].custom or {} if cut.supervisions else {}
+        if not all(custom.get(k) for k in ("site", "subgroup", "sentence_id")):
+            raise ValueError(f"train.valid_retrieval_layers: dev cut {cut.id} lacks custom site/subgroup/sentence_id")
+        meta[cut.id] = (custom["site"], custom["subgroup"], str(custom["sentence_id"]))
+    sites, groups, sids = (np.array([meta[i][j] for i in ids]) for j in range(3))
+    out = {}
+    for layer, fr in frames.items():
+        if layer < 0 or (fr and not fr[0].size):
+            raise ValueError(f"train.valid_retrieval_layers: layer {layer} is not a valid layer index")
+        result = yubao_protocol(sites, groups, sids, frames=center_frames(fr, sites) if center else fr,
+                                mode="seqsim", workers=1)
+        out[layer] = mean_off_diagonal(result.table)
+    return out
 
 
 def train(cfg: ExperimentConfig, exp_dir: str | Path, resume: bool = False) -> Path | None:

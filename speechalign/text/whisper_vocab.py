@@ -1,0 +1,40 @@
+"""Whisper's byte-level BPE vocabulary, for a pretrained Whisper decoder used as the attention branch.
+
+The decoder is prompted as Whisper was trained (``<|startoftranscript|><|zh|><|transcribe|>
+<|notimestamps|>``) and ends with ``<|endoftext|>``; targets are the same normalized text the CTC
+branch learns, so both branches agree on what is being transcribed.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class WhisperVocab:
+    def __init__(self, tokenizer_json: str | Path, language: str = "zh"):
+        from tokenizers import Tokenizer
+
+        path = Path(tokenizer_json)
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: Whisper tokenizer.json not found (speechalign fetch-pretrained "
+                                    "whisper-base writes one beside the imported model)")
+        self.path, self.language = path, language
+        self.tokenizer = Tokenizer.from_file(str(path))
+        names = ["<|startoftranscript|>", f"<|{language}|>", "<|transcribe|>", "<|notimestamps|>"]
+        self.prefix = [self._special(n) for n in names]
+        self.eos = self._special("<|endoftext|>")
+
+    def _special(self, name: str) -> int:
+        idx = self.tokenizer.token_to_id(name)
+        if idx is None:
+            raise ValueError(f"{self.path}: special token {name} is not in the vocabulary")
+        return idx
+
+    def __len__(self) -> int:
+        return self.tokenizer.get_vocab_size(with_added_tokens=True)
+
+    def encode(self, text: str) -> list[int]:
+        return self.tokenizer.encode(text, add_special_tokens=False).ids
+
+    def decode(self, ids: list[int]) -> str:
+        return self.tokenizer.decode([i for i in ids if i < self.eos], skip_special_tokens=True)

@@ -1,0 +1,136 @@
+"""A pretrained (Whisper-style, BPE) attention decoder as the hybrid model's attention branch: loaded
+weights, per-group learning rates, frozen embedding, dev YuBao R@1 during validation, checkpoint
+selection by it, decoding in every supported mode, and resume."""
+
+import json
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+import yaml
+from safetensors.torch import load_file, save_file
+
+from speechalign.config import load_config
+from speechalign.decode.run import decode, supported_modes
+from speechalign.models.decoder import AttentionDecoder
+from speechalign.models.experiment import load_experiment
+from speechalign.train.checkpoint import list_checkpoints, select_for_average
+from speechalign.train.trainer import Trainer, train
+
+SPECIALS = ["<|endoftext|>", "<|startoftranscript|>", "<|zh|>", "<|transcribe|>", "<|notimestamps|>"]
+ARCH = dict(d_model=32, num_layers=1, num_heads=2, ffn_dim=64, max_len=64, activation="gelu",
+            learned_positions=True, scale_embedding=False, tie_output=True)
+
+
+@pytest.fixture(scope="module")
+def whisper_like_dir(tmp_path_factory):
+    """What fetch-pretrained leaves: decoder.json, decoder.safetensors and a byte-level BPE tokenizer.json."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+
+    root = tmp_path_factory.mktemp("whisper_like")
+    alphabet = sorted(pre_tokenizers.ByteLevel.alphabet())
+    tok = Tokenizer(models.BPE(vocab={c: i for i, c in enumerate(alphabet)}, merges=[]))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    tok.add_special_tokens(SPECIALS)
+    tok.save(str(root / "tokenizer.json"))
+    arch = {"vocab_size": tok.get_vocab_size(), **ARCH}
+    torch.manual_seed(1)
+    save_file(AttentionDecoder(**arch, dropout=0.0).state_dict(), str(root / "decoder.safetensors"))
+    (root / "decoder.json").write_text(json.dumps(arch))
+    return root
+
+
+@pytest.fixture(scope="module")
+def parallel_corpus(tmp_path_factory):
+    """Two 'sites' in two subgroups reading the same tone sentences (YuBao-shaped dev set)."""
+    from data_prep.custom import prepare_custom
+
+    root = tmp_path_factory.mktemp("parallel")
+    rng = np.random.default_rng(0)
+    t = np.arange(4000) / 16000
+    chars = "甲乙丙丁戊己"
+    for split, n in (("train", 24), ("dev", 6)):
+        rows = ["audio\ttext\tdialect\tsentence_id\tsite\tsubgroup"]
+        for i in range(n):
+            idx = rng.integers(0, len(chars), rng.integers(2, 4))
+            for site, shift in (("A", 0), ("B", 15)):
+                x = np.concatenate([0.3 * np.sin(2 * np.pi * (200 + shift + 80 * j) * t) for j in idx])
+                sf.write(root / f"{split}{i}{site}.wav", x.astype(np.float32), 16000)
+                text = "".join(chars[j] for j in idx)
+                rows.append(f"{split}{i}{site}.wav\t{text}\t{site}\t{i}\t{site}\t{'g' + site}")
+        (root / f"{split}.tsv").write_text("\n".join(rows) + "\n", encoding="utf-8")
+    prepare_custom(root, root / "m", corpus="par")
+    return {s: root / "m" / f"par_cuts_{s}.jsonl.gz" for s in ("train", "dev")}
+
+
+def _overrides(corpus, whisper_dir, steps=8):
+    return [f"data.train=[{{cuts: [{corpus['train']}]}}]", f"data.dev=[{corpus['dev']}]", "data.max_duration=8",
+            "data.num_buckets=2", "model.encoder=conformer", "model.conformer.d_model=32",
+            "model.conformer.num_layers=2", "model.conformer.num_heads=2", "model.conformer.ffn_dim=64",
+            f"model.decoder.pretrained={whisper_dir}", "model.decoder.dropout=0.0", "model.ctc_weight=0.5",
+            "model.freeze.decoder_embedding=true", "optim.lr=2e-3", "optim.encoder_lr=1e-3", "optim.decoder_lr=1e-4",
+            "optim.warmup_steps=2", f"train.max_steps={steps}", "train.valid_every=4", "train.save_every=4",
+            "train.keep_last=0", "train.valid_each_epoch=false", "train.valid_retrieval_layers=[1, 2]"]
+
+
+@pytest.fixture(scope="module")
+def trained(parallel_corpus, whisper_like_dir, tmp_path_factory):
+    exp = tmp_path_factory.mktemp("exp")
+    cfg = load_config(None, _overrides(parallel_corpus, whisper_like_dir))
+    train(cfg, exp)
+    return exp
+
+
+def test_pretrained_decoder_weights_and_lr_groups(parallel_corpus, whisper_like_dir, tmp_path):
+    cfg = load_config(None, _overrides(parallel_corpus, whisper_like_dir))
+    trainer = Trainer(cfg, tmp_path / "exp")
+    pretrained = load_file(str(whisper_like_dir / "decoder.safetensors"))
+    ours = trainer.model.decoder.state_dict()
+    assert all(torch.equal(ours[k], v) for k, v in pretrained.items())
+    lrs = {g["name"]: g["lr"] for g in trainer.optimizer.param_groups}
+    assert lrs["encoder"] < lrs["head"] and lrs["decoder"] < lrs["encoder"]
+    assert not trainer.model.decoder.embed.weight.requires_grad
+    assert (tmp_path / "exp" / "decoder.json").is_file() and (tmp_path / "exp" / "whisper_tokenizer.json").is_file()
+    # the attention targets are the texts in the decoder's BPE vocabulary, framed by Whisper's prompt and eos
+    vocab = trainer.model.att_vocab
+    inp, gold, pad = trainer.model.teacher_forcing([vocab.encode("甲乙")], "cpu")
+    assert inp[0, :4].tolist() == vocab.prefix and gold[0, :3].tolist() == [-1, -1, -1]
+    assert vocab.decode(gold[0, 3:-1].tolist()) == "甲乙" and gold[0, -1] == vocab.eos and not pad.any()
+
+
+def test_validation_tracks_dev_retrieval_and_average_selects_by_it(trained, whisper_like_dir):
+    metrics = yaml.safe_load((trained / "checkpoints" / "step-4" / "metrics.yaml").read_text())
+    assert set(metrics["valid_r1"]) == {1, 2}
+    assert all(0.0 <= v <= 100.0 for v in metrics["valid_r1"].values())
+    assert metrics["valid_r1_best"] == max(metrics["valid_r1"].values())
+    steps = list_checkpoints(trained / "checkpoints")
+    r1 = {d.name: yaml.safe_load((d / "metrics.yaml").read_text())["valid_r1_best"] for d in steps}
+    best = select_for_average(trained / "checkpoints", best=1, metric="valid_r1")[0]
+    assert r1[best.name] == max(r1.values())
+    embed = load_file(str(steps[-1] / "model.safetensors"))["decoder.embed.weight"]
+    assert torch.equal(embed, load_file(str(whisper_like_dir / "decoder.safetensors"))["embed.weight"])
+
+
+def test_decode_every_supported_mode_from_the_experiment_dir(trained, parallel_corpus):
+    _, _, model = load_experiment(trained)
+    modes = supported_modes(model)
+    assert "joint_beam" not in modes and {"attention_rescoring", "attention_beam"} <= set(modes)
+    for mode in modes:
+        scorer = decode(trained, [parallel_corpus["dev"]], mode=mode, beam=3)["par_dev"]
+        assert scorer.overall().utts == 12
+    with pytest.raises(ValueError, match="joint_beam needs a decoder over the CTC vocabulary"):
+        decode(trained, [parallel_corpus["dev"]], mode="joint_beam", beam=2)
+
+
+def test_resume_with_pretrained_decoder_matches_uninterrupted(parallel_corpus, whisper_like_dir, tmp_path):
+    # noam's schedule does not depend on max_steps, so a 4-step run resumed to 8 must equal 8 straight steps
+    noam = ["optim.schedule=noam"]
+    straight, exp = tmp_path / "straight", tmp_path / "exp"
+    train(load_config(None, _overrides(parallel_corpus, whisper_like_dir) + noam), straight)
+    train(load_config(None, _overrides(parallel_corpus, whisper_like_dir, steps=4) + noam), exp)
+    train(load_config(None, _overrides(parallel_corpus, whisper_like_dir) + noam), exp, resume=True)
+    a = load_file(str(exp / "checkpoints" / "step-8" / "model.safetensors"))
+    b = load_file(str(straight / "checkpoints" / "step-8" / "model.safetensors"))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
