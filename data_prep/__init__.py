@@ -4,4 +4,5 @@ Each module in :data:`ADAPTERS` defines its ``prepare_<corpus>`` function and ``
 registering ``speechalign prepare <corpus>``.
 """
 
-ADAPTERS = ("kespeech", "mdcc", "commonvoice", "aishell", "fleurs", "yubao", "tw_hokkien", "synth", "custom")
+ADAPTERS = ("kespeech", "mdcc", "commonvoice", "aishell", "fleurs", "yubao", "tw_hokkien", "goo_gi", "lan_lai",
+            "synth", "custom", "filter")

@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import re
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -50,6 +51,17 @@ DIALECT_LABELS: dict[tuple[str, str], str] = {
     ("fleurs", "yue_hant_hk"): "Cantonese",
     ("tw-hokkien", "nan"): "Hokkien",
     ("tw-hokkien", "cmn"): "Mandarin",
+    ("goo-gi", "g"): "Mandarin",
+    ("goo-gi", "m"): "Taiwanese Hokkien",
+    ("goo-gi", "j"): "Kinmen Hokkien",
+    ("goo-gi", "f"): "Matsu Eastern Min",
+    ("goo-gi", "c"): "Sixian Hakka",
+    ("goo-gi", "h"): "Hailu Hakka",
+    ("goo-gi", "d"): "Dapu Hakka",
+    ("goo-gi", "r"): "Raoping Hakka",
+    ("goo-gi", "z"): "Zhao'an Hakka",
+    ("goo-gi", "l"): "Changle Hakka",
+    ("lan-lai", "nan"): "Taiwanese Hokkien",
 }
 
 #: YuBao subgroup -> unified label (the subgroup itself is kept in ``custom["subgroup"]``).
@@ -265,3 +277,90 @@ def note_dropped(report: PrepReport, split: str, expected: int, kept: int, what:
     """Record items a lhotse recipe dropped on its own (e.g. audio without transcript)."""
     if expected > kept:
         report.skip(f"{split}: {expected - kept} item(s)", f"dropped-by-lhotse: {what}")
+
+
+_ALTERNATIVE = re.compile(r"[（(][^（）()]*[）)]")
+
+
+def clean_transcript(raw: str) -> tuple[str, list[str]]:
+    """Drop parenthesized alternatives (``暗餐（夜餐）`` -> ``暗餐``: the first reading is kept) and
+    replace bracketed component spellings; returns the text and the bracket spellings left unknown."""
+    from data_prep.component_spellings import replace_component_spellings
+
+    return replace_component_spellings(_ALTERNATIVE.sub("", raw))
+
+
+def note_unknown_spellings(report: PrepReport, unknown: Counter) -> None:
+    if unknown:
+        report.note("unknown bracket spellings left in the text (normalization keeps their components): "
+                    + ", ".join(f"{s} x{n}" for s, n in unknown.most_common()))
+
+
+def decoded_recordings(items: list[tuple[Path, str]], report: PrepReport,
+                       tolerance: float = 0.05) -> dict[str, Recording]:
+    """Recordings (keyed by id) whose length is the decoded one, not the file header's.
+
+    MP3 headers can be wrong by seconds (a stale Xing/VBR frame count), and lhotse's loader rejects
+    a recording whose decoded length disagrees with its manifest. So each file is decoded once with
+    lhotse's own read path (the backend that will load it at training time) and the decoded sample
+    count is stored; header/decoded differences above ``tolerance`` seconds are listed in a note.
+    Missing, unreadable, empty or non-finite audio is a counted skip.
+    """
+    from lhotse.audio.backend import read_audio
+    from lhotse.utils import fastcopy
+    from tqdm import tqdm
+
+    out, lying = {}, []
+    for path, rec_id in tqdm(items, desc=f"{report.corpus}: decoding audio", unit="file", mininterval=5):
+        if not path.is_file():
+            report.skip(path, "missing: audio file not found")
+            continue
+        try:
+            header = Recording.from_file(path, recording_id=rec_id)
+            samples, sr = read_audio(path)
+        except Exception as e:  # lhotse/soundfile raise assorted types for undecodable files
+            first = str(e).strip().splitlines()[0][:120] if str(e).strip() else type(e).__name__
+            report.skip(path, f"unreadable: {first}")
+            continue
+        if samples.size == 0:
+            report.skip(path, "empty: audio has zero samples")
+            continue
+        if not np.isfinite(samples).all():
+            report.skip(path, "nan: audio contains NaN or inf samples")
+            continue
+        n = samples.shape[-1]
+        if sr != header.sampling_rate:
+            report.skip(path, f"unreadable: header says {header.sampling_rate} Hz, decoder {sr} Hz")
+            continue
+        if abs(n / sr - header.duration) > tolerance:
+            lying.append(f"{path.parent.name}/{path.name} (header {header.duration:.2f} s, decoded {n / sr:.2f} s)")
+        out[rec_id] = fastcopy(header, num_samples=n, duration=n / sr)
+    if lying:
+        report.note(f"{len(lying)} of {len(items)} files: decoded length differs from the header by more than "
+                    f"{tolerance * 1000:.0f} ms (the decoded length is used): " + ", ".join(lying))
+    return out
+
+
+def _texts_of(manifest: Path) -> set[str]:
+    from speechalign.data.manifest import iter_cuts
+
+    return {normalize(s.text or "") for cut in iter_cuts(manifest) for s in cut.supervisions} - {""}
+
+
+def drop_contaminated(cuts: Iterable[Cut], eval_manifests: Iterable[str | Path], report: PrepReport) -> list[Cut]:
+    """Cuts whose normalized text equals no text of the evaluation manifests; each drop is a counted
+    skip naming the cut and the manifest, so a model is never trained on a sentence it is tested on."""
+    owners: dict[str, Path] = {}
+    for manifest in map(Path, eval_manifests):
+        for text in _texts_of(manifest):
+            owners.setdefault(text, manifest)
+    if not owners:
+        return list(cuts)
+    kept = []
+    for cut in cuts:
+        hit = next((owners[t] for t in (normalize(s.text or "") for s in cut.supervisions) if t in owners), None)
+        if hit is None:
+            kept.append(cut)
+        else:
+            report.skip(cut.id, f"contaminated: text {cut.supervisions[0].text!r} is in {hit}")
+    return kept

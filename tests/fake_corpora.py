@@ -123,3 +123,55 @@ def mdcc_tree(root):
     for part in ("train", "valid", "test"):
         (root / f"cnt_asr_{part}_metadata.csv").write_text("\n".join(lines if part == "train" else lines[:2]) + "\n")
     return root
+
+
+GOO_GI_ROWS = {  # id -> text per variety (g is the Mandarin translation)
+    "g": ["我最喜歡去夜市吃東西。", "晚餐準備好了。", "開車前要繫安全帶。", "請別拿剪刀玩。", "媽媽喜歡穿高跟鞋。", "趁熱，快吃吧！"],
+    "m": ["我上愛去夜市仔食物件。", "暗頓攢好囉！", "我有足濟領[衣甲]仔。", "請毋通提鉸刀耍。", "阿母愛穿懸踏鞋。", "趁燒，緊食！"],
+    "c": ["[亻厓]最好去夜市仔食東西。", "暗餐（夜餐）準備好咧。", "駛車以前愛[糸日羽]安全帶。", "請[勿愛]擎剪刀耍[口口口]。",
+          "阿姆好著高[月爭]鞋。", "趕燒，遽食！"],
+}
+
+
+def goo_gi_tree(root):
+    """Three varieties x six sentences in goo-gi's layout (44.1 kHz MP3); g 002 has no audio and
+    m 005's file is truncated, so its header promises 1.5 s but it decodes shorter."""
+    for code, texts in GOO_GI_ROWS.items():
+        lines = []
+        for k, text in enumerate(texts, 1):
+            sid = f"{k:03d}"
+            lines.append(f"{sid},{code}_files,{sid}.mp3,{text}\n")
+            if (code, sid) != ("g", "002"):
+                write_tone(root / "mp3" / f"{code}_files" / f"{sid}.mp3", 0.6 + 0.1 * k, sr=44100, freq=300 + 50 * k)
+        (root / "utf8_xml").mkdir(parents=True, exist_ok=True)
+        (root / "utf8_xml" / f"{code}.xml.csv").write_text("".join(lines), encoding="utf-8")
+    truncate_mp3(root / "mp3/m_files/005.mp3")
+    return root
+
+
+def truncate_mp3(path):
+    """Keep the first half of an MP3's bytes: the Xing header still gives the full length."""
+    data = path.read_bytes()
+    path.write_bytes(data[:len(data) // 2])
+    return path
+
+
+def lan_lai_tree(root):
+    """lan-lai's layout: 3-1.csv (Imtong) and 3-2.csv (ImTong); one sentence is also a tw-hokkien
+    sentence (hokkien_tree), one audio file is missing, one is truncated."""
+    rows = {"3-1": [("祝恁一路平安。", "Tsiok lín it-lōo pîng-an.", "祝你們一路平安。", "0301_01_01_03.mp3"),
+                    ("我伨你。", "Guá thīn--lí.", "我支持你。", "0301_01_02_03.mp3"),
+                    ("伊足[禾黑]。", "I tsiok bái.", "他很醜。", "0301_01_03_03.mp3")],
+            "3-2": [("這曷著講？", "Tse a̍h-tio̍h kóng?", "這還用說？", "0302_01_01_03.mp3"),
+                    ("代誌好勢矣未？", "Tāi-tsì hó-sè--ah--buē?", "事情順利了嗎？", "0302_01_02_03.mp3")]}
+    for name, items in rows.items():
+        column = "Imtong" if name == "3-1" else "ImTong"
+        lines = [f"Iah,Tsiunn,Ho,Hanji,Lomaji,Huagi,{column}\n"]
+        for k, (hanji, lomaji, huagi, audio) in enumerate(items, 1):
+            lines.append(f"3,一人際,{k},{hanji},{lomaji},{huagi},{audio}\n")
+            if audio != "0301_01_02_03.mp3":
+                write_tone(root / "mp3/03" / f"0{name[-1]}" / audio, 1.5, sr=44100)
+        (root / "csv").mkdir(parents=True, exist_ok=True)
+        (root / "csv" / f"{name}.csv").write_text("".join(lines), encoding="utf-8")
+    truncate_mp3(root / "mp3/03/02/0302_01_02_03.mp3")
+    return root
