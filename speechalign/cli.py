@@ -80,6 +80,13 @@ def _cmd_decode(args) -> None:
                ctc_weight=args.ctc_weight, max_duration=args.max_duration, device=args.device)
 
 
+def _cmd_decode_whisper(args) -> None:
+    from speechalign.decode.whisper_zero_shot import decode_ct2_whisper
+
+    decode_ct2_whisper(args.ct2_dir, args.cuts, args.out, language=args.language, beam=args.beam,
+                       max_duration=args.max_duration, device=args.device, compute_type=args.compute_type)
+
+
 def _cmd_transcribe(args) -> None:
     from speechalign.decode.run import transcribe
 
@@ -222,6 +229,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-duration", type=float, default=120.0, help="seconds of audio per batch")
     p.add_argument("--device", default="cpu")
     p.set_defaults(func=_cmd_decode)
+
+    p = sub.add_parser(
+        "decode-whisper", help="zero-shot baseline: full pretrained Whisper (CTranslate2), scored like `decode`",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Decode manifests with a pretrained Whisper's own decoder (CTranslate2, one padded 30-s window\n"
+                    "per utterance; longer cuts are skipped and counted) and write the same recogs/errs/per-dialect\n"
+                    "CER files as `speechalign decode`, with the same text normalization.\n\n"
+                    "example:\n  speechalign fetch-pretrained whisper-base\n"
+                    "  speechalign decode-whisper --ct2-dir ~/.cache/speechalign/whisper-base/ct2 \\\n"
+                    "      --cuts data/goo-gi_cuts_test.jsonl.gz --out exp/zero_shot --language zh --beam 1")
+    p.add_argument("--ct2-dir", type=Path, required=True,
+                   help="CTranslate2 Whisper dir with model.bin and tokenizer.json (fetch-pretrained's <out>/ct2)")
+    p.add_argument("--cuts", type=Path, nargs="+", required=True, help="cut manifests (.jsonl.gz) to decode")
+    p.add_argument("--out", type=Path, required=True, help="report directory (recogs-/errs-/cer-<set>-whisper_*)")
+    p.add_argument("--language", default="zh", help="Whisper language code forced in the prompt (default: zh)")
+    p.add_argument("--beam", type=int, default=1, help="beam size; 1 = greedy (default: 1)")
+    p.add_argument("--max-duration", type=float, default=240.0,
+                   help="seconds of padded 30-s windows per batch, i.e. batch size x 30 (default: 240 = 8 cuts)")
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"),
+                   help="auto = cuda when CTranslate2 sees a GPU, else cpu (default: auto)")
+    p.add_argument("--compute-type", default="default",
+                   help="CTranslate2 compute type: default, float32, float16, int8, int8_float16, ... (default: default)")
+    p.set_defaults(func=_cmd_decode_whisper)
 
     p = sub.add_parser("transcribe", help="print the transcript of audio files (any sample rate/channels)")
     p.add_argument("audio", nargs="+", type=Path)

@@ -1,0 +1,129 @@
+"""``speechalign decode-whisper``: the full pretrained Whisper (its own decoder) via CTranslate2,
+scored exactly like our models' decodes (same normalization, per-dialect CER, recogs/errs files)."""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from lhotse import CutSet
+from tqdm import tqdm
+
+from speechalign.data.dataset import eval_loader
+from speechalign.data.manifest import load_cuts
+from speechalign.decode.cer import CerScorer
+from speechalign.decode.report import Utterance, write_reports
+from speechalign.models.frontend import SAMPLE_RATE, WhisperLogMel
+
+log = logging.getLogger("speechalign.decode")
+WINDOW_S = 30
+WINDOW = WINDOW_S * SAMPLE_RATE  # Whisper's encoder only accepts exactly 30 s (3000 frames)
+
+
+def check_ct2_dir(ct2_dir: str | Path) -> Path:
+    """The directory, or one clear error naming what is missing and how to get it."""
+    ct2_dir = Path(ct2_dir)
+    missing = [f for f in ("model.bin", "tokenizer.json") if not (ct2_dir / f).is_file()]
+    if missing:
+        raise FileNotFoundError(f"{ct2_dir}: not a CTranslate2 Whisper directory, missing {' and '.join(missing)} "
+                                "(get one with `speechalign fetch-pretrained whisper-base`, which keeps it in <out>/ct2/)")
+    return ct2_dir
+
+
+class WhisperText:
+    """Prompt ids and id -> text from Whisper's tokenizer.json (special tokens looked up by name)."""
+
+    def __init__(self, tokenizer_json: Path, language: str):
+        from tokenizers import Tokenizer
+
+        self.tok = Tokenizer.from_file(str(tokenizer_json))
+        names = ["<|startoftranscript|>", f"<|{language}|>", "<|transcribe|>", "<|notimestamps|>", "<|endoftext|>"]
+        ids = [self.tok.token_to_id(n) for n in names]
+        absent = [n for n, i in zip(names, ids) if i is None]
+        if absent:
+            raise ValueError(f"{tokenizer_json}: no token {', '.join(absent)}"
+                             + (f" (is {language!r} a Whisper language code?)" if names[1] in absent else ""))
+        self.prompt, self.eot = ids[:4], ids[4]
+
+    def decode(self, ids: list[int]) -> str:
+        # Whisper puts every special and timestamp token after <|endoftext|>, as faster-whisper relies on.
+        return self.tok.decode([i for i in ids if i < self.eot], skip_special_tokens=True)
+
+
+def whisper_features(wav: torch.Tensor, wav_lens: torch.Tensor, mel: WhisperLogMel) -> np.ndarray:
+    """(B, N) 16-kHz audio -> (B, n_mels, 3000) float32, as WhisperFeatureExtractor on a zero-padded
+    30-s window (its peak clamp spans the whole window, so valid length = the window)."""
+    if int(wav_lens.max()) > WINDOW:
+        raise ValueError(f"audio longer than {WINDOW_S} s cannot be fed to Whisper in one window")
+    # The batch is zero padded (collate_audio), exactly like Whisper's own 30-s padding.
+    padded = torch.nn.functional.pad(wav.float(), (0, WINDOW - wav.shape[1]))
+    feats, _ = mel(padded, torch.full_like(wav_lens, WINDOW))
+    return np.ascontiguousarray(feats.numpy(), dtype=np.float32)
+
+
+def load_whisper(ct2_dir: Path, device: str, compute_type: str):
+    try:
+        import ctranslate2
+    except ImportError:  # an optional dependency (test extra), so say how to get it
+        raise RuntimeError("decode-whisper needs CTranslate2: pip install 'ctranslate2>=4.4'") from None
+
+    if device == "auto":
+        device = "cuda" if ctranslate2.get_cuda_device_count() > 0 else "cpu"
+    return ctranslate2.models.Whisper(str(ct2_dir), device=device, compute_type=compute_type)
+
+
+def generate(model, feats: np.ndarray, text: WhisperText, beam: int, max_length: int) -> list[str]:
+    """One ``Whisper.generate`` call on a batch of features; one text per row."""
+    import ctranslate2
+
+    results = model.generate(ctranslate2.StorageView.from_array(feats), [text.prompt] * len(feats),
+                             beam_size=beam, max_length=max_length, suppress_blank=True)
+    return [text.decode(r.sequences_ids[0]) for r in results]
+
+
+def _within_window(cutset: CutSet, set_name: str) -> tuple[CutSet, list[str]]:
+    """Cuts that fit one 30-s window, and the ids of those skipped (counted, never silent)."""
+    kept, skipped = [], []
+    for cut in cutset:
+        (kept if cut.duration <= WINDOW_S else skipped).append(cut)
+    if skipped:
+        log.warning("%s: skipped %d cut(s) longer than %d s (Whisper decodes one 30-s window), e.g. %s",
+                    set_name, len(skipped), WINDOW_S, [c.id for c in skipped[:3]])
+    return CutSet.from_cuts(kept), [c.id for c in skipped]
+
+
+def decode_ct2_whisper(ct2_dir: str | Path, cuts: list[str | Path], out_dir: str | Path, language: str = "zh",
+                       beam: int = 1, max_duration: float = 240.0, device: str = "cpu",
+                       compute_type: str = "default", max_length: int = 448) -> dict[str, CerScorer]:
+    """Decode each manifest zero-shot and write reports to ``out_dir``; returns scorers by set name.
+
+    ``max_duration`` counts padded 30-s windows (what the encoder actually computes): 240 -> 8 per batch.
+    """
+    ct2_dir, out_dir = check_ct2_dir(ct2_dir), Path(out_dir)
+    text = WhisperText(ct2_dir / "tokenizer.json", language)
+    model = load_whisper(ct2_dir, device, compute_type)
+    mel = WhisperLogMel(model.n_mels)
+    mode = f"whisper_{'greedy' if beam == 1 else 'beam'}"
+    results = {}
+    for path in cuts:
+        set_name = Path(path).name.split(".")[0].replace("_cuts_", "_")  # as decode(): <corpus>_<split>
+        cutset, skipped = _within_window(load_cuts(path), set_name)
+        utts, audio, start = [], 0.0, time.perf_counter()
+        batch_size = max(1, int(max_duration // WINDOW_S))
+        for batch in tqdm(eval_loader(cutset, None, max_cuts=batch_size), desc=f"{mode} {set_name}", unit="batch"):
+            hyps = generate(model, whisper_features(batch.wav, batch.wav_lens, mel), text, beam, max_length)
+            audio += float(batch.wav_lens.sum()) / SAMPLE_RATE
+            utts += [Utterance(i, d, r, h) for i, d, r, h in zip(batch.ids, batch.dialects, batch.texts, hyps)]
+        rtf = (time.perf_counter() - start) / max(audio, 1e-9)
+        # write_reports normalizes reference and hypothesis alike, so raw Whisper text goes in here.
+        note = (f"zero-shot CTranslate2 Whisper {ct2_dir}, language={language}, beam={beam}, RTF={rtf:.4f}"
+                + (f", skipped {len(skipped)} cut(s) > {WINDOW_S} s" if skipped else ""))
+        scorer = write_reports(out_dir, set_name, mode, utts, note=note)
+        overall = scorer.overall()
+        log.info("%s %s: CER %.2f%% over %d utterances (RTF %.4f); reports in %s", set_name, mode,
+                 100 * overall.cer, overall.utts, rtf, out_dir)
+        results[set_name] = scorer
+    return results
