@@ -51,7 +51,7 @@ def _cmd_train(args) -> None:
 def _cmd_average(args) -> None:
     from speechalign.train.checkpoint import write_average
 
-    write_average(args.exp_dir, last=args.last, best=args.best)
+    write_average(args.exp_dir, last=args.last, best=args.best, metric=args.metric)
 
 
 def _cmd_import_whisper(args) -> None:
@@ -69,7 +69,29 @@ def _cmd_fetch(args) -> None:
 def _cmd_compare(args) -> None:
     from speechalign.retrieval.compare import compare, parse_table_args
 
-    print(compare(parse_table_args(args.tables), args.query, args.gallery, args.out, args.title))
+    print(compare(parse_table_args(args.tables), args.query, args.gallery, args.out, args.title, args.best_per_system))
+
+
+def _cmd_compare_yubao(args) -> None:
+    from speechalign.retrieval.compare import compare_yubao
+
+    systems = [(item.partition("=")[0], Path(item.partition("=")[2])) for item in args.systems]
+    bad = [item for item, (_, d) in zip(args.systems, systems) if "=" not in item or not d.is_dir()]
+    if bad:
+        raise ValueError(f"compare-yubao: expected LABEL=RETRIEVAL_DIR with an existing directory, got {bad}")
+    print(compare_yubao(systems, args.out, args.title))
+
+
+def _cmd_compare_cer(args) -> None:
+    from speechalign.decode.report import compare_cer
+
+    systems = []
+    for item in args.systems:
+        label, sep, path = item.partition("=")
+        if not sep or (path and not Path(path).is_file()):
+            raise ValueError(f"compare-cer: expected LABEL=CER_TSV (an existing file) or LABEL= (n/a), got {item!r}")
+        systems.append((label, Path(path) if path else None))
+    print(compare_cer(systems, args.out, args.title, args.order))
 
 
 def _cmd_decode(args) -> None:
@@ -204,7 +226,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--exp-dir", type=Path, required=True)
     group = p.add_mutually_exclusive_group(required=True)
     group.add_argument("--last", type=int, help="the N newest checkpoints")
-    group.add_argument("--best", type=int, help="the N with the lowest validation loss")
+    group.add_argument("--best", type=int, help="the N best by --metric")
+    p.add_argument("--metric", default="valid_loss", choices=("valid_loss", "valid_cer", "valid_r1"),
+                   help="what --best ranks by: dev loss, dev greedy CER (overall), or dev YuBao R@1 at the best "
+                        "layer of train.valid_retrieval_layers (e.g. --best 3 --metric valid_r1)")
     p.set_defaults(func=_cmd_average)
 
     p = sub.add_parser("import-whisper", help="CTranslate2 (faster-whisper) Whisper -> transformers encoder dir")
@@ -312,7 +337,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--gallery", required=True, help="gallery dialect label")
     p.add_argument("--out", type=Path, required=True, help="output path without suffix (.md and .tsv written)")
     p.add_argument("--title", default="Cross-dialect retrieval")
+    p.add_argument("--best-per-system", action="store_true",
+                   help="keep only each system's best row by R@1 (system = the label up to its first /, by default "
+                        "the table's directory name)")
     p.set_defaults(func=_cmd_compare)
+
+    p = sub.add_parser("compare-yubao", help="YuBao protocol side by side: best-layer mean R@1 per system, layer plot",
+                       formatter_class=argparse.RawDescriptionHelpFormatter,
+                       description="example:\n  speechalign compare-yubao fbank=exp/r/fbank whisper=exp/r/whisper-base "
+                                   "--out exp/r/yubao-compare")
+    p.add_argument("systems", nargs="+", help="LABEL=DIR, DIR holding a system's retrieve --protocol yubao tables")
+    p.add_argument("--out", type=Path, required=True, help="output path without suffix (.md, .tsv, .png written)")
+    p.add_argument("--title", default="YuBao protocol", help="table and plot title")
+    p.set_defaults(func=_cmd_compare_yubao)
+
+    p = sub.add_parser("compare-cer", help="per-dialect CER of several systems in one table",
+                       formatter_class=argparse.RawDescriptionHelpFormatter,
+                       description="example:\n  speechalign compare-cer zero-shot=exp/zs/cer-goo-gi_test-whisper_greedy.tsv "
+                                   "fbank= --out exp/cer-compare")
+    p.add_argument("systems", nargs="+", help="LABEL=CER_TSV, or LABEL= for a system without transcripts (n/a row)")
+    p.add_argument("--out", type=Path, required=True, help="output path without suffix (.md and .tsv written)")
+    p.add_argument("--title", default="CER", help="table title")
+    p.add_argument("--order", nargs="*", help="dialect column order (others follow alphabetically, overall last)")
+    p.set_defaults(func=_cmd_compare_cer)
 
     p = sub.add_parser("report", help="one markdown page (REPORT.md) from the stages' outputs")
     p.add_argument("--out-dir", type=Path, required=True)

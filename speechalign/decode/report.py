@@ -87,3 +87,27 @@ def write_reports(out_dir: Path, set_name: str, mode: str, utts: list[Utterance]
             f"Normalization (reference and hypothesis): {describe(**kwargs)}.{' ' + note if note else ''}\n\n"
             + cer_table(scorer, "md"))
     return scorer
+
+
+def read_cer_table(path: Path) -> dict[str, float]:
+    """dialect -> CER % of a ``cer-<set>-<mode>.tsv`` file."""
+    rows = [ln.split("\t") for ln in path.read_text(encoding="utf-8").splitlines() if ln and not ln.startswith("#")]
+    if not rows or rows[0][:2] != ["dialect", "CER%"]:
+        raise ValueError(f"{path}: not a CER table (expected a 'dialect<TAB>CER%' header)")
+    return {r[0]: float(r[1]) for r in rows[1:]}
+
+
+def compare_cer(systems: list[tuple[str, Path | None]], out: Path, title: str, order: list[str] | None = None) -> Path:
+    """One row per system (``None`` path: a system without an ASR output, shown as n/a), one column per
+    dialect, overall last; written as TSV and markdown."""
+    tables = {label: read_cer_table(p) if p is not None else {} for label, p in systems}
+    dialects = [d for d in order or [] if any(d in t for t in tables.values())]
+    dialects += sorted({d for t in tables.values() for d in t} - set(dialects) - {"overall"}) + ["overall"]
+    header = ["system", *dialects]
+    rows = [[label, *(f"{t[d]:.1f}" if d in t else "n/a" for d in dialects)] for label, t in tables.items()]
+    _atomic(out.with_suffix(".tsv"), "\n".join("\t".join(r) for r in [header] + rows) + "\n")
+    md = (f"{title}\n\nCER % (micro-averaged per variety; n/a = no transcripts: the system has no ASR output).\n\n"
+          + "| " + " | ".join(header) + " |\n|" + "---|" * len(header) + "\n"
+          + "".join("| " + " | ".join(r) + " |\n" for r in rows))
+    _atomic(out.with_suffix(".md"), md)
+    return out.with_suffix(".md")

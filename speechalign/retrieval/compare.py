@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import logging
+import re
 from pathlib import Path
 
+import numpy as np
+
 from speechalign.retrieval.report import _md, _write
+from speechalign.retrieval.yubao import mean_off_diagonal
 
 log = logging.getLogger("speechalign.retrieval")
 COLUMNS = ("R@1", "R@5", "R@10", "MRR")
+YUBAO_NAME = re.compile(r"^yubao-(?P<mode>pooled|seqsim|rerank)-L(?P<layer>\d+)-[a-z]+(?P<center>-center)?\.tsv$")
 
 
 def read_pair_table(path: Path) -> tuple[str, list[dict]]:
@@ -21,8 +26,10 @@ def read_pair_table(path: Path) -> tuple[str, list[dict]]:
     return title, [dict(zip(body[0], r)) for r in body[1:]]
 
 
-def compare(tables: list[tuple[str, Path]], query: str, gallery: str, out: Path, title: str) -> Path:
-    """Rows: one per (label, table), for ``query -> gallery``. Tables without that pair are errors."""
+def compare(tables: list[tuple[str, Path]], query: str, gallery: str, out: Path, title: str,
+            best_per_system: bool = False) -> Path:
+    """Rows: one per (label, table), for ``query -> gallery``. Tables without that pair are errors.
+    ``best_per_system`` keeps each system's best row by R@1 (system = label up to its first ``/``)."""
     header = ["system", *COLUMNS, "queries", "chance R@1 ≈"]
     rows = []
     for label, path in tables:
@@ -34,7 +41,10 @@ def compare(tables: list[tuple[str, Path]], query: str, gallery: str, out: Path,
         r = match[0]
         # Parallel sets: each answerable query has its own gallery item, so chance R@1 is about 1/queries.
         rows.append([label, *[f"{float(r[c]):.3f}" for c in COLUMNS], r["queries"], f"{1 / max(int(r['queries']), 1):.3f}"])
-    rows.sort(key=lambda x: -float(x[1]))
+    rows.sort(key=lambda x: (-float(x[1]), -float(x[4])))
+    if best_per_system:
+        seen = set()
+        rows = [r for r in rows if not (r[0].split("/")[0] in seen or seen.add(r[0].split("/")[0]))]
     md = f"{title}\n\n{query} → {gallery}; sorted by R@1.\n\n" + _md(header, rows)
     _write(out.with_suffix(".tsv"), "\n".join("\t".join(x) for x in [header] + rows) + "\n")
     path = _write(out.with_suffix(".md"), md)
@@ -52,3 +62,77 @@ def parse_table_args(items: list[str]) -> list[tuple[str, Path]]:
             raise FileNotFoundError(f"compare: {p} does not exist")
         out.append((label if sep else f"{p.parent.name}/{p.stem}", p))
     return out
+
+
+def read_yubao_table(path: Path) -> np.ndarray:
+    """The subgroup R@1 matrix of a ``retrieve --protocol yubao`` TSV (NaN where empty)."""
+    rows = [ln.split("\t") for ln in path.read_text(encoding="utf-8").splitlines() if ln and not ln.startswith("#")]
+    if not rows or not rows[0][0].startswith("source"):
+        raise ValueError(f"{path}: not a YuBao table (expected a 'source\\target' header row)")
+    return np.array([[float(c) if c.strip() else np.nan for c in r[1:]] for r in rows[1:]], dtype=float)
+
+
+def yubao_runs(retrieval_dir: Path) -> dict[tuple[str, bool], dict[int, float]]:
+    """(scoring mode, centered) -> {layer: mean off-diagonal R@1} from one system's YuBao tables."""
+    out: dict[tuple[str, bool], dict[int, float]] = {}
+    for path in sorted(retrieval_dir.glob("yubao-*.tsv")):
+        m = YUBAO_NAME.match(path.name)
+        if m:
+            key = (m["mode"], bool(m["center"]))
+            out.setdefault(key, {})[int(m["layer"])] = mean_off_diagonal(read_yubao_table(path))
+    return out
+
+
+def compare_yubao(systems: list[tuple[str, Path]], out: Path, title: str) -> Path:
+    """One row per system: the best layer's mean off-diagonal R@1 for every scoring mode and centering,
+    and a layer-sweep plot (one panel per mode/centering, one line per system)."""
+    runs = {label: yubao_runs(d) for label, d in systems}
+    empty = [label for label, r in runs.items() if not r]
+    if empty:
+        raise ValueError(f"compare-yubao: no yubao-*.tsv tables for {empty}")
+    keys = sorted({k for r in runs.values() for k in r})
+    header = ["system", *[f"{mode}{' centered' if c else ''}" for mode, c in keys], "best"]
+    rows, best_of = [], {}
+    for label, r in runs.items():
+        cells = []
+        for k in keys:
+            layers = r.get(k, {})
+            layer = max(layers, key=layers.get) if layers else None
+            cells.append(f"{layers[layer]:.1f} (L{layer})" if layer is not None else "")
+        best_of[label] = max((v, k, layer) for k, layers in r.items() for layer, v in layers.items())
+        v, (mode, c), layer = best_of[label]
+        rows.append([label, *cells, f"{v:.1f} ({mode}{', centered' if c else ''}, L{layer})"])
+    rows.sort(key=lambda x: -best_of[x[0]][0])
+    _write(out.with_suffix(".tsv"), "\n".join("\t".join(x) for x in [header] + rows) + "\n")
+    png = _layer_panels(runs, keys, out.with_suffix(".png"), title)
+    path = _write(out.with_suffix(".md"), f"{title}\n\nMean off-diagonal YuBao R@1 (%) at the best layer (in brackets); "
+                  f"layer sweep: {png.name}.\n\n" + _md(header, rows))
+    log.info("YuBao comparison of %d systems -> %s", len(rows), path)
+    return path
+
+
+def _layer_panels(runs: dict, keys: list, path: Path, title: str) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(keys), figsize=(3.2 * len(keys), 3.4), sharey=True, squeeze=False)
+    for ax, key in zip(axes[0], keys):
+        for label, r in runs.items():
+            layers = r.get(key, {})
+            if layers:
+                xs = sorted(layers)
+                ax.plot(xs, [layers[x] for x in xs], marker="o", label=label)
+        ax.set_title(f"{key[0]}{' centered' if key[1] else ''}", fontsize=9)
+        ax.set_xlabel("layer")
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel("mean off-diagonal R@1 (%)")
+    axes[0][-1].legend(fontsize=6)
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    tmp = path.with_name(f".{path.stem}.tmp.png")
+    fig.savefig(tmp, dpi=110)
+    plt.close(fig)
+    tmp.replace(path)
+    return path

