@@ -141,11 +141,12 @@ def attention_beam(model: ASRModel, memory: torch.Tensor, beam: int, max_len: in
     max_len = min(max_len, model.decoder.max_len - len(prefix) - 1)
     hyps: list[tuple[list[int], float]] = [([], 0.0)]
     ended: list[tuple[list[int], float]] = []
+    mem_kv = model.decoder.memory_kv(memory.unsqueeze(0))
+    no_pad = torch.zeros(1, memory.shape[0], dtype=torch.bool, device=device)
     for _ in range(max_len):
         inp = torch.tensor([prefix + h for h, _ in hyps], device=device)
-        mem = memory.unsqueeze(0).expand(len(hyps), -1, -1)
-        pad = torch.zeros(mem.shape[:2], dtype=torch.bool, device=device)
-        logp = model.decoder(inp, mem, pad)[:, -1].float().log_softmax(-1)
+        kv = [(k.expand(len(hyps), -1, -1, -1), v.expand(len(hyps), -1, -1, -1)) for k, v in mem_kv]
+        logp = model.decoder.next_token_logits(inp, kv, no_pad.expand(len(hyps), -1)).float().log_softmax(-1)
         if model.shares_ctc_vocab:
             logp[:, 0] = -math.inf   # <blank> is a CTC symbol, never an output
         total = torch.tensor([s for _, s in hyps], device=device)[:, None] + logp

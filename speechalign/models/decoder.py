@@ -51,3 +51,40 @@ class AttentionDecoder(nn.Module):
         x = self.layers(x, memory, tgt_mask=causal, tgt_key_padding_mask=token_pad,
                         memory_key_padding_mask=memory_pad, tgt_is_causal=True)
         return self.out(x) if self.out is not None else nn.functional.linear(x, self.embed.weight)
+
+    def memory_kv(self, memory: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """Each layer's cross-attention keys and values of ``memory`` (B, T, D), as (B, heads, T, d_head):
+        computed once per utterance, so beam search does not re-project the memory at every step."""
+        out = []
+        for layer in self.layers.layers:
+            mha = layer.multihead_attn
+            d = mha.embed_dim
+            k = nn.functional.linear(memory, mha.in_proj_weight[d : 2 * d], mha.in_proj_bias[d : 2 * d])
+            v = nn.functional.linear(memory, mha.in_proj_weight[2 * d :], mha.in_proj_bias[2 * d :])
+            out.append((self._heads(k, mha.num_heads), self._heads(v, mha.num_heads)))
+        return out
+
+    @staticmethod
+    def _heads(x: torch.Tensor, heads: int) -> torch.Tensor:
+        b, t, d = x.shape
+        return x.view(b, t, heads, d // heads).transpose(1, 2)
+
+    def next_token_logits(self, tokens: torch.Tensor, memory_kv: list, memory_pad: torch.Tensor) -> torch.Tensor:
+        """(B, L) token ids -> (B, V) logits of the next token, with cached memory keys/values; equal to
+        ``forward(...)[:, -1]`` in eval mode (pre-norm layers, as built here)."""
+        length = tokens.shape[1]
+        x = self.embed(tokens) * self.scale + self.pos[:length]
+        causal = torch.triu(torch.ones(length, length, dtype=torch.bool, device=tokens.device), 1)
+        keep = ~memory_pad[:, None, None, :]
+        for layer, (k, v) in zip(self.layers.layers, memory_kv):
+            h = layer.norm1(x)
+            x = x + layer.self_attn(h, h, h, attn_mask=causal, need_weights=False)[0]
+            mha = layer.multihead_attn
+            d = mha.embed_dim
+            q = self._heads(nn.functional.linear(layer.norm2(x), mha.in_proj_weight[:d], mha.in_proj_bias[:d]),
+                            mha.num_heads)
+            att = nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=keep)
+            x = x + mha.out_proj(att.transpose(1, 2).reshape(x.shape))
+            x = x + layer.linear2(layer.activation(layer.linear1(layer.norm3(x))))
+        last = self.layers.norm(x[:, -1])
+        return self.out(last) if self.out is not None else nn.functional.linear(last, self.embed.weight)
