@@ -364,3 +364,11 @@ def drop_contaminated(cuts: Iterable[Cut], eval_manifests: Iterable[str | Path],
         else:
             report.skip(cut.id, f"contaminated: text {cut.supervisions[0].text!r} is in {hit}")
     return kept
+
+
+def add_exclude_option(parser, required: bool = False) -> None:
+    """``--exclude-texts-from MANIFEST ...``: the contamination guard every training adapter offers."""
+    parser.add_argument("--exclude-texts-from", nargs="+", type=Path, metavar="MANIFEST", required=required,
+                        default=None if required else (),
+                        help="drop training cuts whose normalized text equals a text of these evaluation manifests "
+                             "(counted in the prep report)")

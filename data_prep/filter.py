@@ -12,7 +12,7 @@ from pathlib import Path
 
 from lhotse import CutSet
 
-from data_prep.common import PrepReport, drop_contaminated
+from data_prep.common import PrepReport, add_exclude_option, drop_contaminated
 from speechalign.data.manifest import iter_cuts
 
 
@@ -40,7 +40,6 @@ def filter_cuts(cuts_path: str | Path, exclude_texts_from, out: str | Path) -> C
 def add_cli(subparsers) -> None:
     p = subparsers.add_parser("filter", help="drop cuts whose text equals a text of evaluation manifests")
     p.add_argument("--cuts", required=True, type=Path, help="input cut manifest (.jsonl or .jsonl.gz)")
-    p.add_argument("--exclude-texts-from", required=True, nargs="+", type=Path, metavar="MANIFEST",
-                   help="evaluation manifests whose normalized texts must not occur in the output")
+    add_exclude_option(p, required=True)
     p.add_argument("--out", required=True, type=Path, help="output manifest (.jsonl or .jsonl.gz); not the input")
     p.set_defaults(func=lambda a: filter_cuts(a.cuts, a.exclude_texts_from, a.out))

@@ -24,8 +24,9 @@ from pathlib import Path
 from lhotse import CutSet
 from lhotse.cut import Cut
 
-from data_prep.common import (PrepReport, clean_transcript, decoded_recordings, dialect_label, drop_contaminated,
-                              make_cut, note_unknown_spellings, require_dir, require_paths, save_split)
+from data_prep.common import (PrepReport, add_exclude_option, clean_transcript, decoded_recordings, dialect_label,
+                              drop_contaminated, make_cut, note_unknown_spellings, require_dir, require_paths,
+                              save_split)
 
 CORPUS = "goo-gi"
 LAYOUT = """  <corpus_dir>/utf8_xml/<code>.xml.csv  (no header: id, folder, file, hanzi)
@@ -178,8 +179,7 @@ def add_cli(subparsers) -> None:
                        help=f"sentence ids of the {split} split, ranges and lists like 001-120,150 (default {default})")
     p.add_argument("--all-test", action="store_true",
                    help="put every sentence in test (evaluating a held-out copy); excludes the --*-ids options")
-    p.add_argument("--exclude-texts-from", nargs="+", default=(), type=Path, metavar="MANIFEST",
-                   help="drop train cuts whose normalized text equals a text of these evaluation manifests")
+    add_exclude_option(p)
     p.set_defaults(func=_run)
 
 

@@ -21,8 +21,8 @@ from pathlib import Path
 
 from lhotse import CutSet
 
-from data_prep.common import (PrepReport, clean_transcript, decoded_recordings, dialect_label, drop_contaminated,
-                              make_cut, note_unknown_spellings, require_dir, save_split)
+from data_prep.common import (PrepReport, add_exclude_option, clean_transcript, decoded_recordings, dialect_label,
+                              drop_contaminated, make_cut, note_unknown_spellings, require_dir, save_split)
 
 CORPUS = "lan-lai"
 LAYOUT = """  <corpus_dir>/csv/3-1.csv, 3-2.csv  (header: Iah, Tsiunn, Ho, Hanji, Lomaji, Huagi, Imtong or ImTong)
@@ -87,6 +87,5 @@ def add_cli(subparsers) -> None:
     p = subparsers.add_parser("lan-lai", help="lan-lai: Taiwanese Hokkien course sentences (training data)")
     p.add_argument("--corpus-dir", required=True, type=Path, help="lan-lai root (csv/, mp3/03/)")
     p.add_argument("--output-dir", required=True, type=Path, help="where the manifest and the report are written")
-    p.add_argument("--exclude-texts-from", nargs="+", default=(), type=Path, metavar="MANIFEST",
-                   help="drop cuts whose normalized text equals a text of these evaluation manifests")
+    add_exclude_option(p)
     p.set_defaults(func=lambda a: prepare_lan_lai(a.corpus_dir, a.output_dir, exclude_texts_from=a.exclude_texts_from))

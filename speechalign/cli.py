@@ -72,26 +72,29 @@ def _cmd_compare(args) -> None:
     print(compare(parse_table_args(args.tables), args.query, args.gallery, args.out, args.title, args.best_per_system))
 
 
+def _labelled(items: list[str], command: str, exists, allow_empty: bool = False) -> list[tuple[str, Path | None]]:
+    """``LABEL=PATH`` arguments; ``LABEL=`` (no path) only where ``allow_empty`` (a row without results)."""
+    out = []
+    for item in items:
+        label, sep, path = item.partition("=")
+        if not sep or not label or (path and not exists(Path(path))) or (not path and not allow_empty):
+            raise ValueError(f"{command}: expected LABEL=PATH with an existing path"
+                             f"{' (or LABEL= for a row without results)' if allow_empty else ''}, got {item!r}")
+        out.append((label, Path(path) if path else None))
+    return out
+
+
 def _cmd_compare_yubao(args) -> None:
     from speechalign.retrieval.compare import compare_yubao
 
-    systems = [(item.partition("=")[0], Path(item.partition("=")[2])) for item in args.systems]
-    bad = [item for item, (_, d) in zip(args.systems, systems) if "=" not in item or not d.is_dir()]
-    if bad:
-        raise ValueError(f"compare-yubao: expected LABEL=RETRIEVAL_DIR with an existing directory, got {bad}")
-    print(compare_yubao(systems, args.out, args.title))
+    print(compare_yubao(_labelled(args.systems, "compare-yubao", Path.is_dir), args.out, args.title))
 
 
 def _cmd_compare_cer(args) -> None:
     from speechalign.decode.report import compare_cer
 
-    systems = []
-    for item in args.systems:
-        label, sep, path = item.partition("=")
-        if not sep or (path and not Path(path).is_file()):
-            raise ValueError(f"compare-cer: expected LABEL=CER_TSV (an existing file) or LABEL= (n/a), got {item!r}")
-        systems.append((label, Path(path) if path else None))
-    print(compare_cer(systems, args.out, args.title, args.order))
+    print(compare_cer(_labelled(args.systems, "compare-cer", Path.is_file, allow_empty=True), args.out, args.title,
+                      args.order))
 
 
 def _cmd_decode(args) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from collections import Counter
 from dataclasses import dataclass
@@ -9,6 +10,8 @@ from pathlib import Path
 
 from speechalign.decode.cer import CerScorer, align
 from speechalign.text import describe, normalize
+
+log = logging.getLogger("speechalign.decode")
 
 
 @dataclass
@@ -86,6 +89,15 @@ def write_reports(out_dir: Path, set_name: str, mode: str, utts: list[Utterance]
     _atomic(out_dir / f"cer-{stem}.md", f"CER (micro-averaged per dialect), set `{set_name}`, mode `{mode}`.\n"
             f"Normalization (reference and hypothesis): {describe(**kwargs)}.{' ' + note if note else ''}\n\n"
             + cer_table(scorer, "md"))
+    return scorer
+
+
+def report_set(out_dir: Path, set_name: str, mode: str, utts: list[Utterance], rtf: float, note: str) -> CerScorer:
+    """Write one decoded set's reports and log its overall CER (every decoder ends with this)."""
+    scorer = write_reports(out_dir, set_name, mode, utts, note=note)
+    overall = scorer.overall()
+    log.info("%s %s: CER %.2f%% over %d utterances (RTF %.4f); reports in %s", set_name, mode,
+             100 * overall.cer, overall.utts, rtf, out_dir)
     return scorer
 
 

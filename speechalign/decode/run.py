@@ -16,7 +16,7 @@ from speechalign.data.dataset import collate_audio, eval_loader
 from speechalign.data.manifest import load_cuts
 from speechalign.decode.attention import attention_beam, attention_rescoring, joint_beam
 from speechalign.decode.ctc import ctc_greedy, ctc_prefix_beam
-from speechalign.decode.report import Utterance, write_reports
+from speechalign.decode.report import Utterance, report_set, write_reports
 from speechalign.models.experiment import load_experiment
 
 log = logging.getLogger("speechalign.decode")
@@ -87,12 +87,8 @@ def decode(exp_dir: str | Path, cuts: list[str | Path], mode: str = "ctc_greedy"
             utts += [Utterance(i, d, r, hyp_text(model, tokenizer, mode, h))
                      for i, d, r, h in zip(batch.ids, batch.dialects, batch.texts, hyps)]
         rtf = (time.perf_counter() - start) / max(audio, 1e-9)
-        note = f"checkpoint={checkpoint}, beam={beam}, RTF={rtf:.4f}"
-        scorer = write_reports(out_dir, set_name, mode, utts, note=note)
-        overall = scorer.overall()
-        log.info("%s %s: CER %.2f%% over %d utterances (RTF %.4f); reports in %s", set_name, mode,
-                 100 * overall.cer, overall.utts, rtf, out_dir)
-        results[set_name] = scorer
+        results[set_name] = report_set(out_dir, set_name, mode, utts, rtf,
+                                       f"checkpoint={checkpoint}, beam={beam}, RTF={rtf:.4f}")
     return results
 
 

@@ -15,7 +15,7 @@ from tqdm import tqdm
 from speechalign.data.dataset import eval_loader
 from speechalign.data.manifest import load_cuts
 from speechalign.decode.cer import CerScorer
-from speechalign.decode.report import Utterance, write_reports
+from speechalign.decode.report import Utterance, report_set
 from speechalign.models.frontend import SAMPLE_RATE, WhisperLogMel
 
 log = logging.getLogger("speechalign.decode")
@@ -121,9 +121,5 @@ def decode_ct2_whisper(ct2_dir: str | Path, cuts: list[str | Path], out_dir: str
         # write_reports normalizes reference and hypothesis alike, so raw Whisper text goes in here.
         note = (f"zero-shot CTranslate2 Whisper {ct2_dir}, language={language}, beam={beam}, RTF={rtf:.4f}"
                 + (f", skipped {len(skipped)} cut(s) > {WINDOW_S} s" if skipped else ""))
-        scorer = write_reports(out_dir, set_name, mode, utts, note=note)
-        overall = scorer.overall()
-        log.info("%s %s: CER %.2f%% over %d utterances (RTF %.4f); reports in %s", set_name, mode,
-                 100 * overall.cer, overall.utts, rtf, out_dir)
-        results[set_name] = scorer
+        results[set_name] = report_set(out_dir, set_name, mode, utts, rtf, note)
     return results
