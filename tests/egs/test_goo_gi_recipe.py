@@ -45,10 +45,10 @@ def test_recipe_dry_run_then_eval_only(corpora, tmp_path):
 
     copy = tmp_path / "eval"
     run_egs("goo-gi", "--eval-only", "--goo-gi", corpora["goo-gi"], "--tw-hokkien", corpora["tw-hokkien"],
-            "--exp", dry / "whisper_base_hybrid", "--checkpoint", "latest", "--whisper-dir", tmp_path / "absent",
+            "--exp", dry / "whisper_base_hybrid", "--checkpoint", "latest", "--whisper-dir", corpora["whisper"],
             "--out", copy)
     report = (copy / "data" / "goo-gi_prep_report.txt").read_text()
     assert "kept test: 17;" in report   # every sentence of the copy (g 002 has no audio), no train/dev split
     assert "fine-tuned (ctc_greedy)" in _rows(copy / "cer-goo-gi-test.md")
-    assert _rows(copy / "yubao-goo-gi-test.md") == {"fbank", "fine-tuned"}   # no Whisper dir: no Whisper rows
+    assert _rows(copy / "yubao-goo-gi-test.md") == yubao
     assert not (copy / "whisper_base_hybrid").exists()
