@@ -64,9 +64,12 @@ class ASRModel(nn.Module):
     def forward(self, wav: torch.Tensor, wav_lens: torch.Tensor, targets: list[list[int]],
                 texts: list[str] | None = None) -> dict:
         """Loss per utterance (summed over tokens, averaged over the batch) and its parts."""
-        enc = self.encode(wav, wav_lens)
+        return self.loss(self.encode(wav, wav_lens), targets, texts)
+
+    def loss(self, enc: EncoderOutput, targets: list[list[int]], texts: list[str] | None = None) -> dict:
+        """The hybrid loss of already-encoded utterances (validation reuses the encoding it decodes)."""
         batch = len(targets)
-        device = wav.device
+        device = enc.last.device
         target_lens = torch.tensor([len(t) for t in targets], device=device)
         flat = torch.tensor([i for t in targets for i in t], dtype=torch.long, device=device)
         log_probs = self.ctc_log_probs(enc)

@@ -362,7 +362,7 @@ class Trainer:
                 frames[k] += [h[:n].float().cpu().numpy() for h, n in zip(enc.hidden_states[k], enc.lengths.tolist())]
             frame_ids += batch.ids
             if all(batch.targets):
-                total_loss += float(self.model(batch.wav, batch.wav_lens, batch.targets, batch.texts)["loss"]) * len(batch.ids)
+                total_loss += float(self.model.loss(enc, batch.targets, batch.texts)["loss"]) * len(batch.ids)
                 utts += len(batch.ids)
         self.model.train()
         metrics = {"valid_step": self.step, "valid_loss": total_loss / max(utts, 1),
