@@ -191,14 +191,16 @@ def _add_search_options(p, several: bool = False) -> None:
 
     p.add_argument("--emb-dir", type=Path, required=True, help="output of `speechalign embed`")
     p.add_argument("--out", type=Path, help="result dir (default: <emb-dir>/retrieval)")
-    p.add_argument("--pool", default="mean", choices=("mean", "max", "meanstd"))
+    p.add_argument("--pool", default="mean", choices=("mean", "max", "meanstd"),
+                   help="which stored pooled vectors to search (embed --pool)")
     p.add_argument("--center", choices=("none", "dialect"), nargs="+" if several else None,
                    default=["none"] if several else "none", help="subtract each dialect's mean")
-    p.add_argument("--index", default="flat", choices=INDEXES)
-    p.add_argument("--nlist", type=int, default=1024)
-    p.add_argument("--nprobe", type=int, default=16)
-    p.add_argument("--hnsw-m", type=int, default=32)
-    p.add_argument("--ef-search", type=int, default=64)
+    p.add_argument("--index", default="flat", choices=INDEXES,
+                   help="FAISS index over pooled vectors: flat (exact), ivf or hnsw (approximate, large galleries)")
+    p.add_argument("--nlist", type=int, default=1024, help="ivf: number of inverted lists (capped at gallery/39)")
+    p.add_argument("--nprobe", type=int, default=16, help="ivf: lists visited per query")
+    p.add_argument("--hnsw-m", type=int, default=32, help="hnsw: neighbours per graph node")
+    p.add_argument("--ef-search", type=int, default=64, help="hnsw: candidate list size at search time")
     p.add_argument("--rerank-k", type=int, default=10, help="shortlist size for SeqSim re-ranking")
     p.add_argument("--query", help="only this query dialect")
     p.add_argument("--gallery", help="only this gallery dialect")
@@ -226,7 +228,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_train)
 
     p = sub.add_parser("average", help="average checkpoints into avg-last<N>/avg-best<N>.safetensors")
-    p.add_argument("--exp-dir", type=Path, required=True)
+    p.add_argument("--exp-dir", type=Path, required=True, help="experiment directory holding checkpoints/")
     group = p.add_mutually_exclusive_group(required=True)
     group.add_argument("--last", type=int, help="the N newest checkpoints")
     group.add_argument("--best", type=int, help="the N best by --metric")
@@ -248,14 +250,15 @@ def build_parser() -> argparse.ArgumentParser:
     from speechalign.decode.run import MODES
 
     p = sub.add_parser("decode", help="decode manifests; per-dialect CER reports in <exp>/decode/<checkpoint>/")
-    p.add_argument("--exp-dir", type=Path, required=True)
-    p.add_argument("--cuts", type=Path, nargs="+", required=True)
-    p.add_argument("--mode", nargs="+", choices=MODES, default=["ctc_greedy"])
-    p.add_argument("--beam", type=int, default=10)
+    p.add_argument("--exp-dir", type=Path, required=True, help="trained experiment directory")
+    p.add_argument("--cuts", type=Path, nargs="+", required=True, help="cut manifests (.jsonl.gz) to decode")
+    p.add_argument("--mode", nargs="+", choices=MODES, default=["ctc_greedy"],
+                   help="one or more decoding modes, each written to its own reports (default: ctc_greedy)")
+    p.add_argument("--beam", type=int, default=10, help="beam size of the beam-search modes")
     p.add_argument("--checkpoint", default="latest", help="latest | step-N | avg-last5 | path.safetensors")
     p.add_argument("--ctc-weight", type=float, default=0.5, help="CTC weight in attention rescoring / joint beam")
     p.add_argument("--max-duration", type=float, default=120.0, help="seconds of audio per batch")
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda:0")
     p.set_defaults(func=_cmd_decode)
 
     p = sub.add_parser(
@@ -282,48 +285,53 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_decode_whisper)
 
     p = sub.add_parser("transcribe", help="print the transcript of audio files (any sample rate/channels)")
-    p.add_argument("audio", nargs="+", type=Path)
-    p.add_argument("--exp-dir", type=Path, required=True)
-    p.add_argument("--mode", choices=MODES, default="ctc_greedy")
-    p.add_argument("--beam", type=int, default=10)
-    p.add_argument("--checkpoint", default="latest")
+    p.add_argument("audio", nargs="+", type=Path, help="audio files (wav, flac, mp3, ...)")
+    p.add_argument("--exp-dir", type=Path, required=True, help="trained experiment directory")
+    p.add_argument("--mode", choices=MODES, default="ctc_greedy", help="decoding mode")
+    p.add_argument("--beam", type=int, default=10, help="beam size of the beam-search modes")
+    p.add_argument("--checkpoint", default="latest", help="latest | step-N | avg-last5 | path.safetensors")
     p.set_defaults(func=_cmd_transcribe)
 
     p = sub.add_parser("score", help="CER of another system's output with our normalization and grouping")
     p.add_argument("--ref", type=Path, required=True, help="id<TAB>text reference file")
     p.add_argument("--hyp", type=Path, required=True, help="id<TAB>text hypothesis file")
     p.add_argument("--groups", type=Path, help="id<TAB>dialect map (default: one group)")
-    p.add_argument("--out-dir", type=Path, default=Path("."))
+    p.add_argument("--out-dir", type=Path, default=Path("."), help="where recogs/errs/cer files go (default: .)")
     p.add_argument("--name", default="external", help="set name used in the report file names")
     p.set_defaults(func=_cmd_score)
 
     p = sub.add_parser("embed", help="per-layer pooled (and frame) embeddings of manifests")
-    p.add_argument("--cuts", type=Path, nargs="+", required=True)
+    p.add_argument("--cuts", type=Path, nargs="+", required=True, help="cut manifests (.jsonl.gz) to embed")
     p.add_argument("--out", type=Path, required=True, help="embedding directory")
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--exp-dir", type=Path, help="a trained experiment")
     src.add_argument("--encoder-dir", type=Path, help="a transformers Whisper/wav2vec2 encoder dir (e.g. import-whisper output)")
     src.add_argument("--features", choices=("fbank", "mfcc"), help="acoustic-feature baseline")
-    p.add_argument("--checkpoint", default="latest")
+    p.add_argument("--checkpoint", default="latest", help="with --exp-dir: latest | step-N | avg-last5 | path")
     p.add_argument("--random-init", action="store_true", help="same architecture, random weights (baseline)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="seed of --random-init weights")
     p.add_argument("--length-mode", choices=("trim", "pad30"),
                    help="Whisper --encoder-dir: trim (real frames only, default) or pad30 (as Whisper was trained)")
     p.add_argument("--layers", default="all", help="'all' or comma-separated indices (0 = input, -1 = top)")
-    p.add_argument("--pool", nargs="+", default=["mean"], choices=("mean", "max", "meanstd"))
+    p.add_argument("--pool", nargs="+", default=["mean"], choices=("mean", "max", "meanstd"),
+                   help="pooled vectors to store per layer (meanstd = mean and standard deviation concatenated)")
     p.add_argument("--frames", action="store_true", help="also store frame states (float16) for SeqSim")
-    p.add_argument("--shard-size", type=int, default=256)
-    p.add_argument("--max-duration", type=float, default=120.0)
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--shard-size", type=int, default=256, help="utterances per shard file (a rerun skips done shards)")
+    p.add_argument("--max-duration", type=float, default=120.0, help="seconds of audio per batch")
+    p.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda:0")
     p.set_defaults(func=_cmd_embed)
 
     p = sub.add_parser("retrieve", help="cross-dialect retrieval: R@k/MRR per dialect pair, or the YuBao matrix;"
                        " several --protocol/--center/--layer values run every combination")
     _add_search_options(p, several=True)
     p.add_argument("--layer", default="-1", help="layer index (-1 = top), comma-separated indices, or 'all'")
-    p.add_argument("--protocol", nargs="+", default=["pooled"], choices=("pooled", "seqsim", "rerank", "yubao", "fleurs"))
-    p.add_argument("--yubao-mode", default="seqsim", choices=("pooled", "seqsim", "rerank"))
-    p.add_argument("--fleurs-mode", default="seqsim", choices=("pooled", "seqsim", "rerank"))
+    p.add_argument("--protocol", nargs="+", default=["pooled"], choices=("pooled", "seqsim", "rerank", "yubao", "fleurs"),
+                   help="pooled cosine, exact SeqSim, pooled shortlist re-ranked by SeqSim, the YuBao site-pair "
+                        "protocol, or FLEURS (first recording per prompt)")
+    p.add_argument("--yubao-mode", default="seqsim", choices=("pooled", "seqsim", "rerank"),
+                   help="scoring inside --protocol yubao")
+    p.add_argument("--fleurs-mode", default="seqsim", choices=("pooled", "seqsim", "rerank"),
+                   help="scoring inside --protocol fleurs")
     p.add_argument("--diagonal", action="store_true", help="YuBao: fill the diagonal from distinct sites (extension)")
     p.add_argument("--map", choices=("procrustes",), help="orthogonal map per dialect pair")
     p.add_argument("--map-train", type=Path, help="embedding dir of disjoint parallel pairs for --map")
@@ -339,7 +347,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--query", required=True, help="query dialect label")
     p.add_argument("--gallery", required=True, help="gallery dialect label")
     p.add_argument("--out", type=Path, required=True, help="output path without suffix (.md and .tsv written)")
-    p.add_argument("--title", default="Cross-dialect retrieval")
+    p.add_argument("--title", default="Cross-dialect retrieval", help="table title")
     p.add_argument("--best-per-system", action="store_true",
                    help="keep only each system's best row by R@1 (system = the label up to its first /, by default "
                         "the table's directory name)")
@@ -365,10 +373,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_compare_cer)
 
     p = sub.add_parser("report", help="one markdown page (REPORT.md) from the stages' outputs")
-    p.add_argument("--out-dir", type=Path, required=True)
-    p.add_argument("--exp-dir", type=Path, required=True)
-    p.add_argument("--retrieval-dir", type=Path, required=True)
-    p.add_argument("--checkpoint", default="latest")
+    p.add_argument("--out-dir", type=Path, required=True,
+                   help="where REPORT.md is written (stats.txt there is included)")
+    p.add_argument("--exp-dir", type=Path, required=True, help="trained experiment (training curve, CER tables)")
+    p.add_argument("--retrieval-dir", type=Path, required=True,
+                   help="directory of retrieve/sweep outputs, one subdirectory per embedding source")
+    p.add_argument("--checkpoint", default="latest", help="whose decode/<checkpoint>/ CER tables to include")
     p.set_defaults(func=_cmd_report)
     return parser
 
