@@ -35,6 +35,6 @@ def prepare_aishell(corpus_dir: str | Path, output_dir: str | Path) -> dict[str,
 
 def add_cli(subparsers) -> None:
     p = subparsers.add_parser("aishell", help="AISHELL-1 (Mandarin)")
-    p.add_argument("--corpus-dir", required=True, type=Path)
-    p.add_argument("--output-dir", required=True, type=Path)
+    p.add_argument("--corpus-dir", required=True, type=Path, help="the extracted AISHELL-1 directory (holding data_aishell/)")
+    p.add_argument("--output-dir", required=True, type=Path, help="where manifests and the prep report are written")
     p.set_defaults(func=lambda a: prepare_aishell(a.corpus_dir, a.output_dir))

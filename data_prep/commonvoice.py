@@ -54,8 +54,8 @@ def prepare_commonvoice(corpus_dir: str | Path, output_dir: str | Path, language
 def add_cli(subparsers) -> None:
     p = subparsers.add_parser("commonvoice", help="Common Voice zh-CN / zh-HK / zh-TW")
     p.add_argument("--corpus-dir", required=True, type=Path, help="the cv-corpus-<version> directory")
-    p.add_argument("--output-dir", required=True, type=Path)
-    p.add_argument("--languages", nargs="+", default=list(LANGUAGES))
-    p.add_argument("--splits", nargs="+", default=["train", "dev", "test"])
-    p.add_argument("--num-jobs", type=int, default=1)
+    p.add_argument("--output-dir", required=True, type=Path, help="where manifests and the prep report are written")
+    p.add_argument("--languages", nargs="+", default=list(LANGUAGES), help=f"Common Voice locales (default: {' '.join(LANGUAGES)})")
+    p.add_argument("--splits", nargs="+", default=["train", "dev", "test"], help="Common Voice splits to prepare")
+    p.add_argument("--num-jobs", type=int, default=1, help="parallel jobs of the Lhotse recipe")
     p.set_defaults(func=lambda a: prepare_commonvoice(a.corpus_dir, a.output_dir, a.languages, a.splits, a.num_jobs))

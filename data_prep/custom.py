@@ -55,7 +55,7 @@ def prepare_custom(corpus_dir: str | Path, output_dir: str | Path, corpus: str =
 
 def add_cli(subparsers) -> None:
     p = subparsers.add_parser("custom", help="your own data: <split>.tsv files with audio, text, dialect")
-    p.add_argument("--corpus-dir", required=True, type=Path)
-    p.add_argument("--output-dir", required=True, type=Path)
+    p.add_argument("--corpus-dir", required=True, type=Path, help="directory with train.tsv/dev.tsv/test.tsv (audio, text, dialect columns)")
+    p.add_argument("--output-dir", required=True, type=Path, help="where manifests and the prep report are written")
     p.add_argument("--name", default="custom", help="corpus name used in manifest file names")
     p.set_defaults(func=lambda a: prepare_custom(a.corpus_dir, a.output_dir, corpus=a.name))

@@ -54,8 +54,8 @@ def prepare_fleurs(corpus_dir: str | Path, output_dir: str | Path, languages=LAN
 
 def add_cli(subparsers) -> None:
     p = subparsers.add_parser("fleurs", help="FLEURS cmn_hans_cn / yue_hant_hk")
-    p.add_argument("--corpus-dir", required=True, type=Path)
-    p.add_argument("--output-dir", required=True, type=Path)
-    p.add_argument("--languages", nargs="+", default=list(LANGUAGES))
-    p.add_argument("--num-jobs", type=int, default=1)
+    p.add_argument("--corpus-dir", required=True, type=Path, help="the FLEURS directory (one subdirectory per language)")
+    p.add_argument("--output-dir", required=True, type=Path, help="where manifests and the prep report are written")
+    p.add_argument("--languages", nargs="+", default=list(LANGUAGES), help=f"FLEURS languages (default: {' '.join(LANGUAGES)})")
+    p.add_argument("--num-jobs", type=int, default=1, help="parallel jobs of the Lhotse recipe")
     p.set_defaults(func=lambda a: prepare_fleurs(a.corpus_dir, a.output_dir, a.languages, a.num_jobs))

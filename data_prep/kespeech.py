@@ -50,9 +50,9 @@ def prepare_kespeech(corpus_dir: str | Path, output_dir: str | Path, dataset_par
 
 def add_cli(subparsers) -> None:
     p = subparsers.add_parser("kespeech", help="KeSpeech (Mandarin + 8 subdialects)")
-    p.add_argument("--corpus-dir", required=True, type=Path)
-    p.add_argument("--output-dir", required=True, type=Path)
+    p.add_argument("--corpus-dir", required=True, type=Path, help="the extracted KeSpeech directory")
+    p.add_argument("--output-dir", required=True, type=Path, help="where manifests and the prep report are written")
     p.add_argument("--parts", nargs="+", default=["all"], help=f"any of {PARTS} or all")
-    p.add_argument("--num-jobs", type=int, default=1)
+    p.add_argument("--num-jobs", type=int, default=1, help="parallel jobs of the Lhotse recipe")
     p.set_defaults(func=lambda a: prepare_kespeech(a.corpus_dir, a.output_dir, "all" if a.parts == ["all"] else a.parts,
                                                   a.num_jobs))

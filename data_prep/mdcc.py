@@ -36,7 +36,7 @@ def prepare_mdcc(corpus_dir: str | Path, output_dir: str | Path, dataset_parts: 
 
 def add_cli(subparsers) -> None:
     p = subparsers.add_parser("mdcc", help="MDCC (Cantonese)")
-    p.add_argument("--corpus-dir", required=True, type=Path)
-    p.add_argument("--output-dir", required=True, type=Path)
+    p.add_argument("--corpus-dir", required=True, type=Path, help="the extracted MDCC directory")
+    p.add_argument("--output-dir", required=True, type=Path, help="where manifests and the prep report are written")
     p.add_argument("--parts", nargs="+", default=["all"], help=f"any of {PARTS} or all")
     p.set_defaults(func=lambda a: prepare_mdcc(a.corpus_dir, a.output_dir, "all" if a.parts == ["all"] else a.parts))

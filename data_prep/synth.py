@@ -257,14 +257,14 @@ def prepare_synth(corpus_dir: str | Path, output_dir: str | Path, num_sentences:
 
 def add_cli(subparsers) -> None:
     p = subparsers.add_parser("synth", help="offline parallel corpus synthesized with espeak-ng (Mandarin, Cantonese, Hakka)")
-    p.add_argument("--output-dir", required=True, type=Path)
+    p.add_argument("--output-dir", required=True, type=Path, help="where manifests are written")
     p.add_argument("--corpus-dir", type=Path, help="where audio is written (default: <output-dir>/audio)")
-    p.add_argument("--num-sentences", type=int, default=300)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--num-sentences", type=int, default=300, help="parallel sentences, each spoken by every variety")
+    p.add_argument("--seed", type=int, default=0, help="seed of the sentence choice, voices, speeds and pitches")
     p.add_argument("--renditions", type=int, default=1, help="renderings per sentence and voice (sites)")
-    p.add_argument("--dev-fraction", type=float, default=0.1)
-    p.add_argument("--test-fraction", type=float, default=0.1)
-    p.add_argument("--num-workers", type=int, default=None)
+    p.add_argument("--dev-fraction", type=float, default=0.1, help="fraction of the sentences held out for dev")
+    p.add_argument("--test-fraction", type=float, default=0.1, help="fraction of the sentences held out for test")
+    p.add_argument("--num-workers", type=int, default=None, help="espeak-ng processes (default: one per CPU core)")
     p.add_argument("--train-renderings", choices=("all", "per-variety"), default="all",
                    help="renderings of a training sentence: all, or one per variety (more sentences per hour)")
     p.set_defaults(func=lambda a: prepare_synth(a.corpus_dir or a.output_dir / "audio", a.output_dir,

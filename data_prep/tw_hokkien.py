@@ -72,7 +72,7 @@ def prepare_tw_hokkien(corpus_dir: str | Path, output_dir: str | Path, include_w
 
 def add_cli(subparsers) -> None:
     p = subparsers.add_parser("tw-hokkien", help="real Taiwanese Hokkien read speech (evaluation only)")
-    p.add_argument("--corpus-dir", required=True, type=Path)
-    p.add_argument("--output-dir", required=True, type=Path)
+    p.add_argument("--corpus-dir", required=True, type=Path, help="tw-hokkien root (the layout is named in the error when it does not match)")
+    p.add_argument("--output-dir", required=True, type=Path, help="where manifests and the prep report are written")
     p.add_argument("--no-words", action="store_true", help="skip the headword recordings")
     p.set_defaults(func=lambda a: prepare_tw_hokkien(a.corpus_dir, a.output_dir, include_words=not a.no_words))

@@ -142,9 +142,9 @@ def add_cli(subparsers) -> None:
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--corpus-dir", type=Path, help="the scraped/ directory")
     src.add_argument("--from-cuts", type=Path, nargs="+", help="per-subgroup manifests of the reference scripts")
-    p.add_argument("--output-dir", required=True, type=Path)
+    p.add_argument("--output-dir", required=True, type=Path, help="where manifests and the prep report are written")
     p.add_argument("--sites-yaml", type=Path, help="subgroup -> sites (default: the benchmark's list)")
     p.add_argument("--siteid-to-name", type=Path, help="site id -> name JSON (default: the benchmark's)")
-    p.add_argument("--ffmpeg", default="ffmpeg")
+    p.add_argument("--ffmpeg", default="ffmpeg", help="ffmpeg executable converting .mp4 recordings to FLAC")
     p.set_defaults(func=lambda a: prepare_yubao_from_cuts(a.from_cuts, a.output_dir) if a.from_cuts else
                    prepare_yubao(a.corpus_dir, a.output_dir, a.sites_yaml, a.siteid_to_name, a.ffmpeg))
