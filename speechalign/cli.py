@@ -380,6 +380,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="directory of retrieve/sweep outputs, one subdirectory per embedding source")
     p.add_argument("--checkpoint", default="latest", help="whose decode/<checkpoint>/ CER tables to include")
     p.set_defaults(func=_cmd_report)
+
+    from speechalign.cli_examples import add_examples
+
+    add_examples(parser)
     return parser
 
 

@@ -1,0 +1,55 @@
+"""One example per command, shown at the end of ``speechalign <command> --help``.
+
+Kept apart from the parser definitions so cli.py and data_prep/*.py stay about options only."""
+
+from __future__ import annotations
+
+import argparse
+
+EXAMPLES: dict[str, str] = {
+    "prepare kespeech": "speechalign prepare kespeech --corpus-dir /data/KeSpeech --output-dir data/manifests",
+    "prepare mdcc": "speechalign prepare mdcc --corpus-dir /data/mdcc --output-dir data/manifests",
+    "prepare commonvoice": "speechalign prepare commonvoice --corpus-dir /data/cv-corpus --output-dir data/manifests "
+                           "--languages zh-HK",
+    "prepare aishell": "speechalign prepare aishell --corpus-dir /data/aishell --output-dir data/manifests",
+    "prepare fleurs": "speechalign prepare fleurs --corpus-dir /data/fleurs --output-dir data/manifests",
+    "prepare yubao": "speechalign prepare yubao --corpus-dir /data/yubao/scraped --output-dir data/manifests",
+    "prepare tw-hokkien": "speechalign prepare tw-hokkien --corpus-dir ../shared/data/tw-hokkien "
+                          "--output-dir data/manifests",
+    "prepare goo-gi": "speechalign prepare goo-gi --corpus-dir ../shared/data/goo-gi --output-dir data/manifests \\\n"
+                      "    --train-ids 001-120 --dev-ids 121-140 --test-ids 141-170",
+    "prepare lan-lai": "speechalign prepare lan-lai --corpus-dir ../shared/data/lan-lai --output-dir data/manifests \\\n"
+                       "    --exclude-texts-from data/manifests/goo-gi_cuts_test.jsonl.gz",
+    "prepare synth": "speechalign prepare synth --output-dir data/synth --num-sentences 300",
+    "prepare custom": "speechalign prepare custom --corpus-dir my_corpus/ --output-dir data/manifests",
+    "prepare filter": "speechalign prepare filter --cuts train.jsonl.gz --exclude-texts-from test.jsonl.gz "
+                      "--out train.clean.jsonl.gz",
+    "stats": "speechalign stats data/manifests/*_cuts_*.jsonl.gz",
+    "train": "speechalign train --config recipes/synth_conformer_ctc.yaml --exp-dir exp/demo --set optim.lr=1e-3",
+    "average": "speechalign average --exp-dir exp/demo --last 3",
+    "import-whisper": "speechalign import-whisper --ct2-dir faster-whisper-base/ --out exp/whisper-base",
+    "fetch-pretrained": "speechalign fetch-pretrained whisper-base",
+    "decode": "speechalign decode --exp-dir exp/demo --checkpoint avg-last3 --cuts data/synth/synth_cuts_test.jsonl.gz \\\n"
+              "    --mode ctc_greedy attention_rescoring --beam 10",
+    "transcribe": "speechalign transcribe recording.wav --exp-dir exp/demo",
+    "score": "speechalign score --ref ref.txt --hyp hyp.txt --groups utt2dialect.tsv",
+    "embed": "speechalign embed --exp-dir exp/demo --checkpoint avg-last3 --cuts data/synth/synth_cuts_test.jsonl.gz \\\n"
+             "    --out exp/demo/emb --frames",
+    "retrieve": "speechalign retrieve --emb-dir exp/demo/emb --protocol pooled seqsim yubao --layer all",
+    "sweep": "speechalign sweep --emb-dir exp/demo/emb --center dialect",
+    "compare": "speechalign compare exp/r/*/pooled-L6-mean.tsv --query Cantonese --gallery Mandarin --out exp/r/compare",
+    "report": "speechalign report --out-dir exp/synth --exp-dir exp/synth/conformer_ctc "
+              "--retrieval-dir exp/synth/retrieval --html",
+}
+
+
+def add_examples(parser: argparse.ArgumentParser, path: str = "") -> None:
+    """Append ``example:`` to the help of every (sub)command that has one here and none yet."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                add_examples(sub, f"{path} {name}".strip())
+    if path in EXAMPLES and "example" not in f"{parser.description or ''}{parser.epilog or ''}":
+        parser.epilog = f"example:\n  {EXAMPLES[path]}"
+        # Keeps the example's line breaks; option help is still wrapped as usual.
+        parser.formatter_class = argparse.RawDescriptionHelpFormatter
