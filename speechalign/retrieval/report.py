@@ -33,6 +33,14 @@ def write_pair_table(rows: list[dict], out_dir: Path, name: str, title: str) -> 
             "md": _write(out_dir / f"{name}.md", f"{title}\n\n" + _md(header, body))}
 
 
+def write_neighbours(neighbours: list[tuple], utt_ids: list[str], path: Path, title: str) -> Path:
+    """Each query's top-k gallery items (from ``retrieve(..., neighbours=)``): what the HTML page lists.
+    In a ``neighbours/`` subdirectory, so globs over a run's pair tables do not pick it up."""
+    lines = [f"# {title}", "query\tquery_dialect\tgallery_dialect\trank\tneighbour\tscore\tcorrect"]
+    lines += [f"{utt_ids[q]}\t{a}\t{b}\t{r}\t{utt_ids[g]}\t{s:.4f}\t{int(c)}" for a, b, q, r, g, s, c in neighbours]
+    return _write(path, "\n".join(lines) + "\n")
+
+
 def _cell(v: float) -> str:
     return "" if np.isnan(v) else f"{v:.1f}"
 

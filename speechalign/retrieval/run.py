@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from speechalign.retrieval.embed import EmbeddingStore
-from speechalign.retrieval.report import _write, sweep_plot, write_pair_table, write_yubao
+from speechalign.retrieval.report import _write, sweep_plot, write_neighbours, write_pair_table, write_yubao
 from speechalign.retrieval.search import IndexConfig, retrieve
 from speechalign.retrieval.vectors import center, center_frames, l2_normalize, procrustes
 from speechalign.retrieval.yubao import yubao_protocol
@@ -114,10 +114,17 @@ def run_retrieve(emb_dir: str | Path, out_dir: str | Path, opts: RetrievalOption
         dialects, vectors, sids = dialects[keep], vectors[keep], sids[keep]
         frames = [frames[i] for i in keep] if frames is not None else None
         protocol = opts.fleurs_mode
+    utt_ids = [m["id"] for m in store.meta]
+    if opts.protocol == "fleurs":
+        utt_ids = [utt_ids[i] for i in keep]
+    neighbours: list[tuple] = []
     rows = retrieve(vectors, frames, dialects, sids, protocol, opts.index, opts.rerank_k, opts.query,
-                    opts.gallery, maps=maps)
+                    opts.gallery, maps=maps, neighbours=neighbours)
     name = f"{opts.protocol}-{tag}"
-    paths = write_pair_table(rows, out_dir, name, f"Retrieval ({opts.protocol}), layer {layer}, {title_src}")
+    title = f"Retrieval ({opts.protocol}), layer {layer}, {title_src}"
+    paths = write_pair_table(rows, out_dir, name, title)
+    paths["neighbours"] = write_neighbours(neighbours, utt_ids, out_dir / "neighbours" / f"{name}.tsv",
+                                           f"{title}; emb-dir: {store.path}")
     mean = rows[-1]
     log.info("%s: mean R@1 %.4f, R@5 %.4f, MRR %.4f over %d dialect pairs -> %s", name, mean["R@1"], mean["R@5"],
              mean["MRR"], len(rows) - 1, paths["md"])

@@ -96,13 +96,26 @@ def require_inputs(what: str, mode: str, vectors, frames) -> None:
     if mode in ("seqsim", "rerank") and frames is None:
         raise ValueError(f"{what} {mode} needs frame states (embed with --frames)")
 
+def _top(out: list, a: str, b: str, q_idx: np.ndarray, g_idx: np.ndarray, scores: np.ndarray, ids: np.ndarray,
+         correct: list[set[int]], k: int) -> None:
+    # Re-ranked lists keep FAISS's order, so sort by score here; empty slots (-1, -inf) are dropped.
+    for q, order in enumerate(np.argsort(-scores, axis=1, kind="stable")[:, :k]):
+        kept = [j for j in order if ids[q, j] >= 0 and np.isfinite(scores[q, j])]
+        for r, j in enumerate(kept, 1):
+            local = int(ids[q, j])
+            out.append((a, b, int(q_idx[q]), r, int(g_idx[local]), float(scores[q, j]), local in correct[q]))
+
+
 def retrieve(vectors: np.ndarray | None, frames: list[np.ndarray] | None, dialects: np.ndarray,
              sentence_ids: np.ndarray, protocol: str = "pooled", index_cfg: IndexConfig | None = None,
              rerank_k: int = 10, query: str | None = None, gallery: str | None = None,
-             list_k: int = 100, maps: dict[tuple[str, str], np.ndarray] | None = None) -> list[dict]:
+             list_k: int = 100, maps: dict[tuple[str, str], np.ndarray] | None = None,
+             neighbours: list[tuple] | None = None, top_k: int = 5) -> list[dict]:
     """Metrics per ordered dialect pair plus a ``mean`` row (unweighted over pairs).
 
-    ``maps[(A, B)]`` (e.g. Procrustes) is applied to A's query vectors and frames when searching B."""
+    ``maps[(A, B)]`` (e.g. Procrustes) is applied to A's query vectors and frames when searching B.
+    A ``neighbours`` list receives each query's ``top_k`` best gallery items as
+    (A, B, query index, rank, gallery index, score, correct)."""
     if protocol not in PROTOCOLS:
         raise ValueError(f"unknown protocol {protocol!r}; choose from {PROTOCOLS}")
     require_inputs("protocol", protocol, vectors, frames)
@@ -121,8 +134,9 @@ def retrieve(vectors: np.ndarray | None, frames: list[np.ndarray] | None, dialec
         q_frames = None if frames is None else [frames[i] if w is None else frames[i] @ w for i in q_idx]
         if protocol == "seqsim":
             f1 = seqsim_block(FrameSet.from_list(q_frames), FrameSet.from_list([frames[i] for i in g_idx]))["f1"]
-            order = np.argsort(-f1, axis=1, kind="stable")
-            rank = ranks_from_lists(np.take_along_axis(f1, order, 1), order, correct)
+            ids = np.argsort(-f1, axis=1, kind="stable")
+            scores = np.take_along_axis(f1, ids, 1)
+            rank = ranks_from_lists(scores, ids, correct)
         else:
             index = build_index(vectors[g_idx], index_cfg)
             k = rerank_k if protocol == "rerank" else list_k
@@ -133,6 +147,8 @@ def retrieve(vectors: np.ndarray | None, frames: list[np.ndarray] | None, dialec
                 scores = np.full(ids.shape, -np.inf, dtype=np.float32)
                 scores[ids >= 0] = f1
             rank = ranks_from_lists(scores, ids, correct)
+        if neighbours is not None:
+            _top(neighbours, a, b, q_idx, g_idx, scores, ids, correct, top_k)
         rows.append({"query": a, "gallery": b, **summarize(rank), "skipped": int(skipped)})
     if not rows:
         raise ValueError("retrieval: no dialect pair with shared sentence ids (need >= 2 dialects with sentence_id)")

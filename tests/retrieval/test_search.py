@@ -83,3 +83,22 @@ def test_procrustes_from_disjoint_pairs_undoes_rotation_plus_offset():
     rows = retrieve(l2_normalize(center(test_v, dialects)), None, dialects, sids, "pooled", maps=maps)
     assert plain < 0.5 and only_center < 0.5
     assert rows[0]["R@1"] == 1.0 and rows[1]["R@1"] == 1.0
+
+
+@pytest.mark.parametrize("protocol", ["pooled", "seqsim", "rerank"])
+def test_neighbours_are_each_querys_best_items_by_score(protocol):
+    vectors, frames, dialects, sids = planted(n_sent=20, noise=1.5, seed=3)
+    vectors = l2_normalize(vectors)
+    neighbours = []
+    rows = retrieve(vectors, frames, dialects, sids, protocol, rerank_k=8, neighbours=neighbours, top_k=5)
+    per_query = {}
+    for a, b, q, r, g, s, c in neighbours:
+        per_query.setdefault((a, b, q), []).append((r, g, s, c))
+        assert dialects[q] == a and dialects[g] == b and c == (sids[g] == sids[q])
+    assert len(per_query) == 40 and all(len(v) == 5 for v in per_query.values())
+    for items in per_query.values():
+        assert [r for r, *_ in items] == [1, 2, 3, 4, 5]
+        assert all(x[2] >= y[2] for x, y in zip(items, items[1:]))
+    # R@1 is the fraction of queries whose first listed neighbour is correct (no ties here).
+    top1 = [items[0][3] for (a, _, _), items in per_query.items() if a == "A"]
+    assert rows[0]["R@1"] == pytest.approx(np.mean(top1)) and 0 < rows[0]["R@1"] < 1
