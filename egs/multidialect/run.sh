@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# The paper's setup: Whisper-small fine-tuned with the hybrid CTC/attention loss on KeSpeech + MDCC +
-# Common Voice zh-HK/zh-CN (weighted mixture), on GPU(s) via torchrun; CER per dialect on each test set;
-# then, given a 4th directory, the YuBao cross-dialect retrieval benchmark (egs/yubao/run.sh) on the model.
+# This project's reconstruction of the setup of Chang et al. (2026, arXiv:2601.07274; model, corpora, mixture
+# weights and schedule are this project's choices, not checked against the paper's text): Whisper-small
+# fine-tuned with the hybrid CTC/attention loss on KeSpeech + MDCC + Common Voice zh-HK/zh-CN (weighted
+# mixture), on GPU(s) via torchrun; CER per dialect on each test set; then, given a 4th directory, the YuBao
+# cross-dialect retrieval benchmark (egs/yubao/run.sh) on the model. Two nodes, Shar, workers: docs/scaling.md.
 # Usage (from the repository root; corpus directories in this order):
 #   egs/multidialect/run.sh --corpus-dir /data/KeSpeech --corpus-dir /data/mdcc \
 #     --corpus-dir /data/cv-corpus-17.0 [--corpus-dir /data/yubao/scraped] [--ngpu 8] [--dry-run]
