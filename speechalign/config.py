@@ -22,8 +22,9 @@ class ConfigError(ValueError):
 
 @dataclass
 class CorpusConfig:
-    cuts: list[str]
-    weight: float = 1.0
+    cuts: list[str] = field(default_factory=list)   # jsonl(.gz) cut manifests, read lazily
+    shar: str | None = None             # or a lhotse Shar directory (speechalign export-shar)
+    weight: float = 1.0                 # mixing weight when several corpora are given
 
 
 @dataclass
@@ -40,6 +41,11 @@ class DataConfig:
     shuffle: bool = True
     min_char_count: int = 1             # vocabulary: characters seen fewer times map to <unk>
     valid_max_duration: float = 120.0   # seconds per validation batch
+    num_workers: int = -1               # DataLoader processes reading audio; -1 = per device (see docs/scaling.md)
+    prefetch_factor: int = 2            # batches each worker reads ahead
+    buffer_size: int = 10000            # cuts the bucketing sampler holds in memory
+    features: str = "audio"             # "audio" (front end on the fly) or "precomputed" (speechalign compute-features)
+    max_bad_fraction: float = 0.1       # unreadable items per epoch tolerated (dropped and counted) before stopping
 
 
 @dataclass
@@ -153,6 +159,19 @@ class ExperimentConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
 
 
+def check_data(data: DataConfig) -> None:
+    """Cross-field rules of the data section, reported with the key to fix."""
+    for i, c in enumerate(data.train):
+        if bool(c.cuts) == bool(c.shar):
+            raise ConfigError(f"data.train[{i}]: give exactly one of cuts (manifests) or shar (a Shar directory)")
+    if data.features not in ("audio", "precomputed"):
+        raise ConfigError(f"data.features: expected 'audio' or 'precomputed', got {data.features!r}")
+    if data.features == "precomputed" and data.speed_perturb:
+        raise ConfigError("data.speed_perturb: cannot perturb precomputed features; use data.features=audio")
+    if not 0.0 <= data.max_bad_fraction <= 1.0:
+        raise ConfigError(f"data.max_bad_fraction: expected a fraction in [0, 1], got {data.max_bad_fraction}")
+
+
 def _is_instance(value, tp) -> bool:
     origin = typing.get_origin(tp)
     if tp is typing.Any:
@@ -234,7 +253,9 @@ def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> Ex
     for o in overrides:
         apply_override(raw, o)
     try:
-        return from_dict(ExperimentConfig, raw)
+        cfg = from_dict(ExperimentConfig, raw)
+        check_data(cfg.data)
+        return cfg
     except ConfigError as e:
         raise ConfigError(f"{path}: {e}" if path else str(e)) from None
 

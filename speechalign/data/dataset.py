@@ -1,17 +1,22 @@
-"""Batches for training and inference: lhotse samplers over cuts, mono 16 kHz audio, token ids."""
+"""Batches for training and inference: lhotse samplers over lazily read cuts, mono 16 kHz audio (or
+precomputed features), token ids, and items that could not be read, reported instead of raised."""
 
 from __future__ import annotations
 
 import logging
-from collections import Counter
-from dataclasses import dataclass
+import os
+from dataclasses import dataclass, field
+from itertools import islice
+from typing import Iterable, Iterator
 
 import numpy as np
 import torch
 from lhotse import CutSet
-from lhotse.dataset import DynamicBucketingSampler, SimpleCutSampler
+from lhotse.cut import Cut
+from lhotse.dataset import DynamicBucketingSampler
+from lhotse.utils import compute_num_samples
 
-from speechalign.data.manifest import cut_meta, load_cuts, load_mono
+from speechalign.data.manifest import cut_meta, load_mono, open_cuts
 from speechalign.text import CharTokenizer
 
 log = logging.getLogger("speechalign.data")
@@ -19,13 +24,27 @@ SAMPLE_RATE = 16000
 
 
 @dataclass
+class BadItem:
+    """A cut whose audio could not be used, with the file and the reason."""
+
+    cut_id: str
+    path: str
+    reason: str
+
+    def line(self) -> str:
+        return f"{self.path}: {self.reason} (cut {self.cut_id})"
+
+
+@dataclass
 class Batch:
-    wav: torch.Tensor          # (B, N) float32, zero padded
-    wav_lens: torch.Tensor     # (B,) samples
+    wav: torch.Tensor          # (B, N) float32 waveforms, or (B, T, F) precomputed features; zero padded
+    wav_lens: torch.Tensor     # (B,) samples, or frames for features
     targets: list[list[int]]   # token ids per utterance (empty without a tokenizer)
     ids: list[str]
     dialects: list[str]
     texts: list[str]
+    seconds: float = 0.0       # audio duration of the usable items
+    bad: list[BadItem] = field(default_factory=list)
 
     def to(self, device) -> "Batch":
         self.wav, self.wav_lens = self.wav.to(device), self.wav_lens.to(device)
@@ -33,61 +52,140 @@ class Batch:
 
 
 def collate_audio(arrays: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Zero-pad 1-D waveforms to (B, N), or 2-D (T, F) feature matrices to (B, T, F)."""
     lens = torch.tensor([len(a) for a in arrays], dtype=torch.long)
-    wav = torch.zeros(len(arrays), int(lens.max()) if len(arrays) else 0)
+    tail = arrays[0].shape[1:] if arrays else ()
+    wav = torch.zeros(len(arrays), int(lens.max()) if len(arrays) else 0, *tail)
     for i, a in enumerate(arrays):
         wav[i, : len(a)] = torch.from_numpy(a)
     return wav, lens
 
 
-class SpeechDataset(torch.utils.data.Dataset):
-    """Maps a CutSet chosen by a lhotse sampler to a :class:`Batch` (downmixed, resampled to 16 kHz)."""
+def source_path(cut: Cut) -> str:
+    """The file (or URL) a cut's audio or features come from, for error messages."""
+    try:
+        if cut.has_features and not cut.has_recording:
+            return str(cut.features.storage_path)
+        return str(cut.recording.sources[0].source)
+    except (AttributeError, IndexError):
+        return f"<cut {cut.id}: no audio source>"
 
-    def __init__(self, tokenizer: CharTokenizer | None = None):
+
+def read_item(cut: Cut, features: str | None = None, min_samples: int = 1) -> np.ndarray:
+    """A cut's 16 kHz mono waveform (or its (T, F) features from front end ``features``), checked: the file must exist, decode, hold
+    finite samples, be long enough for the encoder's front end and match the declared duration.
+    Raises ``ValueError`` with the reason (not the library's traceback)."""
+    if features:
+        return _read_features(cut, features, min_samples)
+    if cut.sampling_rate != SAMPLE_RATE:
+        cut = cut.resample(SAMPLE_RATE)
+    path = source_path(cut)
+    if "://" not in path and not path.startswith("<") and cut.recording.sources[0].type == "file" \
+            and not os.path.exists(path):
+        raise ValueError("audio file not found")
+    rec = cut.recording
+    whole = cut.start == 0 and abs(cut.duration - rec.duration) < 1e-3
+    try:
+        # A whole-file cut is read without a duration, so lhotse checks the file is neither shorter nor
+        # longer than declared; a segment is checked for being cut short only.
+        audio = rec.load_audio(channels=cut.channel) if whole else cut.load_audio()
+    except Exception as e:  # soundfile, audioread, ffmpeg and lhotse all raise their own types
+        if "declared samples" in str(e):
+            raise ValueError(f"audio length differs from the manifest's declared {rec.duration:.2f} s") from None
+        raise ValueError(f"cannot decode audio ({e.__class__.__name__}: {str(e).splitlines()[0][:200]})") from None
+    if audio.ndim == 2:
+        audio = audio.mean(axis=0) if audio.shape[0] > 1 else audio[0]
+    audio = np.ascontiguousarray(audio, dtype=np.float32)
+    if not np.isfinite(audio).all():
+        raise ValueError("audio contains NaN or inf samples")
+    if len(audio) < min_samples:
+        raise ValueError(f"audio of {len(audio) / SAMPLE_RATE:.3f} s is shorter than the encoder's minimum "
+                         f"{min_samples / SAMPLE_RATE:.3f} s")
+    return audio
+
+
+def _read_features(cut: Cut, kind: str, min_samples: int) -> np.ndarray:
+    from speechalign.data.features import valid_frames
+
+    if not cut.has_features:
+        raise ValueError("no precomputed features in the manifest (speechalign compute-features)")
+    samples = compute_num_samples(cut.duration, SAMPLE_RATE)
+    if samples < min_samples:
+        raise ValueError(f"audio of {cut.duration:.3f} s is shorter than the encoder's minimum "
+                         f"{min_samples / SAMPLE_RATE:.3f} s")
+    try:
+        feats = cut.load_features()
+    except Exception as e:  # lhotse storage backends raise their own types
+        raise ValueError(f"unreadable features ({e.__class__.__name__}: {str(e).splitlines()[0][:200]})") from None
+    if not np.isfinite(feats).all():
+        raise ValueError("features contain NaN or inf")
+    return np.ascontiguousarray(feats[: valid_frames(samples, kind)], dtype=np.float32)
+
+
+class SpeechDataset(torch.utils.data.Dataset):
+    """Maps a CutSet chosen by a lhotse sampler to a :class:`Batch`. Runs in DataLoader workers, so
+    decoding, resampling and feature loading overlap the training step. A cut that cannot be read is
+    left out of its batch and reported in ``Batch.bad``; the caller decides to count it or fail."""
+
+    def __init__(self, tokenizer: CharTokenizer | None = None, features: str | None = None, min_samples: int = 1):
         self.tokenizer = tokenizer
+        self.features = features
+        self.min_samples = min_samples
 
     def __getitem__(self, cuts: CutSet) -> Batch:
         cuts = cuts.sort_by_duration(ascending=False)
-        arrays, metas = [], []
+        arrays, metas, bad, seconds = [], [], [], 0.0
         for cut in cuts:
-            if cut.sampling_rate != SAMPLE_RATE:
-                cut = cut.resample(SAMPLE_RATE)
-            arrays.append(load_mono(cut))
+            try:
+                arrays.append(read_item(cut, self.features, self.min_samples))
+            except ValueError as e:
+                bad.append(BadItem(cut.id, source_path(cut), str(e)))
+                continue
             metas.append(cut_meta(cut))
+            seconds += cut.duration
         wav, lens = collate_audio(arrays)
         texts = [m["text"] for m in metas]
         targets = [self.tokenizer.encode(t) for t in texts] if self.tokenizer else [[] for _ in texts]
-        return Batch(wav, lens, targets, [m["id"] for m in metas], [m["dialect"] for m in metas], texts)
+        return Batch(wav, lens, targets, [m["id"] for m in metas], [m["dialect"] for m in metas], texts,
+                     seconds, bad)
 
 
-def filter_for_training(cuts: CutSet, min_duration: float, max_duration: float,
-                        frame_shift: float, name: str = "train") -> CutSet:
-    """Drop cuts unusable for training, logging how many and why (never silently)."""
-    reasons: Counter[str] = Counter()
-    kept = []
-    for cut in cuts:
+class UsableForTraining:
+    """Keeps cuts the trainer can use; ``reason`` says why another one is not (a picklable predicate,
+    so lazy filtered CutSets survive being sent to processes)."""
+
+    def __init__(self, min_duration: float, max_duration: float, frame_shift: float):
+        self.min_duration, self.max_duration, self.frame_shift = min_duration, max_duration, frame_shift
+
+    def reason(self, cut: Cut) -> str | None:
         text = cut_meta(cut)["text"]
         if not text:
-            reasons["empty text"] += 1
-        elif cut.duration < min_duration:
-            reasons[f"shorter than {min_duration}s"] += 1
-        elif cut.duration > max_duration:
-            reasons[f"longer than {max_duration}s"] += 1
-        elif len(text) > cut.duration / frame_shift:
-            reasons["more characters than encoder frames (CTC cannot align)"] += 1
-        else:
-            kept.append(cut)
-    if reasons:
-        log.warning("%s: filtered %d of %d cuts: %s", name, sum(reasons.values()), len(kept) + sum(reasons.values()),
-                    ", ".join(f"{n} {r}" for r, n in reasons.most_common()))
-    if not kept:
-        raise ValueError(f"{name}: no usable cuts left after filtering ({dict(reasons)})")
-    return CutSet.from_cuts(kept)
+            return "empty text"
+        if cut.duration < self.min_duration:
+            return f"shorter than {self.min_duration}s"
+        if cut.duration > self.max_duration:
+            return f"longer than {self.max_duration}s"
+        if len(text) > cut.duration / self.frame_shift:
+            return "more characters than encoder frames (CTC cannot align)"
+        return None
+
+    def __call__(self, cut: Cut) -> bool:
+        return self.reason(cut) is None
 
 
-def train_cuts(corpora, seed: int) -> CutSet:
-    """One CutSet from several corpora; with more than one, lhotse's mux mixes them by weight."""
-    sets = [load_cuts(*c.cuts) for c in corpora]
+def corpus_cuts(corpus, metadata_only: bool = False) -> CutSet:
+    """One configured training corpus as a lazy CutSet: jsonl manifests, or a lhotse Shar directory
+    (``metadata_only`` reads just its cut manifests, not the audio tars)."""
+    if corpus.shar:
+        from speechalign.data.shar import open_shar
+
+        return open_shar(corpus.shar, metadata_only=metadata_only)
+    return open_cuts(*corpus.cuts)
+
+
+def train_cuts(corpora, seed: int, metadata_only: bool = False) -> CutSet:
+    """One lazy CutSet from several corpora; with more than one, lhotse's lazy mux mixes them by weight."""
+    sets = [corpus_cuts(c, metadata_only) for c in corpora]
     if not sets:
         raise ValueError("data.train: no training corpora configured")
     if len(sets) == 1:
@@ -96,14 +194,56 @@ def train_cuts(corpora, seed: int) -> CutSet:
 
 
 def train_sampler(cuts: CutSet, max_duration: float, num_buckets: int, shuffle: bool, seed: int,
-                  world_size: int = 1, rank: int = 0) -> DynamicBucketingSampler:
+                  world_size: int = 1, rank: int = 0, buffer_size: int = 10000) -> DynamicBucketingSampler:
+    """Bucketing over a lazy CutSet: only ``buffer_size`` cuts are held in memory at a time."""
     return DynamicBucketingSampler(cuts, max_duration=max_duration, num_buckets=num_buckets, shuffle=shuffle,
-                                   drop_last=True, seed=seed, world_size=world_size, rank=rank)
+                                   drop_last=True, seed=seed, world_size=world_size, rank=rank,
+                                   buffer_size=buffer_size, num_cuts_for_bins_estimate=buffer_size)
 
 
-def eval_loader(cuts: CutSet, max_duration: float | None, tokenizer: CharTokenizer | None = None,
-                max_cuts: int | None = None):
-    """Deterministic batches of similar length for validation, decoding and embedding."""
-    cuts = cuts.sort_by_duration(ascending=False)
-    sampler = SimpleCutSampler(cuts, max_duration=max_duration, max_cuts=max_cuts, shuffle=False)
-    return torch.utils.data.DataLoader(SpeechDataset(tokenizer), sampler=sampler, batch_size=None, num_workers=0)
+def windowed_batches(cuts: Iterable[Cut], max_duration: float | None, max_cuts: int | None = None,
+                     window: int = 2000) -> Iterator[CutSet]:
+    """Deterministic batches of similar length from a stream of cuts: each window of ``window`` cuts is
+    sorted longest first and cut into batches of at most ``max_duration`` seconds (or ``max_cuts``), so
+    memory is bounded by the window, not the corpus."""
+    it = iter(cuts)
+    while chunk := list(islice(it, window)):
+        chunk.sort(key=lambda c: c.duration, reverse=True)
+        batch, total = [], 0.0
+        for cut in chunk:
+            full = (max_duration is not None and total + cut.duration > max_duration) or \
+                   (max_cuts is not None and len(batch) >= max_cuts)
+            if batch and full:
+                yield CutSet.from_cuts(batch)
+                batch, total = [], 0.0
+            batch.append(cut)
+            total += cut.duration
+        if batch:
+            yield CutSet.from_cuts(batch)
+
+
+def default_num_workers(device_type: str) -> int:
+    """Loader processes per training process: on a GPU most cores can feed it; on CPU the step itself
+    needs the cores, so one worker overlaps reading with compute."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    if device_type == "cuda":
+        per_gpu = cores // max(torch.cuda.device_count(), 1)
+        return max(1, min(8, per_gpu - 1))
+    return 1 if cores >= 2 else 0
+
+
+def make_loader(dataset: SpeechDataset, sampler, num_workers: int, prefetch_factor: int = 2,
+                generator: torch.Generator | None = None) -> torch.utils.data.DataLoader:
+    """lhotse's recommended layout: the sampler (and its checkpointed state) stays in this process;
+    workers receive CutSets and do the reading and feature work."""
+    extra = {"prefetch_factor": prefetch_factor, "persistent_workers": False} if num_workers > 0 else {}
+    return torch.utils.data.DataLoader(dataset, sampler=sampler, batch_size=None, num_workers=num_workers,
+                                       generator=generator, **extra)
+
+
+def eval_loader(cuts: Iterable[Cut], max_duration: float | None, tokenizer: CharTokenizer | None = None,
+                max_cuts: int | None = None, num_workers: int = 0, features: str | None = None,
+                min_samples: int = 1) -> torch.utils.data.DataLoader:
+    """Deterministic batches of similar length for validation, decoding and embedding (streamed)."""
+    batches = windowed_batches(cuts, max_duration, max_cuts)
+    return make_loader(SpeechDataset(tokenizer, features, min_samples), batches, num_workers)

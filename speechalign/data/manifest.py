@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import gzip
+import hashlib
 import json
+from array import array
 from pathlib import Path
-from typing import Iterator
+from typing import Iterable, Iterator
 
 import numpy as np
 from lhotse import CutSet
@@ -37,6 +39,61 @@ def iter_cuts(path: str | Path) -> Iterator[Cut]:
                 yield item
     except (OSError, EOFError, gzip.BadGzipFile) as e:
         raise ManifestError(f"{path}: cannot read manifest ({e})") from None
+
+
+class LazyManifests:
+    """Re-iterable stream of the cuts of one or more manifests, validated line by line as they are read;
+    wrapped in a lazy lhotse ``CutSet``, so memory does not grow with the corpus."""
+
+    def __init__(self, paths: list[Path]):
+        self.paths = paths
+
+    def __iter__(self) -> Iterator[Cut]:
+        for path in self.paths:
+            yield from iter_cuts(path)
+
+
+def open_cuts(*paths: str | Path) -> CutSet:
+    """A lazy CutSet over manifests (a missing file is an error now, a malformed line when it is read)."""
+    if not paths:
+        raise ManifestError("no manifest given")
+    for path in paths:
+        if not Path(path).is_file():
+            raise ManifestError(f"{path}: manifest not found")
+    return CutSet(LazyManifests([Path(p) for p in paths]))
+
+
+class DuplicateIds:
+    """Streaming duplicate-id check in 8 bytes per cut: 64-bit hashes are collected and sorted; only a
+    repeated hash costs a second look at the ids themselves."""
+
+    def __init__(self):
+        self.hashes = array("q")
+
+    def add(self, cut_id: str) -> None:
+        self.hashes.append(int.from_bytes(hashlib.blake2b(cut_id.encode(), digest_size=8).digest(), "little",
+                                          signed=True))
+
+    def repeated_hashes(self) -> set[int]:
+        h = np.sort(np.frombuffer(self.hashes, dtype=np.int64))
+        return set(h[1:][h[1:] == h[:-1]].tolist())
+
+    def find(self, cuts: Iterable[Cut], limit: int = 5) -> list[str]:
+        """Up to ``limit`` ids seen more than once (second pass over ``cuts`` only if a hash repeated)."""
+        suspects = self.repeated_hashes()
+        if not suspects:
+            return []
+        probe, seen, dups = DuplicateIds(), set(), []
+        for cut in cuts:
+            probe.hashes = array("q")
+            probe.add(cut.id)
+            if probe.hashes[0] in suspects:
+                if cut.id in seen and cut.id not in dups:
+                    dups.append(cut.id)
+                    if len(dups) >= limit:
+                        break
+                seen.add(cut.id)
+        return dups
 
 
 def load_cuts(*paths: str | Path) -> CutSet:

@@ -1,7 +1,9 @@
 """Speech encoders returning every layer's hidden states and their valid lengths.
 
 ``ENCODERS`` maps a config name to a builder; all encoders take raw 16 kHz waveforms (B, N) with
-their lengths and own their feature front end, so a checkpoint is self-contained.
+their lengths and own their feature front end, so a checkpoint is self-contained. Encoders with a
+spectrogram front end (``accepts_features``) also take that front end's output, precomputed, as
+(B, T, F) with frame counts (``speechalign compute-features``).
 """
 
 from __future__ import annotations
@@ -70,6 +72,8 @@ class WhisperSpeechEncoder(SpecAugmentMixin, nn.Module):
         self.max_frames = encoder.config.max_source_positions * 2
 
     frame_shift = 0.02  # seconds per output frame
+    accepts_features = True
+    min_samples = 160   # one 10-ms mel frame
 
     @property
     def num_layers(self) -> int:
@@ -86,12 +90,17 @@ class WhisperSpeechEncoder(SpecAugmentMixin, nn.Module):
         return list(self.encoder.layers)
 
     def forward(self, wav: torch.Tensor, wav_lens: torch.Tensor) -> EncoderOutput:
-        if self.length_mode == "pad30":
-            target = self.max_frames * 160
-            if wav.shape[1] > target:
-                raise ValueError(f"whisper pad30: input of {wav.shape[1] / 16000:.1f}s exceeds 30 s")
-            wav = nn.functional.pad(wav, (0, target - wav.shape[1]))
-        feats, lens = self.frontend(wav, wav_lens)
+        if wav.dim() == 3:
+            if self.length_mode == "pad30":
+                raise ValueError("whisper length_mode=pad30 needs waveforms, not precomputed features")
+            feats, lens = wav.transpose(1, 2), wav_lens
+        else:
+            if self.length_mode == "pad30":
+                target = self.max_frames * 160
+                if wav.shape[1] > target:
+                    raise ValueError(f"whisper pad30: input of {wav.shape[1] / 16000:.1f}s exceeds 30 s")
+                wav = nn.functional.pad(wav, (0, target - wav.shape[1]))
+            feats, lens = self.frontend(wav, wav_lens)
         if feats.shape[-1] > self.max_frames:
             raise ValueError(f"whisper: input of {feats.shape[-1] / 100:.1f}s exceeds {self.max_frames / 100:.0f} s")
         if self.length_mode == "trim":
@@ -116,16 +125,23 @@ class WhisperSpeechEncoder(SpecAugmentMixin, nn.Module):
             x = layer(x, mask, layer_head_mask=None)[0]
         states.append(enc.layer_norm(x))
         t = int(out_lens.max())
+        # Bounds the exporter (torch.export) cannot infer for this data-dependent slice; no-ops in eager.
+        torch._check(t >= 0)
+        torch._check(t <= x.shape[1])
         return EncoderOutput([s[:, :t] for s in states], out_lens)
 
 
 class Wav2Vec2SpeechEncoder(nn.Module):
     """transformers ``Wav2Vec2Model`` on raw 16 kHz waveforms with an attention mask."""
 
+    accepts_features = False
+
     def __init__(self, model):
         super().__init__()
         self.model = model
         self.hf_config = model.config
+        lengths = model._get_feat_extract_output_lengths(torch.arange(1, 4000))
+        self.min_samples = int(torch.nonzero(lengths > 0)[0, 0]) + 1
 
     @property
     def num_layers(self) -> int:
@@ -193,6 +209,8 @@ class ConformerSpeechEncoder(SpecAugmentMixin, nn.Module):
         self._dim = cfg.d_model
 
     frame_shift = 0.04
+    accepts_features = True
+    min_samples = 512 + 6 * 160   # one 512-sample window, then 7 frames for the 4x subsampling
 
     @property
     def num_layers(self) -> int:
@@ -209,7 +227,7 @@ class ConformerSpeechEncoder(SpecAugmentMixin, nn.Module):
         return list(self.conformer.conformer_layers)
 
     def forward(self, wav: torch.Tensor, wav_lens: torch.Tensor) -> EncoderOutput:
-        feats, lens = self.frontend(wav, wav_lens)
+        feats, lens = (wav, wav_lens) if wav.dim() == 3 else self.frontend(wav, wav_lens)
         x, lens = self.subsampling(self._augment(feats), lens)
         pad = padding_mask(lens, x.shape[1])
         states = [x]

@@ -21,8 +21,10 @@ import torch
 from tqdm import tqdm
 
 from speechalign.config import ExperimentConfig, save_config
-from speechalign.data.dataset import SpeechDataset, eval_loader, filter_for_training, train_cuts, train_sampler
-from speechalign.data.manifest import load_cuts
+from speechalign.data.dataset import (SpeechDataset, UsableForTraining, default_num_workers, eval_loader, make_loader,
+                                      train_cuts, train_sampler)
+from speechalign.data.features import frontend_for
+from speechalign.data.manifest import DuplicateIds, ManifestError, open_cuts
 from speechalign.decode.cer import CerScorer
 from speechalign.decode.ctc import ctc_greedy
 from speechalign.models import ASRModel, build_model
@@ -119,6 +121,9 @@ class Trainer:
                                            betas=tuple(cfg.optim.betas), weight_decay=cfg.optim.weight_decay)
         self.scheduler = build_scheduler(self.optimizer, cfg.optim, cfg.train.max_steps)
         self.step, self.epoch, self.nan_run, self.nan_total = 0, 0, 0, 0
+        self.consumed = 0                       # batches of this epoch taken from the loader
+        self.bad = {"total": 0, "epoch": 0, "first": []}
+        self.timing = {"data_wait": 0.0, "compute": 0.0}
         if self.resume_from is not None:
             self._restore()
         elif self.dist.main:
@@ -137,11 +142,12 @@ class Trainer:
     def _setup_model(self) -> None:
         cfg = self.cfg
         tokens = self.exp_dir / "tokens.txt"
-        self.raw_train = train_cuts(cfg.data.train, cfg.train.seed)
         if tokens.is_file() and self.resume_from is not None:
             self.tokenizer = CharTokenizer.load(tokens)
         else:
-            texts = (c.supervisions[0].text or "" for c in self.raw_train if c.supervisions)
+            # One streaming pass over the manifests only (not a Shar corpus's audio tars).
+            texts = (c.supervisions[0].text or "" for c in train_cuts(cfg.data.train, cfg.train.seed, True)
+                     if c.supervisions)
             self.tokenizer = CharTokenizer.build(texts, min_count=cfg.data.min_char_count)
             if self.dist.main:
                 self.exp_dir.mkdir(parents=True, exist_ok=True)
@@ -203,22 +209,52 @@ class Trainer:
 
     def _setup_data(self) -> None:
         cfg = self.cfg.data
-        cuts = filter_for_training(self.raw_train, cfg.min_utt_duration, cfg.max_utt_duration,
-                                   self.model.encoder.frame_shift)
-        num_buckets = cfg.num_buckets
-        if not cuts.is_lazy:
-            # lhotse asserts on more buckets than cuts; a tiny corpus simply gets fewer buckets.
-            num_buckets = max(1, min(num_buckets, len(cuts) * (1 + len(cfg.speed_perturb))))
+        usable = UsableForTraining(cfg.min_utt_duration, cfg.max_utt_duration, self.model.encoder.frame_shift)
+        kept = self._scan_training_data(usable)
+        self.epoch_items = kept * (1 + len(cfg.speed_perturb))
+        # Lazy all the way: the manifests are read as the sampler's buffer needs them.
+        cuts = train_cuts(cfg.train, self.cfg.train.seed).filter(usable)
         for factor in cfg.speed_perturb:
             cuts = cuts + cuts.perturb_speed(factor)
+        # lhotse asserts on more buckets than cuts; a tiny corpus simply gets fewer buckets.
+        num_buckets = max(1, min(cfg.num_buckets, self.epoch_items))
         self.sampler = train_sampler(cuts, cfg.max_duration, num_buckets, cfg.shuffle, self.cfg.train.seed,
-                                     self.dist.world_size, self.dist.rank)
+                                     self.dist.world_size, self.dist.rank, cfg.buffer_size)
+        self.num_workers = cfg.num_workers if cfg.num_workers >= 0 else default_num_workers(self.device.type)
+        # The front end whose stored output the loader reads, or None to decode audio on the fly.
+        self.features = frontend_for(self.cfg).kind if cfg.features == "precomputed" else None
+        dataset = SpeechDataset(self.tokenizer, self.features, self.model.encoder.min_samples)
         # A private generator: DataLoader otherwise draws from the global RNG at every iter(), which
         # would make a resumed run diverge from an uninterrupted one.
-        self.loader = torch.utils.data.DataLoader(SpeechDataset(self.tokenizer), sampler=self.sampler,
-                                                  batch_size=None, num_workers=0,
-                                                  generator=torch.Generator().manual_seed(self.cfg.train.seed))
-        self.dev_cuts = load_cuts(*cfg.dev) if cfg.dev else None
+        self.loader = make_loader(dataset, self.sampler, self.num_workers, cfg.prefetch_factor,
+                                  torch.Generator().manual_seed(self.cfg.train.seed))
+        log.info("data: %d usable training cuts per epoch, %d loader worker(s), %s", self.epoch_items,
+                 self.num_workers, f"precomputed {self.features} features" if self.features else "audio decoded on the fly")
+        self.dev_cuts = open_cuts(*cfg.dev) if cfg.dev else None
+
+    def _scan_training_data(self, usable: UsableForTraining) -> int:
+        """One streaming pass over the training manifests (metadata only): counts the usable cuts and why
+        others are left out, and rejects duplicate cut ids, in memory that does not hold the cuts."""
+        reasons: dict[str, int] = {}
+        dups, kept, total = DuplicateIds(), 0, 0
+        for cut in tqdm(train_cuts(self.cfg.data.train, self.cfg.train.seed, True), desc="scan training data",
+                        unit="cut", disable=not self.dist.main, mininterval=5):
+            total += 1
+            dups.add(cut.id)
+            why = usable.reason(cut)
+            if why is None:
+                kept += 1
+            else:
+                reasons[why] = reasons.get(why, 0) + 1
+        repeated = dups.find(train_cuts(self.cfg.data.train, self.cfg.train.seed, True))
+        if repeated:
+            raise ManifestError(f"data.train: duplicate cut id(s) {repeated} (ids must be unique across corpora)")
+        if reasons:
+            log.warning("train: filtered %d of %d cuts: %s", total - kept, total,
+                        ", ".join(f"{n} {r}" for r, n in sorted(reasons.items(), key=lambda x: -x[1])))
+        if not kept:
+            raise ValueError(f"train: no usable cuts left after filtering ({reasons})")
+        return kept
 
     def _restore(self) -> None:
         step_dir, weights, state = self.resume_from
@@ -227,10 +263,12 @@ class Trainer:
         self.scheduler.load_state_dict(state["scheduler"])
         self.step, self.epoch = state["step"], state["epoch"]
         self.nan_total = state.get("nan_total", 0)
+        self.bad = state.get("bad", self.bad)
         per_rank = state["per_rank"]
         if len(per_rank) != self.dist.world_size:
             raise ValueError(f"{step_dir}: saved with {len(per_rank)} processes, resuming with {self.dist.world_size}")
         self.sampler.load_state_dict(per_rank[self.dist.rank]["sampler"])
+        self.consumed = per_rank[self.dist.rank].get("consumed", 0)
         set_rng_state(per_rank[self.dist.rank]["rng"])
         self._apply_freeze()
         log.info("resumed from %s (step %d, epoch %d)", step_dir, self.step, self.epoch)
@@ -249,16 +287,25 @@ class Trainer:
         while self.step < cfg.max_steps and self.epoch < cfg.max_epochs and not out_of_time:
             if not restored:
                 self.sampler.set_epoch(self.epoch)
+                self.consumed, self.bad["epoch"] = 0, 0
             resumed_mid_epoch, restored = restored, False
             batches = iter(self.loader)
             micro, acc = 0, {}
             while True:
+                waited = time.perf_counter()
                 batch = next(batches, None)
+                self.timing["data_wait"] += time.perf_counter() - waited
                 if not self.dist.all_true(batch is not None):
                     break
+                self.consumed += 1
+                self._count_bad(batch)
+                if not self.dist.all_true(len(batch.ids) > 0):
+                    continue    # every item of some rank's batch was unreadable
                 if micro % self.cfg.optim.accum_grad == 0:
                     acc = {"finite": True, "audio": 0.0}
+                computed = time.perf_counter()
                 self._micro_step(batch.to(self.device), acc)
+                self.timing["compute"] += time.perf_counter() - computed
                 micro += 1
                 if micro % self.cfg.optim.accum_grad or not self._optimizer_step(acc):
                     continue
@@ -287,11 +334,41 @@ class Trainer:
             last_saved = self._save({})
         if self.nan_total:
             log.warning("skipped %d batches with a non-finite loss", self.nan_total)
+        if self.bad["total"]:
+            log.warning("dropped %d unreadable training item(s); first: %s", self.bad["total"],
+                        "; ".join(self.bad["first"][:5]))
+        log.info("%s", self._timing_line())
         if self.dist.enabled:
             self._check_ranks_in_sync()
         if self.writer:
             self.writer.close()
         return last_saved
+
+    def _count_bad(self, batch) -> None:
+        """Unreadable items were left out of the batch by the loader: log, count, and stop only when an
+        epoch holds more of them than data.max_bad_fraction allows."""
+        if not batch.bad:
+            return
+        self.bad["total"] += len(batch.bad)
+        self.bad["epoch"] += len(batch.bad)
+        for item in batch.bad:
+            if len(self.bad["first"]) < 20:
+                self.bad["first"].append(item.line())
+                log.warning("dropped unreadable training item: %s", item.line())
+        if self.writer:
+            self.writer.add_scalar("train/bad_items", self.bad["total"], self.step)
+        limit = self.cfg.data.max_bad_fraction * self.epoch_items / self.dist.world_size
+        if self.bad["epoch"] > limit:
+            raise RuntimeError(
+                f"training stopped: {self.bad['epoch']} unreadable items in epoch {self.epoch}, more than "
+                f"data.max_bad_fraction={self.cfg.data.max_bad_fraction} of {self.epoch_items}; first: "
+                + "; ".join(self.bad["first"][:3]))
+
+    def _timing_line(self) -> str:
+        wait, compute = self.timing["data_wait"], self.timing["compute"]
+        share = wait / max(wait + compute, 1e-9)
+        return (f"step time: data wait {wait:.1f} s ({share:.1%}), compute {compute:.1f} s "
+                f"with {self.num_workers} loader worker(s)")
 
     def _check_ranks_in_sync(self) -> None:
         """Every rank must end with the same weights; a mismatch means DDP silently diverged."""
@@ -311,7 +388,7 @@ class Trainer:
         if finite:
             (loss / self.cfg.optim.accum_grad).backward()
         acc["finite"] = acc["finite"] and finite
-        acc["audio"] += float(batch.wav_lens.sum()) / 16000
+        acc["audio"] += batch.seconds
         acc.update({k: float(v.detach()) for k, v in out.items()})
 
     def _optimizer_step(self, stats: dict) -> bool:
@@ -341,6 +418,8 @@ class Trainer:
             for group, lr in zip(self.optimizer.param_groups, self.scheduler.get_last_lr()):
                 self.writer.add_scalar(f"train/lr/{group.get('name', 'all')}", lr, self.step)
             self.writer.add_scalar("train/grad_norm", float(grad_norm), self.step)
+            wait, compute = self.timing["data_wait"], self.timing["compute"]
+            self.writer.add_scalar("train/data_wait_fraction", wait / max(wait + compute, 1e-9), self.step)
         stats["grad_norm"] = float(grad_norm)
         return True
 
@@ -352,7 +431,10 @@ class Trainer:
         layers = self.cfg.train.valid_retrieval_layers
         scorer, total_loss, utts = CerScorer(), 0.0, 0
         frames, frame_ids = {k: [] for k in layers}, []
-        for batch in eval_loader(self.dev_cuts, self.cfg.data.valid_max_duration, self.tokenizer):
+        for batch in eval_loader(self.dev_cuts, self.cfg.data.valid_max_duration, self.tokenizer,
+                                 features=self.features, min_samples=self.model.encoder.min_samples):
+            if batch.bad:
+                raise ValueError(f"dev data: {batch.bad[0].line()}")
             batch.to(self.device)
             enc = self.model.encode(batch.wav, batch.wav_lens)
             for hyp, ref, dialect in zip(ctc_greedy(self.model.ctc_log_probs(enc), enc.lengths),
@@ -383,14 +465,29 @@ class Trainer:
                  "".join(f"; YuBao R@1 layer {k} {v:.1f}%" for k, v in metrics.get("valid_r1", {}).items()))
         return metrics
 
+    def _sampler_state(self) -> dict:
+        """The sampler's state as of the batches the loop consumed. Workers prefetch, so the sampler
+        itself is ahead; lhotse restores by replaying the epoch's batch count, which must be ours."""
+        state = self.sampler.state_dict()
+        epoch_stats = state["diagnostics"]["stats_per_epoch"].get(state["diagnostics"]["current_epoch"])
+        if epoch_stats is not None:
+            epoch_stats["kept_batches"], epoch_stats["discarded_batches"] = self.consumed, 0
+        return state
+
     def _save(self, stats: dict) -> Path | None:
-        per_rank = self.dist.gather({"sampler": self.sampler.state_dict(), "rng": rng_state()})
+        per_rank = self.dist.gather({"sampler": self._sampler_state(), "rng": rng_state(),
+                                     "consumed": self.consumed})
         if not self.dist.main:
             return None
         state = {"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
-                 "step": self.step, "epoch": self.epoch, "nan_total": self.nan_total, "per_rank": per_rank}
+                 "step": self.step, "epoch": self.epoch, "nan_total": self.nan_total, "per_rank": per_rank,
+                 "bad": self.bad}
+        log.info("step %d: %s", self.step, self._timing_line())
         metrics = {"step": self.step, "epoch": self.epoch,
                    **{f"train_{k}": round(v, 5) for k, v in stats.items() if isinstance(v, float)},
+                   "train_data_wait_s": round(self.timing["data_wait"], 3),
+                   "train_compute_s": round(self.timing["compute"], 3),
+                   "train_bad_items": self.bad["total"],
                    **(self.last_valid if self.last_valid.get("valid_step") == self.step else {})}
         return save_checkpoint(self.ckpt_root, self.step, self.model, state, metrics, self.cfg.train.keep_last)
 
