@@ -89,6 +89,9 @@ def _md_table(header: list[str], rows: list[list[str]]) -> str:
 def write_report(out_dir: str | Path, exp_dir: str | Path, retrieval_dir: str | Path, checkpoint: str = "latest") -> Path:
     out_dir, exp_dir, ret_dir = Path(out_dir), Path(exp_dir), Path(retrieval_dir)
     parts = ["# speechalign report", ""]
+    if (out_dir / "retrieval.html").is_file():
+        parts += ["Listen to the retrieval results: [retrieval.html](retrieval.html) (each query's top 5 with audio, "
+                  "filters by source, layer and dialect pair).", ""]
     stats = out_dir / "stats.txt"
     if stats.is_file():
         parts += ["## Data", "", "```", stats.read_text(encoding="utf-8").rstrip(), "```", ""]
