@@ -240,7 +240,17 @@ def apply_override(raw: dict, override: str) -> None:
         node = node.setdefault(k, {})
         if not isinstance(node, dict):
             raise ConfigError(f"override {override!r}: {k} is not a section")
-    node[keys[-1]] = yaml.safe_load(value)
+    try:
+        node[keys[-1]] = yaml.safe_load(value)
+    except yaml.YAMLError as e:
+        raise ConfigError(f"override {override!r}: value is not valid YAML ({_yaml_problem(e)})") from None
+
+
+def _yaml_problem(e: yaml.YAMLError) -> str:
+    """PyYAML's multi-line message as one line: the problem and its 1-based line:column."""
+    mark = getattr(e, "problem_mark", None)
+    where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
+    return where + (getattr(e, "problem", None) or str(e).splitlines()[0])
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> ExperimentConfig:
@@ -249,7 +259,12 @@ def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> Ex
         path = Path(path)
         if not path.is_file():
             raise ConfigError(f"config {path} not found")
-        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        try:
+            raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except yaml.YAMLError as e:
+            raise ConfigError(f"{path}: YAML syntax error at {_yaml_problem(e)}") from None
+        if not isinstance(raw, dict):
+            raise ConfigError(f"{path}: expected a mapping of sections (model:, data:, ...), got {type(raw).__name__}")
     for o in overrides:
         apply_override(raw, o)
     try:

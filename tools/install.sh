@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs speechalign into ./.venv (system packages via apt when run as root).
-# Usage: tools/install.sh [--test]   (--test adds pytest and hypothesis)
+# Usage: tools/install.sh [--test]   (--test adds pytest and hypothesis, and Chromium with a CJK font
+#                                     for the headless-browser test of the `report --html` page)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -12,6 +13,10 @@ for tool in espeak-ng ffmpeg sox; do
   command -v "$tool" >/dev/null 2>&1 || need+=("$tool")
 done
 python3 -c "import venv, ensurepip" 2>/dev/null || need+=(python3-venv)
+if [ -n "$extra" ]; then
+  command -v chromium >/dev/null 2>&1 || need+=(chromium)
+  fc-list 2>/dev/null | grep -qi "wenquanyi" || need+=(fonts-wqy-zenhei)
+fi
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then
     echo "install.sh: please install ${need[*]} (e.g. sudo apt-get install ${need[*]})" >&2

@@ -172,5 +172,7 @@ if run_stage 7; then
     speechalign compare "$out"/retrieval/tw-hokkien/*/*.tsv --query Hokkien --gallery Mandarin --best-per-system \
       --out "$out/hokkien-to-mandarin" --title "tw-hokkien: Hokkien speech -> Mandarin TTS of the translation"
   fi
+  # YuBao heatmaps and layer plots per system; Hokkien queries with their top 5 Mandarin recordings.
+  speechalign report --out-dir "$out" --retrieval-dir "$out/retrieval" --html
 fi
-log "done: $out/cer-goo-gi-test.md, $out/yubao-goo-gi-test.md, $out/hokkien-to-mandarin.md"
+log "done: $out/cer-goo-gi-test.md, $out/yubao-goo-gi-test.md, $out/hokkien-to-mandarin.md, $out/retrieval.html"

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The default demo, offline on CPU: synthetic parallel corpus -> stats -> train -> average -> decode
-# -> embed every layer -> retrieval (pooled, SeqSim, rerank; +/- centering) -> layer sweep -> REPORT.md.
+# -> embed every layer -> retrieval (pooled, SeqSim, rerank; +/- centering) -> layer sweep -> REPORT.md and
+# retrieval.html (each query's top 5 with audio players).
 # Usage: egs/synth/run.sh [--stage N] [--stop-stage N] [--quick] [--out DIR] [--num-sentences N]
 #                         [--held-out-fraction F]   (dev and test each get this fraction of the sentences)
 set -euo pipefail
@@ -106,6 +107,6 @@ fi
 
 if run_stage 8; then
   log "stage 8: report"
-  speechalign report --out-dir "$out" --exp-dir "$exp" --retrieval-dir "$ret" --checkpoint avg-last3
-  log "report written to $out/REPORT.md"
+  speechalign report --out-dir "$out" --exp-dir "$exp" --retrieval-dir "$ret" --checkpoint avg-last3 --html
+  log "report written to $out/REPORT.md and $out/retrieval.html"
 fi
