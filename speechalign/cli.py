@@ -20,6 +20,15 @@ def _add_prepare(subparsers) -> None:
         importlib.import_module(f"data_prep.{name}").add_cli(corpora)
 
 
+def _require_cuts(paths, what: str) -> None:
+    """An empty manifest is an error: decoding or training on nothing would otherwise end with exit 0."""
+    from speechalign.data.manifest import ManifestError, iter_cuts
+
+    for path in paths:
+        if next(iter_cuts(path), None) is None:
+            raise ManifestError(f"{path}: no cuts (empty manifest given as {what})")
+
+
 def _cmd_stats(args) -> None:
     from speechalign.data.stats import manifest_stats
 
@@ -34,6 +43,10 @@ def _cmd_train(args) -> None:
     from speechalign.train.trainer import train
 
     cfg = load_config(args.config, args.set)
+    if args.exp_dir is not None:
+        for i, corpus in enumerate(cfg.data.train):
+            _require_cuts(corpus.cuts, f"data.train[{i}].cuts")
+        _require_cuts(cfg.data.dev, "data.dev")
     if args.dry_run:
         from speechalign.train.dry_run import dry_run, miniature
 
@@ -100,6 +113,7 @@ def _cmd_compare_cer(args) -> None:
 def _cmd_decode(args) -> None:
     from speechalign.decode.run import decode
 
+    _require_cuts(args.cuts, "--cuts")
     for mode in args.mode:
         decode(args.exp_dir, args.cuts, mode=mode, beam=args.beam, checkpoint=args.checkpoint,
                ctc_weight=args.ctc_weight, max_duration=args.max_duration, device=args.device)
@@ -108,6 +122,7 @@ def _cmd_decode(args) -> None:
 def _cmd_decode_whisper(args) -> None:
     from speechalign.decode.whisper_zero_shot import decode_ct2_whisper
 
+    _require_cuts(args.cuts, "--cuts")
     decode_ct2_whisper(args.ct2_dir, args.cuts, args.out, language=args.language, beam=args.beam,
                        max_duration=args.max_duration, device=args.device, compute_type=args.compute_type)
 

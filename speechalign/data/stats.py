@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from speechalign.data.manifest import cut_meta, iter_cuts, split_name
+from speechalign.data.manifest import ManifestError, cut_meta, iter_cuts, split_name
 
 
 @dataclass
@@ -32,11 +32,16 @@ def manifest_stats(paths: list[str | Path], outlier_factor: float = 3.0, max_lis
     """Count utterances/hours/speakers per (split, dialect) and flag zero-length audio, empty text
     and duration outliers (outside median ± ``outlier_factor``·IQR of their split, or > 60 s)."""
     stats = Stats()
+    seen: dict[str, tuple[Path, int]] = {}
     for path in paths:
         split = split_name(path)
         durations, ids = [], []
         empty_audio, empty_text = [], []
-        for cut in iter_cuts(path):
+        for n, cut in enumerate(iter_cuts(path), 1):
+            if cut.id in seen:
+                first, m = seen[cut.id]
+                raise ManifestError(f"{path}: duplicate cut id {cut.id!r} at cut #{n} (first seen in {first}, cut #{m})")
+            seen[cut.id] = (Path(path), n)
             meta = cut_meta(cut)
             row = stats.rows[(split, meta["dialect"])]
             row[0] += 1
@@ -49,6 +54,8 @@ def manifest_stats(paths: list[str | Path], outlier_factor: float = 3.0, max_lis
                 empty_text.append(cut.id)
             durations.append(cut.duration)
             ids.append(cut.id)
+        if not ids:
+            raise ManifestError(f"{path}: no cuts (empty manifest)")
         name = Path(path).name
         for what, bad in (("zero-length audio", empty_audio), ("empty text", empty_text)):
             if bad:

@@ -6,6 +6,7 @@ import re
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file
 
 from speechalign.config import ExperimentConfig, load_config
@@ -35,8 +36,41 @@ def resolve_weights(exp_dir: Path, checkpoint: str = "latest") -> Path:
     for c in candidates:
         if c.is_file():
             return c
-    known = [p.name for p in list_checkpoints(exp_dir / "checkpoints")] + [p.stem for p in exp_dir.glob("avg-*.safetensors")]
-    raise FileNotFoundError(f"{exp_dir}: checkpoint {checkpoint!r} not found; available: {known}")
+    raise FileNotFoundError(f"{exp_dir}: checkpoint {checkpoint!r} not found; valid: {valid_checkpoints(exp_dir)}")
+
+
+def valid_checkpoints(exp_dir: Path) -> list[str]:
+    """Names ``--checkpoint`` accepts whose weights file has a readable safetensors header (no tensors read)."""
+    named = [(p.name, p / "model.safetensors") for p in list_checkpoints(exp_dir / "checkpoints")]
+    named += [(p.stem, p) for p in sorted(exp_dir.glob("avg-*.safetensors"))]
+    valid = []
+    for name, path in named:
+        try:
+            with safe_open(str(path), "pt"):
+                valid.append(name)
+        except (SafetensorError, OSError, ValueError):
+            pass
+    return valid
+
+
+def load_checkpoint_into(model: torch.nn.Module, weights: Path, exp_dir: Path) -> None:
+    """Load ``weights`` strictly; a corrupt file or one of another architecture is a one-line error naming
+    the file and listing the valid checkpoints."""
+    try:
+        state = load_file(str(weights))
+    except (SafetensorError, OSError, ValueError) as e:
+        raise ValueError(f"{weights}: unreadable weights ({str(e).splitlines()[0] if str(e) else type(e).__name__}); "
+                         f"valid checkpoints of {exp_dir}: {valid_checkpoints(exp_dir)}") from None
+    own = model.state_dict()
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    shapes = sorted(k for k in set(own) & set(state) if own[k].shape != state[k].shape)
+    if missing or unexpected or shapes:
+        parts = [f"{len(v)} {what} (e.g. {v[0]})" for what, v in
+                 (("missing key(s)", missing), ("unexpected key(s)", unexpected), ("shape mismatch(es)", shapes)) if v]
+        raise ValueError(f"{weights}: does not fit the model of {exp_dir / 'config.yaml'}: {', '.join(parts)}; "
+                         f"valid checkpoints of {exp_dir}: {valid_checkpoints(exp_dir)}")
+    model.load_state_dict(state, strict=True)
 
 
 def load_experiment(exp_dir: str | Path, checkpoint: str = "latest",
@@ -57,5 +91,5 @@ def load_experiment(exp_dir: str | Path, checkpoint: str = "latest",
         att_vocab = WhisperVocab(exp_dir / "whisper_tokenizer.json", cfg.model.decoder.language)
     model = build_model(cfg, len(tokenizer), hf_config if hf_config.is_file() else None, decoder_json, att_vocab)
     weights = resolve_weights(exp_dir, checkpoint)
-    model.load_state_dict(load_file(str(weights)), strict=True)
+    load_checkpoint_into(model, weights, exp_dir)
     return cfg, tokenizer, model.to(device).eval()
