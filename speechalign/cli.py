@@ -116,7 +116,8 @@ def _cmd_decode(args) -> None:
     _require_cuts(args.cuts, "--cuts")
     for mode in args.mode:
         decode(args.exp_dir, args.cuts, mode=mode, beam=args.beam, checkpoint=args.checkpoint,
-               ctc_weight=args.ctc_weight, max_duration=args.max_duration, device=args.device)
+               ctc_weight=args.ctc_weight, max_duration=args.max_duration, device=args.device,
+               skip_bad=args.skip_bad)
 
 
 def _cmd_decode_whisper(args) -> None:
@@ -130,8 +131,12 @@ def _cmd_decode_whisper(args) -> None:
 def _cmd_transcribe(args) -> None:
     from speechalign.decode.run import transcribe
 
-    for path, text in zip(args.audio, transcribe(args.exp_dir, args.audio, args.mode, args.beam, args.checkpoint)):
-        print(f"{path}\t{text}")
+    texts = transcribe(args.exp_dir, args.audio, args.mode, args.beam, args.checkpoint, skip_bad=args.skip_bad)
+    for path, text in zip(args.audio, texts):
+        if text is not None:
+            print(f"{path}\t{text}")
+    if None in texts:
+        log.warning("transcribe: %d of %d file(s) skipped as unreadable", texts.count(None), len(texts))
 
 
 def _cmd_score(args) -> None:
@@ -147,7 +152,7 @@ def _cmd_embed(args) -> None:
     encoder, source = build_source(args.exp_dir, args.encoder_dir, args.features, args.checkpoint,
                                    args.random_init, args.seed, args.length_mode)
     embed(args.cuts, args.out, encoder, source, layers=args.layers, pooling=tuple(args.pool), frames=args.frames,
-          shard_size=args.shard_size, max_duration=args.max_duration, device=args.device)
+          shard_size=args.shard_size, max_duration=args.max_duration, device=args.device, skip_bad=args.skip_bad)
 
 
 def _retrieval_options(args):
@@ -209,6 +214,50 @@ def _cmd_report(args) -> None:
         print(write_report(args.out_dir, args.exp_dir, args.retrieval_dir, args.checkpoint))
 
 
+def _add_skip_bad(p) -> None:
+    p.add_argument("--skip-bad", action="store_true",
+                   help="skip unreadable, non-finite, too-short or wrong-length audio (counted and listed) "
+                        "instead of stopping at the first")
+
+
+def _cmd_export_shar(args) -> None:
+    from speechalign.data.shar import export_shar
+
+    print(export_shar(args.cuts, args.out, args.shard_size, args.features, args.audio_format, args.num_jobs))
+
+
+def _cmd_compute_features(args) -> None:
+    from speechalign.config import load_config
+    from speechalign.data.features import compute_features, frontend_for
+
+    front = frontend_for(load_config(args.config, args.set))
+    for path in args.cuts:
+        print(compute_features(path, args.out_dir, front, args.num_jobs))
+
+
+def _add_data_commands(sub) -> None:
+    p = sub.add_parser("export-shar", help="write manifests with their audio (or features) as lhotse Shar shards",
+                       epilog="example: speechalign export-shar --cuts data/kespeech_cuts_train.jsonl.gz "
+                              "--out data/shar/kespeech_train --shard-size 1000")
+    p.add_argument("--cuts", type=Path, nargs="+", required=True, help="cut manifests (.jsonl.gz) to export")
+    p.add_argument("--out", type=Path, required=True, help="new Shar directory (must not exist)")
+    p.add_argument("--shard-size", type=int, default=1000, help="cuts per shard")
+    p.add_argument("--features", action="store_true",
+                   help="export precomputed features (manifests from compute-features) instead of audio")
+    p.add_argument("--audio-format", default="flac", help="audio codec inside the shards (flac, wav, opus, ...)")
+    p.add_argument("--num-jobs", type=int, default=1, help="processes writing shards in parallel")
+    p.set_defaults(func=_cmd_export_shar)
+    p = sub.add_parser("compute-features", help="precompute the encoder's front end (lilcom) for data.features=precomputed",
+                       epilog="example: speechalign compute-features --config recipes/synth_conformer_ctc.yaml "
+                              "--cuts data/synth_cuts_train.jsonl.gz --out-dir data/feats")
+    p.add_argument("--config", type=Path, required=True, help="the recipe whose encoder front end to run")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config override (repeatable)")
+    p.add_argument("--cuts", type=Path, nargs="+", required=True, help="cut manifests (.jsonl.gz)")
+    p.add_argument("--out-dir", type=Path, required=True, help="where <manifest name> and its features go")
+    p.add_argument("--num-jobs", type=int, default=1, help="extraction processes")
+    p.set_defaults(func=_cmd_compute_features)
+
+
 def _add_search_options(p, several: bool = False) -> None:
     from speechalign.retrieval.search import INDEXES
 
@@ -234,6 +283,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True, metavar="<command>")
     _add_prepare(sub)
+    _add_data_commands(sub)
 
     p = sub.add_parser("stats", help="utterances and hours per dialect and split, with data warnings")
     p.add_argument("cuts", nargs="+", type=Path, help="cut manifests (.jsonl.gz)")
@@ -282,6 +332,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ctc-weight", type=float, default=0.5, help="CTC weight in attention rescoring / joint beam")
     p.add_argument("--max-duration", type=float, default=120.0, help="seconds of audio per batch")
     p.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda:0")
+    _add_skip_bad(p)
     p.set_defaults(func=_cmd_decode)
 
     p = sub.add_parser(
@@ -313,6 +364,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mode", choices=MODES, default="ctc_greedy", help="decoding mode")
     p.add_argument("--beam", type=int, default=10, help="beam size of the beam-search modes")
     p.add_argument("--checkpoint", default="latest", help="latest | step-N | avg-last5 | path.safetensors")
+    _add_skip_bad(p)
     p.set_defaults(func=_cmd_transcribe)
 
     p = sub.add_parser("score", help="CER of another system's output with our normalization and grouping")
@@ -342,6 +394,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--shard-size", type=int, default=256, help="utterances per shard file (a rerun skips done shards)")
     p.add_argument("--max-duration", type=float, default=120.0, help="seconds of audio per batch")
     p.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda:0")
+    _add_skip_bad(p)
     p.set_defaults(func=_cmd_embed)
 
     p = sub.add_parser("retrieve", help="cross-dialect retrieval: R@k/MRR per dialect pair, or the YuBao matrix;"

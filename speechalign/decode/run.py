@@ -13,7 +13,7 @@ import torch
 from tqdm import tqdm
 
 from speechalign.data.dataset import collate_audio, eval_loader
-from speechalign.data.manifest import load_cuts
+from speechalign.data.manifest import open_cuts
 from speechalign.decode.attention import attention_beam, attention_rescoring, joint_beam
 from speechalign.decode.ctc import ctc_greedy, ctc_prefix_beam
 from speechalign.decode.report import Utterance, report_set, write_reports
@@ -69,8 +69,9 @@ def decode_batch(model, wav: torch.Tensor, wav_lens: torch.Tensor, mode: str, be
 
 def decode(exp_dir: str | Path, cuts: list[str | Path], mode: str = "ctc_greedy", beam: int = 10,
            checkpoint: str = "latest", ctc_weight: float = 0.5, max_duration: float = 120.0,
-           device: str = "cpu") -> dict[str, object]:
-    """Decode each manifest and write reports to ``<exp>/decode/<checkpoint>/``; returns scorers."""
+           device: str = "cpu", skip_bad: bool = False) -> dict[str, object]:
+    """Decode each manifest and write reports to ``<exp>/decode/<checkpoint>/``; returns scorers.
+    An unreadable utterance is an error naming its file, or with ``skip_bad`` a counted, listed skip."""
     exp_dir = Path(exp_dir)
     cfg, tokenizer, model = load_experiment(exp_dir, checkpoint, device)
     out_dir = exp_dir / "decode" / checkpoint
@@ -78,21 +79,34 @@ def decode(exp_dir: str | Path, cuts: list[str | Path], mode: str = "ctc_greedy"
     for path in cuts:
         # <corpus>_<split>: two corpora's test splits must never overwrite each other's reports.
         set_name = Path(path).name.split(".")[0].replace("_cuts_", "_")
-        cutset = load_cuts(path)
-        utts, audio, start = [], 0.0, time.perf_counter()
-        for batch in tqdm(eval_loader(cutset, max_duration), desc=f"decode {set_name} {mode}", unit="batch"):
+        utts, audio, start, skipped = [], 0.0, time.perf_counter(), []
+        loader = eval_loader(open_cuts(path), max_duration, min_samples=model.encoder.min_samples)
+        for batch in tqdm(loader, desc=f"decode {set_name} {mode}", unit="batch"):
+            skipped += check_bad(batch.bad, skip_bad, "decode")
+            if not batch.ids:
+                continue
             hyps = decode_batch(model, batch.wav.to(device), batch.wav_lens.to(device), mode, beam, ctc_weight,
                                 tokenizer.decode)
             audio += float(batch.wav_lens.sum()) / 16000
             utts += [Utterance(i, d, r, hyp_text(model, tokenizer, mode, h))
                      for i, d, r, h in zip(batch.ids, batch.dialects, batch.texts, hyps)]
         rtf = (time.perf_counter() - start) / max(audio, 1e-9)
+        note = f", skipped {len(skipped)} unreadable: {'; '.join(skipped[:3])}" if skipped else ""
         results[set_name] = report_set(out_dir, set_name, mode, utts, rtf,
-                                       f"checkpoint={checkpoint}, beam={beam}, RTF={rtf:.4f}")
+                                       f"checkpoint={checkpoint}, beam={beam}, RTF={rtf:.4f}{note}")
     return results
 
 
-def read_audio_16k(path: str | Path) -> np.ndarray:
+def check_bad(bad: list, skip_bad: bool, command: str) -> list[str]:
+    """Unreadable items of a batch: an error naming the first, or (``skip_bad``) logged and returned."""
+    if bad and not skip_bad:
+        raise ValueError(f"{command}: {bad[0].line()}; --skip-bad skips and counts such items")
+    for item in bad:
+        log.warning("%s: skipped %s", command, item.line())
+    return [item.line() for item in bad]
+
+
+def read_audio_16k(path: str | Path, min_samples: int = 1) -> np.ndarray:
     """Any sample rate / channel count -> float32 mono 16 kHz (clear error for unreadable files)."""
     try:
         audio, sr = sf.read(str(path), dtype="float32", always_2d=True)
@@ -101,19 +115,33 @@ def read_audio_16k(path: str | Path) -> np.ndarray:
     if audio.size == 0:
         raise ValueError(f"{path}: audio is empty")
     audio = audio.mean(axis=1)
+    if not np.isfinite(audio).all():
+        raise ValueError(f"{path}: audio contains NaN or inf samples")
     if sr != 16000:
         import soxr
 
         audio = soxr.resample(audio, sr, 16000).astype(np.float32)
+    if len(audio) < min_samples:
+        raise ValueError(f"{path}: audio of {len(audio) / 16000:.3f} s is shorter than the encoder's minimum "
+                         f"{min_samples / 16000:.3f} s")
     return audio
 
 
 def transcribe(exp_dir: str | Path, files: list[str | Path], mode: str = "ctc_greedy", beam: int = 10,
-               checkpoint: str = "latest", ctc_weight: float = 0.5) -> list[str]:
+               checkpoint: str = "latest", ctc_weight: float = 0.5, skip_bad: bool = False) -> list[str | None]:
+    """Transcripts in file order; with ``skip_bad`` an unreadable file gives None (and a logged reason)."""
     _, tokenizer, model = load_experiment(exp_dir, checkpoint)
     texts = []
     for path in files:
-        wav, lens = collate_audio([read_audio_16k(path)])
+        try:
+            audio = read_audio_16k(path, model.encoder.min_samples)
+        except ValueError as e:
+            if not skip_bad:
+                raise
+            log.warning("transcribe: skipped %s", e)
+            texts.append(None)
+            continue
+        wav, lens = collate_audio([audio])
         ids = decode_batch(model, wav, lens, mode, beam, ctc_weight, tokenizer.decode)[0]
         texts.append(hyp_text(model, tokenizer, mode, ids))
     return texts

@@ -15,6 +15,7 @@ import io
 import logging
 import os
 from dataclasses import dataclass
+from itertools import islice
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +24,7 @@ import yaml
 from tqdm import tqdm
 
 from speechalign.data.dataset import SpeechDataset
-from speechalign.data.manifest import cut_meta, load_cuts
+from speechalign.data.manifest import cut_meta, open_cuts
 
 log = logging.getLogger("speechalign.retrieval")
 POOLING = ("mean", "max", "meanstd")
@@ -62,6 +63,7 @@ class FeatureBaseline(torch.nn.Module):
             raise ValueError(f"unknown feature baseline {kind!r}; use fbank or mfcc")
         self.kind = kind
         self.num_layers = 0
+        self.dim = 80 if kind == "fbank" else 40
 
     def forward(self, wav, wav_lens):
         from speechalign.models.encoders import EncoderOutput
@@ -138,7 +140,7 @@ def _atomic_npz(path: Path, arrays: dict) -> None:
 def _shard_done(path: Path) -> bool:
     try:
         with np.load(path, allow_pickle=False) as z:
-            return "lengths" in z.files
+            return "lengths" in z.files and "ids" in z.files
     except (OSError, ValueError, EOFError):
         return False
 
@@ -161,41 +163,40 @@ def parse_layers(spec: str, num_layers: int) -> list[int]:
 @torch.no_grad()
 def embed(cuts_paths: list[str | Path], out_dir: str | Path, encoder, source: dict, layers: str = "all",
           pooling: tuple[str, ...] = ("mean",), frames: bool = False, shard_size: int = 256,
-          max_duration: float = 120.0, device: str = "cpu") -> Path:
+          max_duration: float = 120.0, device: str = "cpu", skip_bad: bool = False) -> Path:
+    """Stream the manifests shard by shard (memory bounded by one shard). An unreadable utterance is an
+    error naming its file, or with ``skip_bad`` left out of the embeddings, counted and listed."""
+    from speechalign.decode.run import check_bad
+
     out_dir = Path(out_dir)
     (out_dir / "shards").mkdir(parents=True, exist_ok=True)
-    cuts = load_cuts(*cuts_paths)
-    if len(cuts) == 0:
-        raise ValueError(f"embed: {', '.join(map(str, cuts_paths))} hold no cuts")
     for p in pooling:
         if p not in POOLING:
             raise ValueError(f"unknown pooling {p!r}; choose from {POOLING}")
     chosen = parse_layers(layers, encoder.num_layers)
     encoder.to(device)
-    dataset = SpeechDataset()
-    all_cuts = list(cuts)
-    shards = [all_cuts[i : i + shard_size] for i in range(0, len(all_cuts), shard_size)]
-    lengths_all, dims = [], {}
-    bar = tqdm(total=len(all_cuts), desc="embed", unit="utt")
-    for k, shard in enumerate(shards):
-        path = out_dir / "shards" / f"shard-{k:05d}.npz"
-        if _shard_done(path):
-            with np.load(path, allow_pickle=False) as z:
-                lengths_all.append(z["lengths"])
-                dims = {L: int(z[f"pooled_{pooling[0]}_L{L}"].shape[1]) for L in chosen}
-            bar.update(len(shard))
-            continue
-        arrays = _embed_shard(encoder, dataset, shard, chosen, pooling, frames, max_duration, device)
-        _atomic_npz(path, arrays)
-        lengths_all.append(arrays["lengths"])
-        dims = {L: int(arrays[f"pooled_{pooling[0]}_L{L}"].shape[1]) for L in chosen}
+    dataset = SpeechDataset(min_samples=getattr(encoder, "min_samples", 1))
+    cuts = iter(open_cuts(*cuts_paths))
+    rows, dims, skipped, num_shards = [], {}, [], 0
+    bar = tqdm(desc="embed", unit="utt")
+    while shard := list(islice(cuts, shard_size)):
+        path = out_dir / "shards" / f"shard-{num_shards:05d}.npz"
+        if not _shard_done(path):
+            arrays, bad = _embed_shard(encoder, dataset, shard, chosen, pooling, frames, max_duration, device)
+            skipped += check_bad(bad, skip_bad, "embed")
+            _atomic_npz(path, arrays)
+        with np.load(path, allow_pickle=False) as z:
+            ids, lengths = z["ids"].tolist(), z["lengths"]
+            dims = {L: int(z[f"pooled_{pooling[0]}_L{L}"].shape[1]) for L in chosen}
+        by_id = {c.id: c for c in shard}
+        for cut_id, n in zip(ids, lengths):
+            m = cut_meta(by_id[cut_id])
+            rows.append([m["id"], m["dialect"], m["site"] or "", m["subgroup"] or "", m["sentence_id"] or "", int(n)])
+        num_shards += 1
         bar.update(len(shard))
     bar.close()
-    lengths = np.concatenate(lengths_all)
-    rows = []
-    for cut, n in zip(all_cuts, lengths):
-        m = cut_meta(cut)
-        rows.append([m["id"], m["dialect"], m["site"] or "", m["subgroup"] or "", m["sentence_id"] or "", int(n)])
+    if not rows:
+        raise ValueError(f"embed: {', '.join(map(str, cuts_paths))} hold no usable cuts")
     buf = io.StringIO()
     writer = csv.writer(buf, delimiter="\t", lineterminator="\n")
     writer.writerow(META_FIELDS)
@@ -203,54 +204,60 @@ def embed(cuts_paths: list[str | Path], out_dir: str | Path, encoder, source: di
     (out_dir / ".meta.tsv.tmp").write_text(buf.getvalue(), encoding="utf-8")
     os.replace(out_dir / ".meta.tsv.tmp", out_dir / "meta.tsv")
     info = {"source": source, "layers": chosen, "pooling": list(pooling), "frames": frames, "dims": dims,
-            "num_utterances": len(all_cuts), "num_shards": len(shards), "shard_size": shard_size,
-            "cuts": [str(p) for p in cuts_paths]}
+            "num_utterances": len(rows), "num_shards": num_shards, "shard_size": shard_size,
+            "cuts": [str(p) for p in cuts_paths], "skipped": skipped}
     (out_dir / ".info.yaml.tmp").write_text(yaml.safe_dump(info, sort_keys=False, allow_unicode=True), encoding="utf-8")
     os.replace(out_dir / ".info.yaml.tmp", out_dir / "info.yaml")
-    log.info("embedded %d utterances, layers %s -> %s", len(all_cuts), chosen, out_dir)
+    if skipped:
+        log.warning("embed: skipped %d unreadable utterance(s) (listed in info.yaml)", len(skipped))
+    log.info("embedded %d utterances, layers %s -> %s", len(rows), chosen, out_dir)
     return out_dir
 
 
-def _embed_shard(encoder, dataset, shard, layers, pooling, frames, max_duration, device) -> dict:
+def _embed_shard(encoder, dataset, shard, layers, pooling, frames, max_duration, device) -> tuple[dict, list]:
+    """Arrays of the shard's readable utterances (in shard order, ids stored alongside) and the bad ones."""
+    from lhotse import CutSet
+
     order = sorted(range(len(shard)), key=lambda i: shard[i].duration, reverse=True)
-    pooled = {(p, L): [None] * len(shard) for p in pooling for L in layers}
-    frame_store = {L: [None] * len(shard) for L in layers}
-    lengths = np.zeros(len(shard), dtype=np.int64)
+    pooled = {(p, L): {} for p in pooling for L in layers}
+    frame_store = {L: {} for L in layers}
+    lengths, bad = {}, []
     i = 0
     while i < len(order):
         j, total = i, 0.0   # batches of similar length up to max_duration seconds of audio
         while j < len(order) and (j == i or total + shard[order[j]].duration <= max_duration):
             total += shard[order[j]].duration
             j += 1
-        idx = order[i:j]
-        from lhotse import CutSet
-
-        batch = dataset[CutSet.from_cuts([shard[t] for t in idx])]
-        position = {c: n for n, c in enumerate(batch.ids)}
+        batch = dataset[CutSet.from_cuts([shard[t] for t in order[i:j]])]
+        i = j
+        bad += batch.bad
+        if not batch.ids:
+            continue
         out = encoder(batch.wav.to(device), batch.wav_lens.to(device))
         for L in layers:
             states = out.hidden_states[L].float()
             if not torch.isfinite(states).all():
-                bad = [batch.ids[b] for b in range(len(idx)) if not torch.isfinite(states[b]).all()]
-                raise ValueError(f"embed: non-finite states at layer {L} for utterance(s) {bad[:5]}")
+                nonfinite = [batch.ids[b] for b in range(len(batch.ids)) if not torch.isfinite(states[b]).all()]
+                raise ValueError(f"embed: non-finite states at layer {L} for utterance(s) {nonfinite[:5]}")
             for p in pooling:
                 vec = pool(states, out.lengths, p).cpu().numpy()
-                for t in idx:
-                    pooled[(p, L)][t] = vec[position[shard[t].id]]
+                for b, cut_id in enumerate(batch.ids):
+                    pooled[(p, L)][cut_id] = vec[b]
             if frames:
-                for t in idx:
-                    b = position[shard[t].id]
-                    frame_store[L][t] = states[b, : int(out.lengths[b])].cpu().numpy().astype(np.float16)
-        for t in idx:
-            lengths[t] = int(out.lengths[position[shard[t].id]])
-        i = j
-    arrays = {"lengths": lengths}
+                for b, cut_id in enumerate(batch.ids):
+                    frame_store[L][cut_id] = states[b, : int(out.lengths[b])].cpu().numpy().astype(np.float16)
+        for b, cut_id in enumerate(batch.ids):
+            lengths[cut_id] = int(out.lengths[b])
+    ids = [c.id for c in shard if c.id in lengths]
+    arrays = {"ids": np.array(ids, dtype=str), "lengths": np.array([lengths[c] for c in ids], dtype=np.int64)}
     for (p, L), vecs in pooled.items():
-        arrays[f"pooled_{p}_L{L}"] = np.stack(vecs).astype(np.float32)
+        arrays[f"pooled_{p}_L{L}"] = np.stack([vecs[c] for c in ids]).astype(np.float32) if ids else \
+            np.zeros((0, encoder.dim), np.float32)
     if frames:
         for L in layers:
-            arrays[f"frames_L{L}"] = np.concatenate(frame_store[L])
-    return arrays
+            arrays[f"frames_L{L}"] = np.concatenate([frame_store[L][c] for c in ids]) if ids else \
+                np.zeros((0, encoder.dim), np.float16)
+    return arrays, bad
 
 
 @dataclass
