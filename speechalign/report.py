@@ -33,13 +33,24 @@ def training_curve(exp_dir: Path, out_png: Path) -> Path | None:
     ax1.set_ylabel("loss per utterance")
     ax1.set_yscale("log")
     ax1.legend()
-    for tag in sorted(t for t in tags if t.startswith("valid/cer/")):
-        s = events.Scalars(tag)
-        ax2.plot([e.step for e in s], [e.value for e in s], marker="o", label=tag.split("/")[-1])
-    ax2.set_xlabel("step")
-    ax2.set_ylabel("greedy CER (dev)")
-    ax2.set_ylim(0, 1.05)
-    ax2.legend(fontsize=7)
+    cer = {t.split("/")[-1]: events.Scalars(t) for t in sorted(t for t in tags if t.startswith("valid/cer/"))}
+    if max((len(s) for s in cer.values()), default=0) >= 2:
+        for name, s in cer.items():
+            ax2.plot([e.step for e in s], [e.value for e in s], marker="o", label=name)
+        ax2.set_xlabel("step")
+        ax2.set_ylabel("greedy CER (dev)")
+        ax2.set_ylim(0, 1.05)
+        ax2.legend(fontsize=7)
+    elif cer:
+        # One validation: a curve would be a single dot per dialect, so compare the dialects instead.
+        names = list(cer)
+        ax2.barh(names, [cer[n][-1].value for n in names], color="tab:blue")
+        for i, n in enumerate(names):
+            ax2.text(cer[n][-1].value, i, f" {cer[n][-1].value:.3f}", va="center", fontsize=8)
+        ax2.set_xlim(0, 1.15)
+        ax2.set_xlabel(f"greedy CER (dev) at step {cer[names[0]][-1].step}, the only validation")
+    else:
+        ax2.set_axis_off()
     fig.tight_layout()
     fig.savefig(out_png, dpi=110)
     plt.close(fig)

@@ -77,13 +77,23 @@ def _latex(groups: list[str], table: np.ndarray, title: str, note: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+def wrap_title(title: str, width_in: float, fontsize: float) -> str:
+    """Break each line of a title to fit ``width_in`` inches (average glyph ~0.55 em; a long path with
+    no space is cut where it must)."""
+    import textwrap
+
+    chars = max(20, int(width_in * 72 / (0.55 * fontsize)))
+    return "\n".join(textwrap.fill(line, chars) for line in title.splitlines())
+
+
 def heatmap(table: np.ndarray, labels: list[str], path: Path, title: str) -> Path:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(1.0 + 0.8 * len(labels), 0.8 + 0.7 * len(labels)))
+    # At least 5 inches wide so a 3-subgroup matrix still has room for its wrapped title.
+    fig, ax = plt.subplots(figsize=(max(5.0, 1.0 + 0.8 * len(labels)), 0.8 + 0.7 * len(labels) + 0.6))
     im = ax.imshow(np.ma.masked_invalid(table), cmap="viridis", vmin=0, vmax=100)
     ax.set_xticks(range(len(labels)), labels, rotation=45, ha="right")
     ax.set_yticks(range(len(labels)), labels)
@@ -95,7 +105,8 @@ def heatmap(table: np.ndarray, labels: list[str], path: Path, title: str) -> Pat
                 ax.text(j, i, f"{table[i, j]:.0f}", ha="center", va="center",
                         color="white" if table[i, j] < 60 else "black", fontsize=8)
     fig.colorbar(im, ax=ax, label="R@1 (%)")
-    ax.set_title(title, fontsize=9)
+    # Centred on the figure, not on the axes (which the colorbar pushes left), so it can use the full width.
+    fig.suptitle(wrap_title(title, fig.get_figwidth() * 0.9, 9), fontsize=9)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.stem}.tmp.png")
@@ -120,7 +131,7 @@ def sweep_plot(layers: list[int], series: dict[str, list[float]], path: Path, ti
     ax.set_xticks(layers)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
-    ax.set_title(title, fontsize=9)
+    ax.set_title(wrap_title(title, fig.get_figwidth() * 0.9, 9), fontsize=9)
     fig.tight_layout()
     tmp = path.with_name(f".{path.stem}.tmp.png")
     path.parent.mkdir(parents=True, exist_ok=True)
