@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import logging
 import os
+import warnings
 from dataclasses import dataclass, field
 from itertools import islice
 from typing import Iterable, Iterator
 
 import numpy as np
+import soundfile as sf
 import torch
-from lhotse import CutSet
+from lhotse import CutSet, set_audio_duration_mismatch_tolerance
 from lhotse.cut import Cut
 from lhotse.dataset import DynamicBucketingSampler
 from lhotse.utils import compute_num_samples
@@ -21,6 +23,12 @@ from speechalign.text import CharTokenizer
 
 log = logging.getLogger("speechalign.data")
 SAMPLE_RATE = 16000
+# Decoders disagree on MP3 lengths by a few frames; a larger gap means a truncated or mislabelled file.
+# lhotse would otherwise pad or trim files up to 0.5 s off their declared length without a word.
+LENGTH_TOLERANCE = 0.1
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore")   # lhotse warns that transforms may drift; ours drift by a sample
+    set_audio_duration_mismatch_tolerance(LENGTH_TOLERANCE)
 
 
 @dataclass
@@ -91,17 +99,27 @@ def read_item(cut: Cut, features: str | None = None, min_samples: int = 1) -> np
         audio = rec.load_audio(channels=cut.channel) if whole else cut.load_audio()
     except Exception as e:  # soundfile, audioread, ffmpeg and lhotse all raise their own types
         if "declared samples" in str(e):
-            raise ValueError(f"audio length differs from the manifest's declared {rec.duration:.2f} s") from None
+            raise ValueError(f"audio is {_file_seconds(path)}, the manifest declares {rec.duration:.2f} s") from None
         raise ValueError(f"cannot decode audio ({e.__class__.__name__}: {str(e).splitlines()[0][:200]})") from None
     if audio.ndim == 2:
         audio = audio.mean(axis=0) if audio.shape[0] > 1 else audio[0]
     audio = np.ascontiguousarray(audio, dtype=np.float32)
+    expected = compute_num_samples(cut.duration, SAMPLE_RATE)
+    if abs(len(audio) - expected) > LENGTH_TOLERANCE * SAMPLE_RATE:
+        raise ValueError(f"audio is {len(audio) / SAMPLE_RATE:.2f} s, the manifest declares {cut.duration:.2f} s")
     if not np.isfinite(audio).all():
         raise ValueError("audio contains NaN or inf samples")
     if len(audio) < min_samples:
         raise ValueError(f"audio of {len(audio) / SAMPLE_RATE:.3f} s is shorter than the encoder's minimum "
                          f"{min_samples / SAMPLE_RATE:.3f} s")
     return audio
+
+
+def _file_seconds(path: str) -> str:
+    try:
+        return f"{sf.info(path).duration:.2f} s"
+    except Exception:  # not a soundfile-readable format: the length is unknown here
+        return "of another length"
 
 
 def _read_features(cut: Cut, kind: str, min_samples: int) -> np.ndarray:
