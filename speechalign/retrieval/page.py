@@ -163,8 +163,9 @@ def write_page(retrieval_dir: str | Path, out: str | Path, embed_audio: bool = F
              "src": _data_uri(f["path"]) if embed_images
              else os.path.relpath(f["path"].resolve(), out.parent.resolve()).replace(os.sep, "/")} for f in figures]
     data = json.dumps({"runs": runs, "figures": figs, "utts": utts}, ensure_ascii=False, separators=(",", ":"))
-    # "</" inside a <script> block would end it early; JSON allows the escaped form.
-    page = TEMPLATE.replace("%TITLE%", html.escape(title)).replace("%DATA%", data.replace("</", "<\\/"))
+    # No "<" at all inside the <script> block ("</script>" or "<!--" in a text would change how it parses);
+    # JSON reads the \u003c escape back as "<".
+    page = TEMPLATE.replace("%TITLE%", html.escape(title)).replace("%DATA%", data.replace("<", "\\u003c"))
     path = _write(out, page)
     log.info("retrieval page: %d runs, %d figures, %d utterances -> %s (%d bytes)", len(runs), len(figs), len(utts),
              path, path.stat().st_size)
