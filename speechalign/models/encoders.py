@@ -125,9 +125,6 @@ class WhisperSpeechEncoder(SpecAugmentMixin, nn.Module):
             x = layer(x, mask, layer_head_mask=None)[0]
         states.append(enc.layer_norm(x))
         t = int(out_lens.max())
-        # Bounds the exporter (torch.export) cannot infer for this data-dependent slice; no-ops in eager.
-        torch._check(t >= 0)
-        torch._check(t <= x.shape[1])
         return EncoderOutput([s[:, :t] for s in states], out_lens)
 
 
