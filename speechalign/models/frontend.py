@@ -35,6 +35,7 @@ class WhisperLogMel(nn.Module):
         num_frames = wav.shape[1] // HOP
         wav = nn.functional.pad(wav.float(), (0, N_FFT // 2))
         stft = torch.stft(wav, N_FFT, HOP, window=self.window, return_complex=True)
+        torch._check(num_frames <= stft.shape[-1])  # a fact torch.export (ONNX) cannot derive; no-op in eager
         power = stft[..., :num_frames].abs() ** 2
         log_spec = torch.clamp(self.filters @ power, min=1e-10).log10()
         lens = frames_for(wav_lens)
