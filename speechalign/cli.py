@@ -131,12 +131,27 @@ def _cmd_decode_whisper(args) -> None:
 def _cmd_transcribe(args) -> None:
     from speechalign.decode.run import transcribe
 
-    texts = transcribe(args.exp_dir, args.audio, args.mode, args.beam, args.checkpoint, skip_bad=args.skip_bad)
+    if (args.exp_dir is None) == (args.onnx is None):
+        raise ValueError("transcribe: give --exp-dir or --onnx (not both)")
+    if args.onnx is not None:
+        from speechalign.models.onnx_ctc import transcribe_onnx
+
+        if args.mode != "ctc_greedy":
+            raise ValueError(f"transcribe --onnx: only --mode ctc_greedy (the graph outputs CTC log-probabilities), got {args.mode}")
+        texts = transcribe_onnx(args.onnx, args.audio, skip_bad=args.skip_bad)
+    else:
+        texts = transcribe(args.exp_dir, args.audio, args.mode, args.beam, args.checkpoint, skip_bad=args.skip_bad)
     for path, text in zip(args.audio, texts):
         if text is not None:
             print(f"{path}\t{text}")
     if None in texts:
         log.warning("transcribe: %d of %d file(s) skipped as unreadable", texts.count(None), len(texts))
+
+
+def _cmd_export(args) -> None:
+    from speechalign.models.export import export
+
+    print(export(args.exp_dir, args.out, args.format, args.checkpoint, args.results))
 
 
 def _cmd_score(args) -> None:
@@ -358,14 +373,38 @@ def build_parser() -> argparse.ArgumentParser:
                    help="CTranslate2 compute type: default, float32, float16, int8, int8_float16, ... (default: default)")
     p.set_defaults(func=_cmd_decode_whisper)
 
-    p = sub.add_parser("transcribe", help="print the transcript of audio files (any sample rate/channels)")
+    p = sub.add_parser("transcribe", help="print the transcript of audio files (any sample rate/channels)",
+                       formatter_class=argparse.RawDescriptionHelpFormatter,
+                       epilog="examples:\n  speechalign transcribe rec.wav --exp-dir exp/demo --checkpoint avg-last3\n"
+                              "  speechalign transcribe rec.wav --onnx exp/demo/onnx")
     p.add_argument("audio", nargs="+", type=Path, help="audio files (wav, flac, mp3, ...)")
-    p.add_argument("--exp-dir", type=Path, required=True, help="trained experiment directory")
+    p.add_argument("--exp-dir", type=Path, help="trained experiment directory (or give --onnx)")
+    p.add_argument("--onnx", type=Path, help="an `export --format onnx` directory or its model.onnx, run with "
+                                             "onnxruntime (CTC greedy only), e.g. --onnx exp/demo/onnx")
     p.add_argument("--mode", choices=MODES, default="ctc_greedy", help="decoding mode")
     p.add_argument("--beam", type=int, default=10, help="beam size of the beam-search modes")
     p.add_argument("--checkpoint", default="latest", help="latest | step-N | avg-last5 | path.safetensors")
     _add_skip_bad(p)
     p.set_defaults(func=_cmd_transcribe)
+
+    p = sub.add_parser("export", help="write an experiment as a transformers directory or an ONNX CTC model",
+                       formatter_class=argparse.RawDescriptionHelpFormatter,
+                       description="hf: the encoder in transformers' layout (WhisperEncoder / Wav2Vec2Model\n"
+                                   "from_pretrained; the conformer for speechalign's loader), the CTC head, the tokenizer,\n"
+                                   "the feature-extractor config and a model card with the experiment's results.\n"
+                                   "onnx: model.onnx, waveforms + lengths -> CTC log-probabilities + frames (dynamic\n"
+                                   "batch and time), for `speechalign transcribe --onnx`.",
+                       epilog="examples:\n  speechalign export --exp-dir exp/demo --checkpoint avg-last3 --out exp/demo/hf "
+                              "--format hf \\\n      --results exp/real/yubao-goo-gi-test.md\n"
+                              "  speechalign export --exp-dir exp/demo --out exp/demo/onnx --format onnx")
+    p.add_argument("--exp-dir", type=Path, required=True, help="trained experiment directory, e.g. exp/demo")
+    p.add_argument("--checkpoint", default="latest", help="latest | step-N | avg-last5 | path.safetensors "
+                                                          "(default: latest)")
+    p.add_argument("--out", type=Path, required=True, help="output directory, replaced when the export succeeds")
+    p.add_argument("--format", required=True, choices=("hf", "onnx"), help="hf (transformers) or onnx")
+    p.add_argument("--results", type=Path, nargs="*", default=[], metavar="MD",
+                   help="markdown retrieval tables (R@1) to put in the model card, e.g. the output of compare-yubao")
+    p.set_defaults(func=_cmd_export)
 
     p = sub.add_parser("score", help="CER of another system's output with our normalization and grouping")
     p.add_argument("--ref", type=Path, required=True, help="id<TAB>text reference file")
