@@ -487,7 +487,7 @@ class Trainer:
                    **{f"train_{k}": round(v, 5) for k, v in stats.items() if isinstance(v, float)},
                    "train_data_wait_s": round(self.timing["data_wait"], 3),
                    "train_compute_s": round(self.timing["compute"], 3),
-                   "train_bad_items": self.bad["total"],
+                   "train_bad_items": self.bad["total"], **({"train_bad_first": self.bad["first"][:5]} if self.bad["total"] else {}),
                    **(self.last_valid if self.last_valid.get("valid_step") == self.step else {})}
         return save_checkpoint(self.ckpt_root, self.step, self.model, state, metrics, self.cfg.train.keep_last)
 

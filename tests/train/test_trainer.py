@@ -27,7 +27,7 @@ def _identical(a: dict, b: dict) -> bool:
 @pytest.fixture(scope="module")
 def reference_run(tone_corpus, tmp_path_factory):
     exp = tmp_path_factory.mktemp("ref")
-    cfg = load_config(None, tiny_train_overrides(tone_corpus))
+    cfg = load_config(None, tiny_train_overrides(tone_corpus) + ["data.num_workers=0"])
     last = train(cfg, exp)
     return cfg, exp, last
 
@@ -46,14 +46,13 @@ def test_run_writes_experiment_dir(reference_run):
     assert any(p.name.startswith("events.out.tfevents") for p in (exp / "tensorboard").iterdir())
 
 
-def test_kill_9_then_resume_gives_bit_identical_weights(reference_run, tone_corpus, tmp_path):
-    cfg, ref_exp, _ = reference_run
+def _kill_at_step_8_then_resume(tmp_path, overrides: list[str]) -> Path:
     exp = tmp_path / "exp"
     (tmp_path / "cfg.yaml").write_text(yaml.safe_dump({}), encoding="utf-8")
     cmd = [sys.executable, "-m", "speechalign.cli", "train", "--config", str(tmp_path / "cfg.yaml"),
-           "--exp-dir", str(exp)] + [a for o in tiny_train_overrides(tone_corpus) for a in ("--set", o)]
+           "--exp-dir", str(exp)] + [a for o in overrides for a in ("--set", o)]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 120
+    deadline = time.monotonic() + 180
     while not (exp / "checkpoints" / "step-8").is_dir():
         assert proc.poll() is None and time.monotonic() < deadline, "training ended before it could be killed"
         time.sleep(0.02)
@@ -66,6 +65,24 @@ def test_kill_9_then_resume_gives_bit_identical_weights(reference_run, tone_corp
     data = (newest / "model.safetensors").read_bytes()
     (newest / "model.safetensors").write_bytes(data[: len(data) // 2])
     assert subprocess.run(cmd + ["--resume"], capture_output=True).returncode == 0
+    return exp
+
+
+def test_kill_9_then_resume_with_loader_workers_gives_bit_identical_weights(reference_run, tone_corpus, tmp_path):
+    """Workers prefetch ahead of the step; the saved sampler state must still be the consumed one.
+    The reference ran without workers, so this also shows workers do not change the batches."""
+    _, ref_exp, _ = reference_run
+    exp = _kill_at_step_8_then_resume(tmp_path, tiny_train_overrides(tone_corpus) + ["data.num_workers=2"])
+    assert _identical(_weights(exp / "checkpoints" / "step-24"), _weights(ref_exp / "checkpoints" / "step-24"))
+
+
+def test_kill_9_then_resume_on_a_shar_corpus_gives_bit_identical_weights(reference_run, tone_corpus, tmp_path):
+    from speechalign.data.shar import export_shar
+
+    _, ref_exp, _ = reference_run
+    shar = export_shar([tone_corpus["train"]], tmp_path / "shar", shard_size=16)
+    overrides = tiny_train_overrides(tone_corpus) + [f"data.train=[{{shar: {shar}}}]", "data.num_workers=2"]
+    exp = _kill_at_step_8_then_resume(tmp_path, overrides)
     assert _identical(_weights(exp / "checkpoints" / "step-24"), _weights(ref_exp / "checkpoints" / "step-24"))
 
 
