@@ -123,9 +123,10 @@ def collect(retrieval_dir: Path, max_queries: int) -> tuple[list[dict], list[dic
         for (_, q, _), items in queries.items():
             ids.add(q)
             ids.update(g for g, _, _ in items)
+        mean_r1 = sum(v["r1"] for v in pair_stats.values()) / len(pair_stats) if pair_stats else 0.0
         runs.append({"source": source, "name": path.stem, "title": title, "protocol": m["protocol"],
                      "layer": int(m["layer"]), "center": bool(m["center"]), "map": bool(m["map"]),
-                     "pairs": pair_stats, "emb": str(emb_dir),
+                     "pairs": pair_stats, "r1": round(mean_r1, 4), "emb": str(emb_dir),
                      "rows": [[pair, q, items] for (pair, q, _), items in queries.items()]})
     figures = []
     for png in sorted(retrieval_dir.rglob("*.png")):
@@ -232,7 +233,10 @@ function update() {
        layers.length ? String(layers[layers.length - 1]) : "all");
   const layer = $("layer").value;
   const runs = D.runs.filter(r => r.source === src && (layer === "all" || String(r.layer) === layer));
-  fill($("run"), runs.map(r => r.name), runs.map(r => `${runLabel(r)}${layer === "all" ? ", L" + r.layer : ""}`));
+  // Default: the run with the best mean R@1 over its dialect pairs.
+  const best = runs.reduce((a, r) => (a && a.r1 >= r.r1 ? a : r), null);
+  fill($("run"), runs.map(r => r.name), runs.map(r => `${runLabel(r)}${layer === "all" ? ", L" + r.layer : ""}`
+    + ` (R@1 ${r.r1.toFixed(3)})`), best ? best.name : undefined);
   const run = runs.find(r => r.name === $("run").value);
   const pairs = run ? uniq(run.rows.map(x => x[0])) : [];
   fill($("pair"), ["all"].concat(pairs));
@@ -241,6 +245,7 @@ function update() {
     .forEach(f => { const fig = el("figure"); const img = el("img"); img.src = f.src; img.alt = f.name;
       img.loading = "lazy"; fig.appendChild(img); fig.appendChild(el("figcaption", "", `${f.source}/${f.name}`));
       figs.appendChild(fig); });
+  if (!figs.children.length) figs.textContent = "no heatmap or layer plot for this source and layer";
   const body = $("queries").tBodies[0]; body.innerHTML = "";
   if (!run) { $("stat").textContent = "no ranked lists for this source and layer"; return; }
   const pair = $("pair").value, misses = $("misses").checked;
@@ -260,7 +265,8 @@ function update() {
       body.appendChild(tr);
     });
 }
-fill($("source"), sources());
+// Start on a source with ranked lists (a YuBao-only source has plots alone).
+fill($("source"), sources(), null, (D.runs[0] || {}).source);
 ["source", "layer", "run", "pair", "misses"].forEach(id => $(id).addEventListener("change", update));
 update();
 </script></body></html>
