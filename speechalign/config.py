@@ -44,7 +44,8 @@ class DataConfig:
     num_workers: int = -1               # DataLoader processes reading audio; -1 = per device (see docs/scaling.md)
     prefetch_factor: int = 2            # batches each worker reads ahead
     buffer_size: int = 10000            # cuts the bucketing sampler holds in memory
-    features: str = "audio"             # "audio" (front end on the fly) or "precomputed" (speechalign compute-features)
+    features: str = "audio"             # the encoder's front end runs in: "audio" the model, "loader" the loader
+                                        # workers, "precomputed" speechalign compute-features (lilcom)
     max_bad_fraction: float = 0.1       # unreadable items per epoch tolerated (dropped and counted) before stopping
 
 
@@ -164,8 +165,8 @@ def check_data(data: DataConfig) -> None:
     for i, c in enumerate(data.train):
         if bool(c.cuts) == bool(c.shar):
             raise ConfigError(f"data.train[{i}]: give exactly one of cuts (manifests) or shar (a Shar directory)")
-    if data.features not in ("audio", "precomputed"):
-        raise ConfigError(f"data.features: expected 'audio' or 'precomputed', got {data.features!r}")
+    if data.features not in ("audio", "loader", "precomputed"):
+        raise ConfigError(f"data.features: expected 'audio', 'loader' or 'precomputed', got {data.features!r}")
     if data.features == "precomputed" and data.speed_perturb:
         raise ConfigError("data.speed_perturb: cannot perturb precomputed features; use data.features=audio")
     if not 0.0 <= data.max_bad_fraction <= 1.0:

@@ -18,7 +18,8 @@ from lhotse.cut import Cut
 from lhotse.dataset import DynamicBucketingSampler
 from lhotse.utils import compute_num_samples
 
-from speechalign.data.manifest import cut_meta, load_mono, open_cuts
+from speechalign.data.features import EncoderFrontend, FrontendConfig, valid_frames
+from speechalign.data.manifest import cut_meta, open_cuts
 from speechalign.text import CharTokenizer
 
 log = logging.getLogger("speechalign.data")
@@ -79,12 +80,19 @@ def source_path(cut: Cut) -> str:
         return f"<cut {cut.id}: no audio source>"
 
 
-def read_item(cut: Cut, features: str | None = None, min_samples: int = 1) -> np.ndarray:
-    """A cut's 16 kHz mono waveform (or its (T, F) features from front end ``features``), checked: the file must exist, decode, hold
-    finite samples, be long enough for the encoder's front end and match the declared duration.
-    Raises ``ValueError`` with the reason (not the library's traceback)."""
-    if features:
-        return _read_features(cut, features, min_samples)
+def read_item(cut: Cut, min_samples: int = 1, frontend: "FrontendConfig | None" = None,
+              precomputed: bool = False) -> np.ndarray:
+    """A cut's 16 kHz mono waveform, checked: the file must exist, decode, hold finite samples, be long
+    enough for the encoder's front end and match the declared duration. With ``frontend``, that front
+    end's (T, F) features instead: read from the manifest's storage when ``precomputed``, else computed
+    here. Raises ``ValueError`` with the reason (not the library's traceback)."""
+    if frontend is not None and precomputed:
+        return _read_features(cut, frontend.kind, min_samples)
+    audio = _read_audio(cut, min_samples)
+    return EncoderFrontend.shared(frontend).valid_features(audio) if frontend is not None else audio
+
+
+def _read_audio(cut: Cut, min_samples: int) -> np.ndarray:
     if cut.sampling_rate != SAMPLE_RATE:
         cut = cut.resample(SAMPLE_RATE)
     path = source_path(cut)
@@ -123,8 +131,6 @@ def _file_seconds(path: str) -> str:
 
 
 def _read_features(cut: Cut, kind: str, min_samples: int) -> np.ndarray:
-    from speechalign.data.features import valid_frames
-
     if not cut.has_features:
         raise ValueError("no precomputed features in the manifest (speechalign compute-features)")
     samples = compute_num_samples(cut.duration, SAMPLE_RATE)
@@ -145,17 +151,18 @@ class SpeechDataset(torch.utils.data.Dataset):
     decoding, resampling and feature loading overlap the training step. A cut that cannot be read is
     left out of its batch and reported in ``Batch.bad``; the caller decides to count it or fail."""
 
-    def __init__(self, tokenizer: CharTokenizer | None = None, features: str | None = None, min_samples: int = 1):
+    def __init__(self, tokenizer: CharTokenizer | None = None, min_samples: int = 1,
+                 frontend: FrontendConfig | None = None, precomputed: bool = False):
         self.tokenizer = tokenizer
-        self.features = features
         self.min_samples = min_samples
+        self.frontend, self.precomputed = frontend, precomputed
 
     def __getitem__(self, cuts: CutSet) -> Batch:
         cuts = cuts.sort_by_duration(ascending=False)
         arrays, metas, bad, seconds = [], [], [], 0.0
         for cut in cuts:
             try:
-                arrays.append(read_item(cut, self.features, self.min_samples))
+                arrays.append(read_item(cut, self.min_samples, self.frontend, self.precomputed))
             except ValueError as e:
                 bad.append(BadItem(cut.id, source_path(cut), str(e)))
                 continue
@@ -260,8 +267,8 @@ def make_loader(dataset: SpeechDataset, sampler, num_workers: int, prefetch_fact
 
 
 def eval_loader(cuts: Iterable[Cut], max_duration: float | None, tokenizer: CharTokenizer | None = None,
-                max_cuts: int | None = None, num_workers: int = 0, features: str | None = None,
-                min_samples: int = 1) -> torch.utils.data.DataLoader:
+                max_cuts: int | None = None, num_workers: int = 0, min_samples: int = 1,
+                frontend: FrontendConfig | None = None, precomputed: bool = False) -> torch.utils.data.DataLoader:
     """Deterministic batches of similar length for validation, decoding and embedding (streamed)."""
     batches = windowed_batches(cuts, max_duration, max_cuts)
-    return make_loader(SpeechDataset(tokenizer, features, min_samples), batches, num_workers)
+    return make_loader(SpeechDataset(tokenizer, min_samples, frontend, precomputed), batches, num_workers)

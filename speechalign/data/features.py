@@ -49,18 +49,32 @@ class EncoderFrontend(FeatureExtractor):
     def feature_dim(self, sampling_rate: int) -> int:
         return self.config.num_mel_bins
 
-    def extract(self, samples: np.ndarray, sampling_rate: int) -> np.ndarray:
-        """Valid frames, zero padded to lhotse's frame count for the duration (the reader trims them
-        back with :func:`valid_frames`, as the fbank window leaves fewer frames than duration / shift)."""
-        if sampling_rate != 16000:
-            raise ValueError(f"front end expects 16 kHz audio, got {sampling_rate} Hz")
+    _cache: dict = {}
+
+    @classmethod
+    def shared(cls, config: FrontendConfig) -> "EncoderFrontend":
+        """One instance per config and process (loader workers reuse it for every item)."""
+        key = (config.kind, config.num_mel_bins)
+        if key not in cls._cache:
+            cls._cache[key] = cls(config)
+        return cls._cache[key]
+
+    def valid_features(self, samples: np.ndarray) -> np.ndarray:
+        """(T, F) features of a 16 kHz waveform, exactly the frames the encoder would compute."""
         wav = torch.from_numpy(np.asarray(samples, dtype=np.float32).reshape(1, -1))
         with torch.no_grad():
             feats, lens = self.module(wav, torch.tensor([wav.shape[1]]))
         if self.config.kind == "whisper":
             feats = feats.transpose(1, 2)
-        valid = feats[0, : int(lens[0])].numpy()
-        total = compute_num_frames(wav.shape[1] / sampling_rate, self.frame_shift, sampling_rate)
+        return feats[0, : int(lens[0])].numpy()
+
+    def extract(self, samples: np.ndarray, sampling_rate: int) -> np.ndarray:
+        """Valid frames, zero padded to lhotse's frame count for the duration (the reader trims them
+        back with :func:`valid_frames`, as the fbank window leaves fewer frames than duration / shift)."""
+        if sampling_rate != 16000:
+            raise ValueError(f"front end expects 16 kHz audio, got {sampling_rate} Hz")
+        valid = self.valid_features(samples)
+        total = compute_num_frames(np.asarray(samples).size / sampling_rate, self.frame_shift, sampling_rate)
         return np.pad(valid, ((0, max(total - len(valid), 0)), (0, 0)))[:total]
 
 

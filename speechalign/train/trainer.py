@@ -222,14 +222,18 @@ class Trainer:
                                      self.dist.world_size, self.dist.rank, cfg.buffer_size)
         self.num_workers = cfg.num_workers if cfg.num_workers >= 0 else default_num_workers(self.device.type)
         # The front end whose stored output the loader reads, or None to decode audio on the fly.
-        self.features = frontend_for(self.cfg).kind if cfg.features == "precomputed" else None
-        dataset = SpeechDataset(self.tokenizer, self.features, self.model.encoder.min_samples)
+        self.frontend = frontend_for(self.cfg) if cfg.features != "audio" else None
+        if self.frontend is not None and self.cfg.model.encoder == "whisper" and self.cfg.model.whisper.length_mode == "pad30":
+            raise ValueError(f"data.features={cfg.features}: whisper length_mode=pad30 pads waveforms; use data.features=audio")
+        self.precomputed = cfg.features == "precomputed"
+        dataset = SpeechDataset(self.tokenizer, self.model.encoder.min_samples, self.frontend, self.precomputed)
         # A private generator: DataLoader otherwise draws from the global RNG at every iter(), which
         # would make a resumed run diverge from an uninterrupted one.
         self.loader = make_loader(dataset, self.sampler, self.num_workers, cfg.prefetch_factor,
                                   torch.Generator().manual_seed(self.cfg.train.seed))
         log.info("data: %d usable training cuts per epoch, %d loader worker(s), %s", self.epoch_items,
-                 self.num_workers, f"precomputed {self.features} features" if self.features else "audio decoded on the fly")
+                 self.num_workers, {"audio": "front end in the model", "loader": "front end in the loader",
+                                    "precomputed": "precomputed features"}[cfg.features])
         self.dev_cuts = open_cuts(*cfg.dev) if cfg.dev else None
 
     def _scan_training_data(self, usable: UsableForTraining) -> int:
@@ -432,7 +436,8 @@ class Trainer:
         scorer, total_loss, utts = CerScorer(), 0.0, 0
         frames, frame_ids = {k: [] for k in layers}, []
         for batch in eval_loader(self.dev_cuts, self.cfg.data.valid_max_duration, self.tokenizer,
-                                 features=self.features, min_samples=self.model.encoder.min_samples):
+                                 min_samples=self.model.encoder.min_samples, frontend=self.frontend,
+                                 precomputed=self.precomputed):
             if batch.bad:
                 raise ValueError(f"dev data: {batch.bad[0].line()}")
             batch.to(self.device)

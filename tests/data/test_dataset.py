@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pytest
 import soundfile as sf
+import torch
 from lhotse import CutSet
 
 from speechalign.data.dataset import SpeechDataset, windowed_batches
@@ -100,12 +101,14 @@ def test_duplicate_ids_found_in_a_streaming_pass():
 def test_precomputed_features_equal_the_encoder_front_end(tones, tmp_path, kind):
     out = compute_features(tones["train"], tmp_path, FrontendConfig(kind, 80))
     cuts = load_cuts(out)
-    stored = SpeechDataset(features=kind)[cuts]
+    stored = SpeechDataset(frontend=FrontendConfig(kind, 80), precomputed=True)[cuts]
+    in_loader = SpeechDataset(frontend=FrontendConfig(kind, 80))[cuts]
     audio = SpeechDataset()[cuts]
     feats, lens = (LogFbank(80) if kind == "fbank" else WhisperLogMel(80))(audio.wav, audio.wav_lens)
     if kind == "whisper":
         feats = WhisperLogMel.zero_padding(feats, lens).transpose(1, 2)
-    assert stored.ids == audio.ids and stored.wav_lens.tolist() == lens.tolist()
+    assert stored.ids == audio.ids == in_loader.ids and stored.wav_lens.tolist() == lens.tolist()
+    torch.testing.assert_close(in_loader.wav, feats, atol=1e-3, rtol=0)   # float32 STFT of another length
     # lilcom stores log features with an absolute error of at most 2^-6
     assert float((stored.wav - feats).abs().max()) <= 2 ** -6 + 1e-6
 

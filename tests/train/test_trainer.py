@@ -131,3 +131,17 @@ def test_bad_config_names_key(tmp_path):
 
     with pytest.raises(ConfigError, match=r"unknown key\(s\) \['lr_max'\]; allowed: \['accum_grad'"):
         load_config(tmp_path / "bad.yaml")
+
+
+def test_front_end_in_loader_or_precomputed_gives_the_same_first_loss(tone_corpus, tmp_path):
+    from speechalign.data.features import compute_features, frontend_for
+
+    base = tiny_train_overrides(tone_corpus) + ["train.max_steps=1", "train.save_every=1", "data.spec_augment=false",
+                                                "data.num_workers=0"]
+    stored = compute_features(tone_corpus["train"], tmp_path / "feats", frontend_for(load_config(None, base)))
+    losses = {}
+    for mode, extra in (("audio", []), ("loader", []), ("precomputed", [f"data.train=[{{cuts: [{stored}]}}]"])):
+        last = train(load_config(None, base + [f"data.features={mode}"] + extra), tmp_path / mode)
+        losses[mode] = yaml.safe_load((last / "metrics.yaml").read_text())["train_loss"]
+    assert losses["loader"] == pytest.approx(losses["audio"], rel=1e-4)
+    assert losses["precomputed"] == pytest.approx(losses["audio"], rel=1e-2)   # lilcom-quantized features
