@@ -1,0 +1,240 @@
+"""The README.md model card of an exported model: data, recipe, measured results and usage code.
+
+The usage code blocks are complete programs (tests execute them against the exported directory), so
+what the card tells a reader to run is what was checked to reproduce speechalign's numbers.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+_LOAD = {
+    "whisper": '''import numpy as np
+import torch
+from safetensors.torch import load_file
+from transformers import WhisperFeatureExtractor
+from transformers.models.whisper.modeling_whisper import WhisperEncoder
+
+model_dir = {model_dir!r}
+extractor = WhisperFeatureExtractor.from_pretrained(model_dir)
+encoder = WhisperEncoder.from_pretrained(model_dir).eval()
+
+
+@torch.no_grad()
+def hidden_states(wav: np.ndarray) -> list[torch.Tensor]:
+    """One 16-kHz mono float32 utterance -> num_layers + 1 tensors (frames, d_model): the input embedding,
+    then each layer (the last after the final layer norm), real frames only."""
+    feats = extractor(wav, sampling_rate=16000, return_tensors="pt").input_features  # (1, n_mels, 3000): 30 s
+    n = len(wav) // 160      # real 10-ms feature frames
+    t = (n + 1) // 2         # real 20-ms encoder frames
+''',
+    "wav2vec2": '''import numpy as np
+import torch
+from safetensors.torch import load_file
+from transformers import Wav2Vec2FeatureExtractor, Wav2Vec2Model
+
+model_dir = {model_dir!r}
+extractor = Wav2Vec2FeatureExtractor.from_pretrained(model_dir)   # raw waveform (no normalization) + mask
+encoder = Wav2Vec2Model.from_pretrained(model_dir).eval()
+
+
+@torch.no_grad()
+def hidden_states(wav: np.ndarray) -> list[torch.Tensor]:
+    """One 16-kHz mono float32 utterance -> num_layers + 1 tensors (frames, hidden_size): the feature
+    projection, then each layer."""
+    inputs = extractor(wav, sampling_rate=16000, return_tensors="pt")
+    return [h[0] for h in encoder(**inputs, output_hidden_states=True).hidden_states]
+''',
+    "conformer": '''import numpy as np
+import torch
+from safetensors.torch import load_file
+from speechalign.models.export import load_hf_export   # transformers has no such conformer
+
+model_dir = {model_dir!r}
+encoder, _, _ = load_hf_export(model_dir)
+
+
+@torch.no_grad()
+def hidden_states(wav: np.ndarray) -> list[torch.Tensor]:
+    """One 16-kHz mono float32 utterance -> num_layers + 1 tensors (frames, d_model): the subsampled
+    input, then each conformer layer, real frames only."""
+    out = encoder(torch.from_numpy(wav)[None], torch.tensor([len(wav)]))
+    return [h[0, : int(out.lengths[0])] for h in out.hidden_states]
+''',
+}
+
+_WHISPER_PAD30 = '''    # pad30 (as Whisper was trained): the whole 30-s window, then the real frames
+    states = encoder(feats, output_hidden_states=True).hidden_states
+    return [h[0, :t] for h in states]
+'''
+
+_WHISPER_TRIM = '''    # trim (as this model was trained): only the real frames, positional table sliced to their number
+    x = torch.nn.functional.gelu(encoder.conv1(feats[..., :n]))
+    x = torch.nn.functional.gelu(encoder.conv2(x)).transpose(1, 2)
+    x = x + encoder.embed_positions.weight[: x.shape[1]]
+    states = []
+    for layer in encoder.layers:
+        states.append(x)
+        x = layer(x, None, layer_head_mask=None)[0]
+    states.append(encoder.layer_norm(x))
+    return [h[0] for h in states]
+'''
+
+_CTC = '''ctc = load_file(f"{model_dir}/ctc.safetensors")
+tokens = [line.rsplit(" ", 1)[0] for line in open(f"{model_dir}/tokens.txt", encoding="utf-8").read().splitlines()]
+
+
+def transcribe(wav: np.ndarray) -> str:
+    """CTC greedy decoding, as `speechalign transcribe`: best path, repeats merged, <blank> (0) and
+    <sos/eos> (2) dropped, <unk> (1) kept."""
+    log_probs = torch.log_softmax(hidden_states(wav)[-1] @ ctc["weight"].T + ctc["bias"], dim=-1)
+    ids = torch.unique_consecutive(log_probs.argmax(-1)).tolist()
+    return "".join(tokens[i] for i in ids if i == 1 or i > 2)
+'''
+
+_ONNX = '''import numpy as np
+import onnxruntime as ort
+
+model_dir = {model_dir!r}
+MIN_SAMPLES, MAX_SAMPLES = {min_samples}, {max_samples}
+session = ort.InferenceSession(f"{{model_dir}}/model.onnx", providers=["CPUExecutionProvider"])
+tokens = [line.rsplit(" ", 1)[0] for line in open(f"{{model_dir}}/tokens.txt", encoding="utf-8").read().splitlines()]
+
+
+def transcribe_batch(wavs: list[np.ndarray]) -> list[str]:
+    """16-kHz mono float32 utterances -> CTC greedy transcripts (best path, repeats merged, <blank> (0)
+    and <sos/eos> (2) dropped). Padding is masked inside the model, so batching changes nothing."""
+    lens = np.array([len(w) for w in wavs], dtype=np.int64)
+    if MAX_SAMPLES and lens.max() > MAX_SAMPLES:
+        raise ValueError(f"this model takes at most {{MAX_SAMPLES / 16000:.0f}} s of audio")
+    batch = np.zeros((len(wavs), max(lens.max(), MIN_SAMPLES)), dtype=np.float32)
+    for i, w in enumerate(wavs):
+        batch[i, : len(w)] = w
+    log_probs, lengths = session.run(["log_probs", "lengths"], {{"wav": batch, "wav_lens": lens}})
+    texts = []
+    for lp, n in zip(log_probs, lengths):
+        best = lp[:n].argmax(-1)
+        ids = [int(b) for k, b in enumerate(best) if k == 0 or b != best[k - 1]]
+        texts.append("".join(tokens[i] for i in ids if i == 1 or i > 2))
+    return texts
+'''
+
+
+def usage_code(fmt: str, meta: dict, model_dir: str) -> list[str]:
+    """The card's python blocks for this export, in order (each runs after the previous ones)."""
+    if fmt == "onnx":
+        onnx = meta["onnx"]
+        return [_ONNX.format(model_dir=model_dir, min_samples=onnx["min_samples"], max_samples=onnx["max_samples"])]
+    load = _LOAD[meta["encoder"]].format(model_dir=model_dir)
+    if meta["encoder"] == "whisper":
+        load += _WHISPER_TRIM if meta["length_mode"] == "trim" else _WHISPER_PAD30
+    return [load, _CTC]
+
+
+def _table_files(exp_dir: Path, checkpoint: str) -> tuple[list[Path], list[str]]:
+    """CER tables of the exported checkpoint, and the other checkpoints that have some."""
+    root = exp_dir / "decode"
+    mine = sorted((root / checkpoint).glob("cer-*.md")) if (root / checkpoint).is_dir() else []
+    others = sorted(p.name for p in root.iterdir() if p.is_dir() and p.name != checkpoint
+                    and any(p.glob("cer-*.md"))) if root.is_dir() else []
+    return mine, others
+
+
+def _demote(markdown: str) -> str:
+    """Included tables' headings one level below the card's sections."""
+    return "\n".join("###" + line.lstrip("#") if line.startswith("#") else line for line in markdown.splitlines())
+
+
+def model_card(fmt: str, meta: dict, cfg, exp_dir: Path, checkpoint: str, results, model_dir: str) -> str:
+    """The card; ``model_dir`` is where the export is written (the usage code loads from there)."""
+    enc, data, m, o, t = meta["encoder"], cfg.data, cfg.model, cfg.optim, cfg.train
+    sub = getattr(m, enc)
+    source = getattr(sub, "pretrained", None)
+    lines = [f"# speechalign {enc} CTC model ({'transformers' if fmt == 'hf' else 'ONNX'})", "",
+             f"Exported by `speechalign export --format {fmt}` from `{exp_dir}`, checkpoint `{checkpoint}`: "
+             f"a {enc} encoder ({meta['num_layers']} layers, dimension {meta['dim']}, one output frame per "
+             f"{meta['frame_shift'] * 1000:.0f} ms) with a CTC head over {meta['ctc']['vocab_size']} characters, "
+             "trained for Chinese dialect ASR with speechalign and used for cross-dialect "
+             "speech retrieval from any layer. 16-kHz mono input.", ""]
+    lines += ["## Training data", "", "From the experiment's `config.yaml` (copied here as `speechalign_config.yaml`):", ""]
+    for c in data.train:
+        lines.append(f"- train (weight {c.weight:g}): " + ", ".join(f"`{p}`" for p in (c.cuts or [getattr(c, 'shar', None)])))
+    lines += [f"- dev: {', '.join(f'`{p}`' for p in data.dev) or 'none'}",
+              f"- utterances {data.min_utt_duration:g}-{data.max_utt_duration:g} s, SpecAugment "
+              f"{'on' if data.spec_augment else 'off'}, speed perturbation {data.speed_perturb or 'off'}", ""]
+    decoder = ("none" if m.decoder.num_layers == 0 and not m.decoder.pretrained else
+               f"{'Whisper pretrained' if m.decoder.pretrained else f'{m.decoder.num_layers}-layer'} attention "
+               f"decoder, CTC weight {m.ctc_weight:g} (the decoder is not exported)")
+    lines += ["## Recipe", "",
+              f"- encoder: {enc}, initialized from `{source}`" if source else f"- encoder: {enc}, random init",
+              f"- loss: CTC{' + attention' if m.ctc_weight < 1 else ''}; attention branch: {decoder}",
+              f"- AdamW, peak lr {o.lr:g}{f' (encoder {o.encoder_lr:g})' if o.encoder_lr else ''}, {o.warmup_steps} "
+              f"warm-up steps, {o.schedule} decay, {t.max_steps} steps, batches of {data.max_duration:g} s of audio",
+              ""]
+    if enc == "whisper":
+        lines.insert(-1, f"- Whisper length mode: `{meta['length_mode']}`")
+    mine, others = _table_files(exp_dir, checkpoint)
+    lines += ["## Results", "", "### CER (per dialect, micro-averaged)", ""]
+    if mine:
+        for p in mine:
+            lines += [_demote(p.read_text(encoding="utf-8").strip()), ""]
+    else:
+        lines += [f"Not measured for checkpoint `{checkpoint}` (no `decode/{checkpoint}/cer-*.md` in the experiment)"
+                  + (f"; decoded checkpoints: {', '.join(others)}." if others else "."), ""]
+    lines += ["### Cross-dialect retrieval (R@1)", ""]
+    if results:
+        for p in results:
+            lines += [f"From `{p}`:", "", _demote(Path(p).read_text(encoding="utf-8").strip()), ""]
+    else:
+        lines += ["Not measured (no retrieval tables were given to `speechalign export --results`).", ""]
+    lines += _usage(fmt, meta, model_dir)
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def _usage(fmt: str, meta: dict, model_dir: str) -> list[str]:
+    code = usage_code(fmt, meta, model_dir)
+    enc = meta["encoder"]
+    if fmt == "onnx":
+        onnx = meta["onnx"]
+        return ["## Usage (onnxruntime)", "",
+                "`model.onnx` maps a zero-padded batch of waveforms `wav` (float32, batch x samples) and their lengths "
+                "`wav_lens` (int64) to CTC log-probabilities `log_probs` (batch x frames x vocabulary) and the valid "
+                f"frames per utterance `lengths`; the feature front end is inside the graph. Batches shorter than "
+                f"{onnx['min_samples']} samples must be zero-padded to that length (lengths unchanged)"
+                + (f"; at most {onnx['max_samples']} samples ({onnx['max_samples'] / 16000:.0f} s)." if onnx["max_samples"] else ".")
+                + " `speechalign transcribe --onnx DIR audio.wav` runs it; in plain Python:", "",
+                "```python", code[0].rstrip(), "```", ""]
+    out = ["## Per-layer states with plain transformers", ""]
+    if enc == "whisper":
+        out += ["`WhisperEncoder.from_pretrained` loads the encoder (transformers' `WhisperModel` would need a "
+                "decoder). Lengths as speechalign computes them: `n = samples // 160` feature frames, "
+                "`(n + 1) // 2` encoder frames. This model was trained with length mode "
+                f"`{meta['length_mode']}`: "
+                + ("`trim` runs only the real frames (the positional table sliced to their number; in a speechalign "
+                   "batch padding is masked, so an utterance's states do not depend on its batch). transformers' "
+                   "`WhisperEncoder.forward` only accepts 30-s inputs and ignores `attention_mask`, so the code runs "
+                   "its modules on one utterance; `output_hidden_states=True` on the padded 30-s window gives the "
+                   "`pad30` states instead, which differ."
+                   if meta["length_mode"] == "trim" else
+                   "`pad30` pads every utterance to 30 s, exactly as Whisper was trained, and keeps the real frames "
+                   "of the output; `attention_mask` is not used (transformers ignores it for Whisper)."),
+                "The log-mel spectrogram is `WhisperFeatureExtractor`'s; speechalign takes its per-utterance peak "
+                "(the -8 floor) over the real frames only, which differs only if audio cut mid-sound makes the "
+                "last, partial frame the loudest.", ""]
+    elif enc == "wav2vec2":
+        out += ["`Wav2Vec2Model` with `output_hidden_states=True`, on the raw waveform: the exported "
+                "`preprocessor_config.json` has `do_normalize: false` and `return_attention_mask: true`, as speechalign "
+                "trains. For a batch, `extractor(wavs, sampling_rate=16000, padding=True, return_tensors=\"pt\")` "
+                "zero-pads and returns the attention mask; utterance i has "
+                "`encoder._get_feat_extract_output_lengths(inputs.attention_mask.sum(-1))[i]` valid frames.", ""]
+    else:
+        out += ["transformers has no conformer of this kind (torchaudio `Conformer` layers, padding zeroed before "
+                "each depthwise convolution), so the encoder is `encoder.safetensors` for speechalign's loader "
+                "`load_hf_export`, which returns the same module training used (every layer's states and their "
+                "valid lengths, for batches too).", ""]
+    out += ["```python", code[0].rstrip(), "```", "",
+            "The CTC head (`ctc.safetensors`: `weight` vocabulary x dimension, `bias`) reads the last state; "
+            "`tokens.txt` lists `token id` per line (`<blank>` = 0), `vocab.json` is the same mapping, which "
+            "`Wav2Vec2CTCTokenizer.from_pretrained` loads too:", "",
+            "```python", code[1].rstrip(), "```", ""]
+    return out

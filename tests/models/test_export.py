@@ -1,0 +1,175 @@
+"""speechalign export: the hf directory reproduces speechalign's states with plain transformers (the model
+card's own code), the ONNX graph reproduces PyTorch's CTC log-probabilities and transcripts."""
+
+import re
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+from safetensors.torch import save_file
+
+from speechalign.cli import main
+from speechalign.config import load_config, save_config
+from speechalign.data.dataset import collate_audio
+from speechalign.decode.run import transcribe
+from speechalign.models.asr import build_model
+from speechalign.models.experiment import load_experiment
+from speechalign.models.export import load_hf_export
+from speechalign.models.onnx_ctc import OnnxCTC, transcribe_onnx
+from speechalign.text import CharTokenizer
+from speechalign.text.tokenizer import SPECIALS
+from tests.conftest import TONE_CHARS
+from tests.models.test_encoders import TINY
+
+ENCODERS = {"whisper": ["model.encoder=whisper"], "whisper-pad30": ["model.encoder=whisper", "model.whisper.length_mode=pad30"],
+            "wav2vec2": ["model.encoder=wav2vec2"], "conformer": ["model.encoder=conformer"]}
+
+
+def make_experiment(root, name: str):
+    """A random-init experiment dir as training leaves it, with weights scaled up so that argmax
+    transcripts vary with the audio (at the default init they are one repeated token)."""
+    cfg = load_config(None, ENCODERS[name] + TINY[name.split("-")[0]])
+    tokenizer = CharTokenizer(list(SPECIALS) + list(TONE_CHARS))
+    torch.manual_seed(0)
+    model = build_model(cfg, len(tokenizer))
+    with torch.no_grad():
+        for pname, p in model.named_parameters():
+            if pname.endswith("bias") or "norm" in pname:
+                p.add_(torch.randn_like(p) * 0.1)
+            elif pname.startswith("ctc."):
+                p.normal_(0.0, 3.0 / p.shape[1] ** 0.5)
+    root.mkdir(parents=True)
+    save_config(cfg, root / "config.yaml")
+    tokenizer.save(root / "tokens.txt")
+    if model.encoder.hf_config is not None:
+        model.encoder.hf_config.to_json_file(str(root / "encoder_config.json"))
+    (root / "checkpoints" / "step-1").mkdir(parents=True)
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(root / "checkpoints/step-1/model.safetensors"))
+    (root / "decode" / "latest").mkdir(parents=True)
+    (root / "decode" / "latest" / "cer-tones_test-ctc_greedy.md").write_text("| dialect | CER% |\n|---|---|\n| A | 12.34 |\n")
+    return root
+
+
+def utterances(seed: int = 0) -> list[np.ndarray]:
+    """Noise and tones; lengths with odd and even frame counts, one shorter than the ONNX minimum."""
+    rng = np.random.default_rng(seed)
+    lens = [16000, 9130, 5471, 1200]
+    t = np.arange(max(lens)) / 16000
+    out = []
+    for i, n in enumerate(lens):
+        x = 0.1 * rng.standard_normal(n) + 0.3 * np.sin(2 * np.pi * (150 + 90 * i) * t[:n])
+        out.append(x.astype(np.float32))
+    return out
+
+
+def card_namespace(out_dir) -> dict:
+    """Execute the model card's python blocks, as a reader would."""
+    card = (out_dir / "README.md").read_text(encoding="utf-8")
+    blocks = re.findall(r"```python\n(.*?)```", card, flags=re.S)
+    assert blocks
+    namespace = {}
+    for block in blocks:
+        exec(compile(block, str(out_dir / "README.md"), "exec"), namespace)
+    return namespace
+
+
+def reference(exp_dir, wavs):
+    """speechalign's per-layer states and greedy transcripts, the utterances batched together."""
+    _, tokenizer, model = load_experiment(exp_dir)
+    wav, lens = collate_audio(wavs)
+    with torch.no_grad():
+        enc = model.encode(wav, lens)
+        log_probs = model.ctc_log_probs(enc)
+    from speechalign.decode.ctc import ctc_greedy
+
+    return enc, log_probs, [tokenizer.decode(ids) for ids in ctc_greedy(log_probs, enc.lengths)]
+
+
+@pytest.mark.parametrize("name", ["whisper", "whisper-pad30", "wav2vec2"])
+def test_hf_export_plain_transformers_states_equal_speechalign(tmp_path, name):
+    exp = make_experiment(tmp_path / "exp", name)
+    assert main(["export", "--exp-dir", str(exp), "--out", str(tmp_path / "hf"), "--format", "hf"]) == 0
+    out = tmp_path / "hf"
+    wavs = utterances()[:3]
+    enc, _, texts = reference(exp, wavs)
+    ns = card_namespace(out)
+    worst = 0.0
+    for i, w in enumerate(wavs):
+        states = ns["hidden_states"](w)
+        n = int(enc.lengths[i])
+        assert len(states) == len(enc.hidden_states)
+        for mine, ref in zip(states, enc.hidden_states):
+            assert mine.shape == ref[i, :n].shape
+            worst = max(worst, float((mine - ref[i, :n]).abs().max()))
+    assert worst <= 1e-5, worst
+    assert [ns["transcribe"](w) for w in wavs] == texts
+    assert len(set(texts)) > 1   # the transcripts depend on the audio, so the comparison means something
+    card = (out / "README.md").read_text(encoding="utf-8")
+    assert "| A | 12.34 |" in card and "R@1)\n\nNot measured" in card
+    from transformers import Wav2Vec2CTCTokenizer
+
+    assert len(Wav2Vec2CTCTokenizer.from_pretrained(out)) == len(SPECIALS) + len(TONE_CHARS)
+
+
+def test_hf_export_conformer_loader_and_results(tmp_path):
+    exp = make_experiment(tmp_path / "exp", "conformer")
+    (tmp_path / "yubao.md").write_text("# YuBao\n\n| system | R@1 |\n|---|---|\n| this | 55.1 |\n")
+    assert main(["export", "--exp-dir", str(exp), "--out", str(tmp_path / "hf"), "--format", "hf",
+                 "--results", str(tmp_path / "yubao.md")]) == 0
+    wavs = utterances()[:3]
+    enc, log_probs, texts = reference(exp, wavs)
+    encoder, ctc, tokens = load_hf_export(tmp_path / "hf")
+    wav, lens = collate_audio(wavs)
+    with torch.no_grad():
+        again = encoder(wav, lens)
+        assert torch.equal(ctc(again.last).log_softmax(-1), log_probs)
+    assert all(torch.equal(a, b) for a, b in zip(again.hidden_states, enc.hidden_states))
+    assert [card_namespace(tmp_path / "hf")["transcribe"](w) for w in wavs] == texts
+    card = (tmp_path / "hf" / "README.md").read_text(encoding="utf-8")
+    assert "| this | 55.1 |" in card and "### YuBao" in card
+
+
+@pytest.fixture(scope="module", params=["conformer", "whisper", "wav2vec2"])
+def onnx_export(request, tmp_path_factory):
+    root = tmp_path_factory.mktemp(f"onnx-{request.param}")
+    exp = make_experiment(root / "exp", request.param)
+    assert main(["export", "--exp-dir", str(exp), "--out", str(root / "onnx"), "--format", "onnx"]) == 0
+    return exp, root / "onnx"
+
+
+def test_onnx_equals_pytorch_on_variable_length_batches(onnx_export):
+    exp, out = onnx_export
+    onnx = OnnxCTC(out)
+    wavs = utterances(seed=1)
+    for batch in (wavs, wavs[1:3][::-1], wavs[2:]):
+        enc, log_probs, texts = reference(exp, batch)
+        got, lengths = onnx.log_probs(*collate_audio(batch))
+        assert torch.equal(lengths, enc.lengths)
+        valid = [(got[i, :n] - log_probs[i, :n]).abs().flatten() for i, n in enumerate(lengths.tolist())]
+        assert float(torch.cat(valid + [torch.zeros(1)]).max()) <= 1e-4
+        assert onnx.transcribe_batch(*collate_audio(batch)) == texts
+    assert card_namespace(out)["transcribe_batch"](wavs) == reference(exp, wavs)[2]
+
+
+def test_transcribe_onnx_equals_pytorch(onnx_export, tmp_path, capsys):
+    exp, out = onnx_export
+    files = []
+    for i, w in enumerate(utterances(seed=2)):
+        files.append(tmp_path / f"u{i}.wav")
+        sf.write(files[-1], w, 16000)
+    expected = transcribe(exp, files, skip_bad=True)   # the 1200-sample file is too short for the conformer
+    assert transcribe_onnx(out / "model.onnx", files, skip_bad=True) == expected
+    assert main(["transcribe", "--onnx", str(out), "--skip-bad", *map(str, files)]) == 0
+    assert capsys.readouterr().out.splitlines() == [f"{f}\t{t}" for f, t in zip(files, expected) if t is not None]
+
+
+def test_export_errors_name_the_problem(tmp_path, caplog):
+    assert main(["export", "--exp-dir", str(tmp_path / "nope"), "--out", str(tmp_path / "o"), "--format", "hf"]) == 1
+    assert "missing config.yaml" in caplog.text
+    exp = make_experiment(tmp_path / "exp", "conformer")
+    assert main(["export", "--exp-dir", str(exp), "--out", str(tmp_path / "hf"), "--format", "hf"]) == 0
+    with pytest.raises(ValueError, match="speechalign.json.*an hf export"):
+        OnnxCTC(tmp_path / "hf")
+    assert main(["transcribe", "--onnx", str(tmp_path / "hf"), "--exp-dir", str(exp), "x.wav"]) == 1
+    assert "not both" in caplog.text
