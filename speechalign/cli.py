@@ -117,7 +117,36 @@ def _cmd_decode(args) -> None:
     for mode in args.mode:
         decode(args.exp_dir, args.cuts, mode=mode, beam=args.beam, checkpoint=args.checkpoint,
                ctc_weight=args.ctc_weight, max_duration=args.max_duration, device=args.device,
-               skip_bad=args.skip_bad)
+               skip_bad=args.skip_bad, lm=_lm_options(args), force_cpu_search=args.cpu_search)
+
+
+def _lm_options(args):
+    from speechalign.decode.lm import LMOptions
+
+    if args.lm is None:
+        if args.lm_weight is not None or args.word_score is not None:
+            raise ValueError("decode: --lm-weight/--word-score need --lm")
+        return None
+    weight = 0.5 if args.lm_weight is None else args.lm_weight
+    return LMOptions(args.lm, weight, args.word_score or 0.0)
+
+
+def _cmd_train_lm(args) -> None:
+    from speechalign.decode.lm import train_char_lm
+
+    _require_cuts(args.cuts, "--cuts")
+    train_char_lm(args.cuts, args.out, order=args.order, tokens=args.tokens,
+                  exclude_texts_from=args.exclude_texts_from, prune=args.prune)
+
+
+def _cmd_decode_sweep(args) -> None:
+    from speechalign.decode.sweep import decode_sweep
+
+    rows = decode_sweep(args.exp_dir, args.cuts, args.mode, args.lm, args.lm_weights, args.word_scores,
+                        args.ctc_weights, beam=args.beam, checkpoint=args.checkpoint, max_utts=args.max_utts)
+    best = rows[0]
+    print(f"best on {args.cuts.name}: --lm-weight {best['lm_weight']:g} --word-score {best['word_score']:g} "
+          f"--ctc-weight {best['ctc_weight']:g} (CER {best['overall']:.2f}%)")
 
 
 def _cmd_decode_whisper(args) -> None:
@@ -347,8 +376,43 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ctc-weight", type=float, default=0.5, help="CTC weight in attention rescoring / joint beam")
     p.add_argument("--max-duration", type=float, default=120.0, help="seconds of audio per batch")
     p.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda:0")
+    p.add_argument("--lm", type=Path, help="character n-gram (ARPA or KenLM binary, from train-lm) fused into "
+                   "ctc_prefix_beam, attention_rescoring and joint_beam")
+    p.add_argument("--lm-weight", type=float, help="weight of ln P_lm (default 0.5 with --lm; pick with decode-sweep)")
+    p.add_argument("--word-score", type=float, help="bonus per output character, against the LM's deletions "
+                   "(default 0)")
+    p.add_argument("--cpu-search", action="store_true",
+                   help="CTC beam search on CPU (flashlight) even when --device is CUDA (default: the GPU decoder "
+                        "without --lm)")
     _add_skip_bad(p)
     p.set_defaults(func=_cmd_decode)
+
+    from data_prep.common import add_exclude_option
+
+    p = sub.add_parser("train-lm", help="character n-gram LM (KenLM lmplz, ARPA) on training transcripts")
+    p.add_argument("--cuts", type=Path, nargs="+", required=True, help="training cut manifests")
+    p.add_argument("--out", type=Path, required=True, help="output ARPA file (<out>.json records its sources)")
+    p.add_argument("--order", type=int, default=4, help="n-gram order, at most 6 (default 4)")
+    p.add_argument("--tokens", type=Path, help="the experiment's tokens.txt: characters outside it become <unk>, "
+                   "as the acoustic model sees them (default: every character is kept)")
+    p.add_argument("--prune", type=int, nargs="+", help="lmplz --prune count thresholds per order, e.g. 0 0 1")
+    add_exclude_option(p)
+    p.set_defaults(func=_cmd_train_lm)
+
+    p = sub.add_parser("decode-sweep", help="CER on a dev manifest over a grid of LM weight, word score and "
+                       "CTC weight; prints the best setting")
+    p.add_argument("--exp-dir", type=Path, required=True, help="trained experiment directory")
+    p.add_argument("--cuts", type=Path, required=True, help="dev cut manifest (never the test split)")
+    p.add_argument("--mode", choices=MODES, default="ctc_prefix_beam", help="decoding mode (default ctc_prefix_beam)")
+    p.add_argument("--lm", type=Path, help="character n-gram from train-lm")
+    p.add_argument("--lm-weights", type=float, nargs="+", default=[0.0], help="LM weights to try")
+    p.add_argument("--word-scores", type=float, nargs="+", default=[0.0], help="word scores to try")
+    p.add_argument("--ctc-weights", type=float, nargs="+", default=[0.5],
+                   help="CTC weights to try (attention_rescoring, joint_beam)")
+    p.add_argument("--beam", type=int, default=10, help="beam size")
+    p.add_argument("--checkpoint", default="latest", help="latest | step-N | avg-last5 | path.safetensors")
+    p.add_argument("--max-utts", type=int, help="decode only the first N utterances")
+    p.set_defaults(func=_cmd_decode_sweep)
 
     p = sub.add_parser(
         "decode-whisper", help="zero-shot baseline: full pretrained Whisper (CTranslate2), scored like `decode`",

@@ -31,6 +31,10 @@ EXAMPLES: dict[str, str] = {
     "fetch-pretrained": "speechalign fetch-pretrained whisper-base",
     "decode": "speechalign decode --exp-dir exp/demo --checkpoint avg-last3 --cuts data/synth/synth_cuts_test.jsonl.gz \\\n"
               "    --mode ctc_greedy attention_rescoring --beam 10",
+    "train-lm": "speechalign train-lm --cuts data/synth/synth_cuts_train.jsonl.gz --tokens exp/demo/tokens.txt \\\n"
+                "    --order 4 --out exp/demo/lm/char4.arpa --exclude-texts-from data/synth/synth_cuts_{dev,test}.jsonl.gz",
+    "decode-sweep": "speechalign decode-sweep --exp-dir exp/demo --checkpoint avg-last3 --cuts data/synth/synth_cuts_dev.jsonl.gz \\\n"
+                    "    --lm exp/demo/lm/char4.arpa --lm-weights 0.2 0.4 0.6 --word-scores 0 1 2",
     "transcribe": "speechalign transcribe recording.wav --exp-dir exp/demo",
     "score": "speechalign score --ref ref.txt --hyp hyp.txt --groups utt2dialect.tsv",
     "embed": "speechalign embed --exp-dir exp/demo --checkpoint avg-last3 --cuts data/synth/synth_cuts_test.jsonl.gz \\\n"

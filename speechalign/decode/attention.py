@@ -8,6 +8,8 @@ import math
 import torch
 
 from speechalign.decode.ctc import ctc_prefix_beam
+from speechalign.decode.ctc_beam import Hyp
+from speechalign.decode.lm import CharLM, LMOptions
 from speechalign.models.asr import ASRModel
 
 
@@ -30,19 +32,28 @@ def attention_scores(model: ASRModel, memory: torch.Tensor, hyps: list[tuple[int
 
 
 def attention_rescoring(model: ASRModel, log_probs: torch.Tensor, memory: torch.Tensor, beam: int,
-                        ctc_weight: float, to_text=None) -> list[int]:
-    """n-best from CTC prefix beam search, rescored: attention + ctc_weight * ctc (as in WeNet). A BPE
-    decoder scores each hypothesis's text (``to_text`` maps CTC ids to it) in its own vocabulary."""
+                        ctc_weight: float, to_text=None, nbest: list | None = None,
+                        lm: LMOptions | None = None) -> list[int]:
+    """n-best from CTC prefix beam search, rescored: attention + ctc_weight * ctc (as in WeNet), plus
+    lm.weight * ln P_lm + lm.word_score * length when the n-best came from an LM-fused search. A BPE
+    decoder scores each hypothesis's text (``to_text`` maps CTC ids to it) in its own vocabulary.
+    ``nbest``: this utterance's :class:`~speechalign.decode.ctc_beam.Hyp` list from the batched library
+    search; without it the Python reference prefix search makes one."""
     _require_decoder(model, "attention_rescoring")
-    nbest = ctc_prefix_beam(log_probs.cpu().numpy(), max(beam, 2))
-    hyps = [h for h, _ in nbest]
+    if nbest is None:
+        nbest = [Hyp(h, s, s) for h, s in ctc_prefix_beam(log_probs.cpu().numpy(), max(beam, 2))]
+    if not nbest:
+        return []
+    hyps = [h.tokens for h in nbest]
     if not model.shares_ctc_vocab:
         if to_text is None:
             raise ValueError("attention_rescoring with a BPE decoder needs to_text (the CTC tokenizer's decode)")
         hyps = [model.att_vocab.encode(to_text(list(h))) for h in hyps]
     att = attention_scores(model, memory, hyps)
-    scores = [float(a) + ctc_weight * c for a, (_, c) in zip(att, nbest)]
-    return list(nbest[max(range(len(scores)), key=scores.__getitem__)][0])
+    scores = [float(a) + ctc_weight * h.ctc for a, h in zip(att, nbest)]
+    if lm is not None:
+        scores = [s + lm.weight * h.lm + lm.word_score * len(h.tokens) for s, h in zip(scores, nbest)]
+    return list(nbest[max(range(len(scores)), key=scores.__getitem__)].tokens)
 
 
 def _ctc_prefix_extend(log_probs: torch.Tensor, r_prev: torch.Tensor, last: torch.Tensor,
@@ -67,10 +78,28 @@ def _ctc_prefix_extend(log_probs: torch.Tensor, r_prev: torch.Tensor, last: torc
     return psi, r
 
 
+def _lm_step_scores(char_lm: CharLM, opts: LMOptions, states: dict, prefixes: list[tuple[int, ...]],
+                    cands: list[int], eos: int) -> torch.Tensor:
+    """lm.weight * ln P_lm(c | prefix) + word_score for each (prefix, candidate); ``eos`` scores </s>.
+    ``states`` caches the LM state of every prefix seen (extended in place)."""
+    out = []
+    for prefix, c in zip(prefixes, cands):
+        state = states[prefix]
+        if c == eos:
+            out.append(opts.weight * char_lm.finish(state))
+            continue
+        nxt, lp = char_lm.score(state, c)
+        states.setdefault(prefix + (c,), nxt)
+        out.append(opts.weight * lp + opts.word_score)
+    return torch.tensor(out)
+
+
 @torch.no_grad()
 def joint_beam(model: ASRModel, log_probs: torch.Tensor, memory: torch.Tensor, beam: int, ctc_weight: float,
-               blank: int = 0, max_len: int | None = None) -> list[int]:
-    """One-pass beam search scoring (1 - w) * attention + w * CTC prefix probability per hypothesis."""
+               blank: int = 0, max_len: int | None = None,
+               lm: tuple[CharLM, LMOptions] | None = None) -> list[int]:
+    """One-pass beam search scoring (1 - w) * attention + w * CTC prefix probability per hypothesis,
+    plus lm.weight * ln P_lm + lm.word_score per token with a character LM."""
     _require_decoder(model, "joint_beam")
     if not model.shares_ctc_vocab:
         raise ValueError("joint_beam needs a decoder over the CTC vocabulary; this model's decoder is Whisper's "
@@ -80,6 +109,8 @@ def joint_beam(model: ASRModel, log_probs: torch.Tensor, memory: torch.Tensor, b
     max_len = max_len or T
     init_r = torch.full((T, 2), -math.inf, device=device)
     init_r[:, 1] = torch.cumsum(log_probs[:, blank], 0)
+    char_lm, lm_opts = lm if lm is not None else (None, None)
+    lm_states = {(): char_lm.start()} if char_lm is not None else {}
     hyps = [((), 0.0, 0.0, init_r)]                          # tokens, score, ctc psi, forward vars
     ended: list[tuple[tuple[int, ...], float]] = []
     pre_beam = min(int(1.5 * beam) + 1, log_probs.shape[1])
@@ -111,6 +142,9 @@ def joint_beam(model: ASRModel, log_probs: torch.Tensor, memory: torch.Tensor, b
         ctc_psi[eos_idx] = torch.logaddexp(r_all[-1, 0], r_all[-1, 1])[hyp_idx[eos_idx]]
         base = torch.tensor([h[1] for h in hyps], device=device)[hyp_idx]
         total = base + (1 - ctc_weight) * att[hyp_idx, cands] + ctc_weight * (ctc_psi - prefix_psi)
+        if char_lm is not None:
+            total = total + _lm_step_scores(char_lm, lm_opts, lm_states, [hyps[h][0] for h in hyp_idx.tolist()],
+                                            cands.tolist(), eos)
         column = torch.full((len(cands),), -1, dtype=torch.long)
         column[ext.cpu()] = torch.arange(len(ext))
         candidates = [(s, hyps[h][0], c, p, None if col < 0 else new_r[:, :, col])

@@ -16,6 +16,8 @@ from speechalign.data.dataset import collate_audio, eval_loader
 from speechalign.data.manifest import open_cuts
 from speechalign.decode.attention import attention_beam, attention_rescoring, joint_beam
 from speechalign.decode.ctc import ctc_greedy, ctc_prefix_beam
+from speechalign.decode.ctc_beam import CtcBeamSearch
+from speechalign.decode.lm import CharLM, LMOptions
 from speechalign.decode.report import Utterance, report_set, write_reports
 from speechalign.models.experiment import load_experiment
 
@@ -40,10 +42,14 @@ def hyp_text(model, tokenizer, mode: str, ids: list[int]) -> str:
 
 @torch.no_grad()
 def decode_batch(model, wav: torch.Tensor, wav_lens: torch.Tensor, mode: str, beam: int,
-                 ctc_weight: float, to_text=None) -> list[list[int]]:
+                 ctc_weight: float, to_text=None, ctc_search: CtcBeamSearch | None = None,
+                 lm: tuple[CharLM, LMOptions] | None = None) -> list[list[int]]:
     """Token ids for each utterance of a padded batch (encoder run once for the whole batch); see
     :func:`hyp_text` for their vocabulary. ``to_text`` (CTC ids -> text) is needed by
-    attention_rescoring with a BPE decoder."""
+    attention_rescoring with a BPE decoder. ``ctc_search`` (see :func:`make_ctc_search`) is the batched
+    library beam search for ctc_prefix_beam and the n-best of attention_rescoring; without it both use
+    the Python reference prefix search. ``lm`` fuses a character LM into joint_beam (rescoring gets it
+    through ``ctc_search``'s n-best LM scores)."""
     if mode not in MODES:
         raise ValueError(f"unknown decode mode {mode!r}; choose from {MODES}")
     if mode in ATTENTION_MODES and model.decoder is None:
@@ -51,29 +57,67 @@ def decode_batch(model, wav: torch.Tensor, wav_lens: torch.Tensor, mode: str, be
                          "(trained with model.decoder.num_layers: 0); use ctc_greedy or ctc_prefix_beam")
     enc = model.encode(wav, wav_lens)
     log_probs = model.ctc_log_probs(enc)
+    return decode_encoded(model, enc, log_probs, mode, beam, ctc_weight, to_text, ctc_search, lm)
+
+
+def decode_encoded(model, enc, log_probs: torch.Tensor, mode: str, beam: int, ctc_weight: float, to_text=None,
+                   ctc_search: CtcBeamSearch | None = None,
+                   lm: tuple[CharLM, LMOptions] | None = None) -> list[list[int]]:
+    """:func:`decode_batch` after the encoder (sweeps decode one encoding many times)."""
     if mode == "ctc_greedy":
         return ctc_greedy(log_probs, enc.lengths)
+    nbest = None
+    if ctc_search is not None and mode in ("ctc_prefix_beam", "attention_rescoring"):
+        nbest = ctc_search(log_probs, enc.lengths)
+        if mode == "ctc_prefix_beam":
+            return [list(hyps[0].tokens) if hyps else [] for hyps in nbest]
     out = []
     for i, n in enumerate(enc.lengths.tolist()):
         lp = log_probs[i, :n]
         if mode == "ctc_prefix_beam":
             out.append(list(ctc_prefix_beam(lp.cpu().numpy(), beam)[0][0]))
         elif mode == "attention_rescoring":
-            out.append(attention_rescoring(model, lp, enc.last[i, :n], beam, ctc_weight, to_text))
+            out.append(attention_rescoring(model, lp, enc.last[i, :n], beam, ctc_weight, to_text,
+                                           nbest=None if nbest is None else nbest[i],
+                                           lm=None if ctc_search is None else ctc_search.lm_options))
         elif mode == "attention_beam":
             out.append(attention_beam(model, enc.last[i, :n], beam))
         else:
-            out.append(joint_beam(model, lp, enc.last[i, :n], beam, ctc_weight))
+            out.append(joint_beam(model, lp, enc.last[i, :n], beam, ctc_weight, lm=lm))
     return out
+
+
+def make_ctc_search(tokenizer, mode: str, beam: int, lm: LMOptions | None, device: str = "cpu",
+                    force_cpu: bool = False) -> CtcBeamSearch | None:
+    """The library beam search a mode needs (n-best of max(beam, 2) for rescoring), or None."""
+    if mode not in ("ctc_prefix_beam", "attention_rescoring"):
+        return None
+    nbest = 1 if mode == "ctc_prefix_beam" else max(beam, 2)
+    return CtcBeamSearch(tokenizer.tokens, max(beam, 2), nbest=nbest, lm=lm, device=device, force_cpu=force_cpu)
+
+
+def mode_label(mode: str, lm: LMOptions | None) -> str:
+    """Report file stem part: an LM-fused decode never overwrites the plain one."""
+    return mode if lm is None else f"{mode}+lm"
 
 
 def decode(exp_dir: str | Path, cuts: list[str | Path], mode: str = "ctc_greedy", beam: int = 10,
            checkpoint: str = "latest", ctc_weight: float = 0.5, max_duration: float = 120.0,
-           device: str = "cpu", skip_bad: bool = False) -> dict[str, object]:
+           device: str = "cpu", skip_bad: bool = False, lm: LMOptions | None = None,
+           force_cpu_search: bool = False) -> dict[str, object]:
     """Decode each manifest and write reports to ``<exp>/decode/<checkpoint>/``; returns scorers.
-    An unreadable utterance is an error naming its file, or with ``skip_bad`` a counted, listed skip."""
+    An unreadable utterance is an error naming its file, or with ``skip_bad`` a counted, listed skip.
+    ``lm`` fuses a character n-gram into ctc_prefix_beam, attention_rescoring and joint_beam; the
+    beam search runs on the GPU (torchaudio's cuda_ctc_decoder) for CUDA without an LM, unless
+    ``force_cpu_search``."""
     exp_dir = Path(exp_dir)
     cfg, tokenizer, model = load_experiment(exp_dir, checkpoint, device)
+    if lm is not None and mode not in ("ctc_prefix_beam", "attention_rescoring", "joint_beam"):
+        raise ValueError(f"--lm: decode mode {mode!r} cannot use an LM (ctc_prefix_beam, attention_rescoring "
+                         "and joint_beam can)")
+    ctc_search = make_ctc_search(tokenizer, mode, beam, lm, device, force_cpu_search)
+    char_lm = (CharLM(lm.path, tokenizer.tokens), lm) if lm is not None and mode == "joint_beam" else None
+    label = mode_label(mode, lm)
     out_dir = exp_dir / "decode" / checkpoint
     results = {}
     for path in cuts:
@@ -81,19 +125,23 @@ def decode(exp_dir: str | Path, cuts: list[str | Path], mode: str = "ctc_greedy"
         set_name = Path(path).name.split(".")[0].replace("_cuts_", "_")
         utts, audio, start, skipped = [], 0.0, time.perf_counter(), []
         loader = eval_loader(open_cuts(path), max_duration, min_samples=model.encoder.min_samples)
-        for batch in tqdm(loader, desc=f"decode {set_name} {mode}", unit="batch"):
+        for batch in tqdm(loader, desc=f"decode {set_name} {label}", unit="batch"):
             skipped += check_bad(batch.bad, skip_bad, "decode")
             if not batch.ids:
                 continue
             hyps = decode_batch(model, batch.wav.to(device), batch.wav_lens.to(device), mode, beam, ctc_weight,
-                                tokenizer.decode)
+                                tokenizer.decode, ctc_search, char_lm)
             audio += float(batch.wav_lens.sum()) / 16000
             utts += [Utterance(i, d, r, hyp_text(model, tokenizer, mode, h))
                      for i, d, r, h in zip(batch.ids, batch.dialects, batch.texts, hyps)]
         rtf = (time.perf_counter() - start) / max(audio, 1e-9)
         note = f", skipped {len(skipped)} unreadable: {'; '.join(skipped[:3])}" if skipped else ""
-        results[set_name] = report_set(out_dir, set_name, mode, utts, rtf,
-                                       f"checkpoint={checkpoint}, beam={beam}, RTF={rtf:.4f}{note}")
+        search = f", search={ctc_search.backend}" if ctc_search is not None else ""
+        fusion = f", {lm.describe()}" if lm is not None else ", no LM"
+        weight = f", ctc_weight={ctc_weight:g}" if mode in ("attention_rescoring", "joint_beam") else ""
+        results[set_name] = report_set(out_dir, set_name, label, utts, rtf,
+                                       f"checkpoint={checkpoint}, beam={beam}{weight}{fusion}{search}, "
+                                       f"RTF={rtf:.4f}{note}")
     return results
 
 
@@ -131,6 +179,7 @@ def transcribe(exp_dir: str | Path, files: list[str | Path], mode: str = "ctc_gr
                checkpoint: str = "latest", ctc_weight: float = 0.5, skip_bad: bool = False) -> list[str | None]:
     """Transcripts in file order; with ``skip_bad`` an unreadable file gives None (and a logged reason)."""
     _, tokenizer, model = load_experiment(exp_dir, checkpoint)
+    ctc_search = make_ctc_search(tokenizer, mode, beam, None)
     texts = []
     for path in files:
         try:
@@ -142,7 +191,7 @@ def transcribe(exp_dir: str | Path, files: list[str | Path], mode: str = "ctc_gr
             texts.append(None)
             continue
         wav, lens = collate_audio([audio])
-        ids = decode_batch(model, wav, lens, mode, beam, ctc_weight, tokenizer.decode)[0]
+        ids = decode_batch(model, wav, lens, mode, beam, ctc_weight, tokenizer.decode, ctc_search)[0]
         texts.append(hyp_text(model, tokenizer, mode, ids))
     return texts
 
