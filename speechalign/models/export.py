@@ -40,6 +40,9 @@ def atomic_dir(out: Path):
     any previous ``out`` untouched and no partial directory)."""
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o777 & ~umask)   # mkdtemp's 0700 would make the published directory private
     try:
         yield tmp
         old = None
