@@ -30,4 +30,5 @@ fi
 [ -x .venv/bin/python ] || python3 -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip
 .venv/bin/python -m pip install -q -e ".${extra}"
+tools/install_kenlm.sh   # KenLM's lmplz for `speechalign train-lm` (no package ships the binary)
 echo "install.sh: speechalign installed in $(pwd)/.venv"

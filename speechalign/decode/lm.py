@@ -167,6 +167,7 @@ def train_char_lm(cuts: list[str | Path], out: str | Path, order: int = 4, token
     tmp_meta.write_text(json.dumps(info, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     os.replace(tmp_meta, meta)
     if dropped:
+        report.kept["lm"] = len(lines)
         report.note(f"LM {out}: {dropped} of {total} training cuts dropped (text is a dev/test text)")
         report.write(out.parent)
     log.info("train-lm: %d-gram on %d sentences -> %s (%d of %d cuts dropped as dev/test texts)",
