@@ -73,8 +73,11 @@ class EncoderFrontend(FeatureExtractor):
         back with :func:`valid_frames`, as the fbank window leaves fewer frames than duration / shift)."""
         if sampling_rate != 16000:
             raise ValueError(f"front end expects 16 kHz audio, got {sampling_rate} Hz")
+        samples = np.asarray(samples, dtype=np.float32)
+        if samples.ndim == 2:   # (channels, N): downmixed like the audio reader does
+            samples = samples.mean(axis=0)
         valid = self.valid_features(samples)
-        total = compute_num_frames(np.asarray(samples).size / sampling_rate, self.frame_shift, sampling_rate)
+        total = compute_num_frames(samples.size / sampling_rate, self.frame_shift, sampling_rate)
         return np.pad(valid, ((0, max(total - len(valid), 0)), (0, 0)))[:total]
 
 
