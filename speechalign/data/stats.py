@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from array import array
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from speechalign.data.manifest import ManifestError, cut_meta, iter_cuts, split_name
+from speechalign.data.manifest import DuplicateIds, ManifestError, cut_meta, iter_cuts, split_name
 
 
 @dataclass
@@ -30,18 +31,16 @@ class Stats:
 
 def manifest_stats(paths: list[str | Path], outlier_factor: float = 3.0, max_listed: int = 5) -> Stats:
     """Count utterances/hours/speakers per (split, dialect) and flag zero-length audio, empty text
-    and duration outliers (outside median ± ``outlier_factor``·IQR of their split, or > 60 s)."""
+    and duration outliers (outside median ± ``outlier_factor``·IQR of their split, or > 60 s); duplicate
+    ids are an error. One streaming pass, 16 bytes per cut (a duration and an id hash)."""
     stats = Stats()
-    seen: dict[str, tuple[Path, int]] = {}
+    dups = DuplicateIds()
     for path in paths:
         split = split_name(path)
-        durations, ids = [], []
+        durations = array("d")
         empty_audio, empty_text = [], []
-        for n, cut in enumerate(iter_cuts(path), 1):
-            if cut.id in seen:
-                first, m = seen[cut.id]
-                raise ManifestError(f"{path}: duplicate cut id {cut.id!r} at cut #{n} (first seen in {first}, cut #{m})")
-            seen[cut.id] = (Path(path), n)
+        for cut in iter_cuts(path):
+            dups.add(cut.id)
             meta = cut_meta(cut)
             row = stats.rows[(split, meta["dialect"])]
             row[0] += 1
@@ -53,21 +52,40 @@ def manifest_stats(paths: list[str | Path], outlier_factor: float = 3.0, max_lis
             if not meta["text"]:
                 empty_text.append(cut.id)
             durations.append(cut.duration)
-            ids.append(cut.id)
-        if not ids:
+        if not durations:
             raise ManifestError(f"{path}: no cuts (empty manifest)")
         name = Path(path).name
         for what, bad in (("zero-length audio", empty_audio), ("empty text", empty_text)):
             if bad:
                 stats.warnings.append(f"{name}: {len(bad)} cut(s) with {what}: {', '.join(bad[:max_listed])}")
         if len(durations) >= 4:
-            d = np.asarray(durations)
+            d = np.frombuffer(durations, dtype=np.float64)
             q1, med, q3 = np.percentile(d, [25, 50, 75])
             spread = max(q3 - q1, 0.1 * med)
             lo, hi = med - outlier_factor * spread, min(med + outlier_factor * spread, 60.0)
-            out = [f"{ids[i]} ({d[i]:.2f}s)" for i in np.flatnonzero((d < lo) | (d > hi))]
-            if out:
+            flagged = np.flatnonzero((d < lo) | (d > hi))
+            if len(flagged):
+                # Ids are not kept in memory; a second pass names the first few outliers.
+                listed = set(flagged[:max_listed].tolist())
+                out = [f"{cut.id} ({cut.duration:.2f}s)" for i, cut in enumerate(iter_cuts(path)) if i in listed]
                 stats.warnings.append(
-                    f"{name}: {len(out)} duration outlier(s) outside [{max(lo, 0):.2f}, {hi:.2f}] s: "
-                    + ", ".join(out[:max_listed]))
+                    f"{name}: {len(flagged)} duration outlier(s) outside [{max(lo, 0):.2f}, {hi:.2f}] s: "
+                    + ", ".join(out))
+    _check_duplicates(paths, dups)
     return stats
+
+
+def _check_duplicates(paths: list[str | Path], dups: DuplicateIds) -> None:
+    """Duplicate ids across all manifests, named with both places (second pass only if a hash repeated)."""
+    repeated = dups.find(c for p in paths for c in iter_cuts(p))
+    if not repeated:
+        return
+    first: dict[str, tuple[Path, int]] = {}
+    for path in paths:
+        for n, cut in enumerate(iter_cuts(path), 1):
+            if cut.id == repeated[0]:
+                if cut.id in first:
+                    where, m = first[cut.id]
+                    raise ManifestError(f"{path}: duplicate cut id {cut.id!r} at cut #{n} (first seen in {where}, "
+                                        f"cut #{m})")
+                first[cut.id] = (Path(path), n)
