@@ -42,6 +42,7 @@ def miniature(cfg: ExperimentConfig) -> ExperimentConfig:
     m.decoder.num_heads, m.decoder.ffn_dim = 2, 64
     m.freeze.encoder_steps = 0
     cfg.data.max_duration = min(cfg.data.max_duration, 2.0)   # a fake corpus must still fill one batch
+    cfg.data.num_workers = 0   # a one-step run on a fake corpus: starting workers would cost more than reading
     t = cfg.train
     t.max_steps, t.max_minutes, t.valid_every, t.save_every, t.log_every = 1, 0.0, 1, 1, 1
     t.bf16, t.keep_last = False, 1
