@@ -1,29 +1,43 @@
-"""Real-time factor of batched CTC prefix beam search (beam 10) on CPU, and the batched speed-up.
+"""Real-time factor of CTC beam search (beam 10) on CPU: the library search (torchaudio/flashlight,
+batched) against the Python prefix search (the reference), and batched against one utterance at a time.
 
-Decodes a manifest with a trained experiment twice: batched (encoder over padded batches) and one
-utterance at a time. RTF = decoding wall time / audio duration (goal <= 0.05 for the demo model).
-Usage: python bench/decode_rtf.py --exp-dir exp/synth/conformer_ctc --cuts exp/synth/data/synth_cuts_test.jsonl.gz
+Decodes a manifest with a trained experiment: (1) Python reference, batched encoder; (2) library,
+batched; (3) library, one utterance at a time; with --lm also (4) library + LM. Prints RTF (decoding
+wall time / audio duration, encoder included), speed-ups, the share of utterances where library and
+reference agree, and per-variety CER of each (what must stay equal: CER within 0.2 points).
+Usage: python bench/decode_rtf.py --exp-dir exp/synth/conformer_ctc --cuts exp/synth/data/synth_cuts_test.jsonl.gz \\
+           [--lm exp/synth/lm/char4.arpa --lm-weight 0.5 --word-score 1]
 """
 
 from __future__ import annotations
 
 import argparse
 import time
+from pathlib import Path
 
 import torch
 
 from speechalign.data.dataset import eval_loader
 from speechalign.data.manifest import load_cuts
-from speechalign.decode.run import decode_batch
+from speechalign.decode.cer import CerScorer
+from speechalign.decode.lm import LMOptions
+from speechalign.decode.run import decode_batch, make_ctc_search
 from speechalign.models.experiment import load_experiment
 
 
-def run(model, cuts, max_duration: float | None, beam: int, max_cuts: int | None = None) -> tuple[float, float, list]:
-    audio, hyps, start = 0.0, [], time.perf_counter()
+def run(model, tokenizer, cuts, max_duration: float | None, beam: int, search, max_cuts: int | None = None):
+    audio, hyps, start, scorer = 0.0, {}, time.perf_counter(), CerScorer()
     for batch in eval_loader(cuts, max_duration, max_cuts=max_cuts):
-        hyps += decode_batch(model, batch.wav, batch.wav_lens, "ctc_prefix_beam", beam, 0.5)
+        out = decode_batch(model, batch.wav, batch.wav_lens, "ctc_prefix_beam", beam, 0.5, ctc_search=search)
         audio += float(batch.wav_lens.sum()) / 16000
-    return time.perf_counter() - start, audio, hyps
+        for i, d, r, h in zip(batch.ids, batch.dialects, batch.texts, out):
+            hyps[i] = tuple(h)
+            scorer.add(r, tokenizer.decode(h), d)
+    return time.perf_counter() - start, audio, hyps, scorer
+
+
+def cer_line(scorer) -> str:
+    return "  ".join(f"{d} {100 * c.cer:.2f}" for d, c in scorer.rows())
 
 
 def main() -> None:
@@ -33,16 +47,35 @@ def main() -> None:
     parser.add_argument("--checkpoint", default="latest")
     parser.add_argument("--beam", type=int, default=10)
     parser.add_argument("--max-utts", type=int, default=200)
+    parser.add_argument("--lm", type=Path, help="character LM from train-lm: also decode with it")
+    parser.add_argument("--lm-weight", type=float, default=0.5)
+    parser.add_argument("--word-score", type=float, default=0.0)
     args = parser.parse_args()
-    _, _, model = load_experiment(args.exp_dir, args.checkpoint)
+    _, tokenizer, model = load_experiment(args.exp_dir, args.checkpoint)
     cuts = load_cuts(args.cuts).subset(first=args.max_utts)
+    lib = make_ctc_search(tokenizer, "ctc_prefix_beam", args.beam, None, force_cpu=True)
     with torch.inference_mode():
-        batched, audio, hyps_b = run(model, cuts, 120.0, args.beam)
-        single, _, hyps_s = run(model, cuts, None, args.beam, max_cuts=1)
+        py_t, audio, py_h, py_s = run(model, tokenizer, cuts, 120.0, args.beam, None)
+        lib_t, _, lib_h, lib_s = run(model, tokenizer, cuts, 120.0, args.beam, lib)
+        one_t, _, one_h, _ = run(model, tokenizer, cuts, None, args.beam, lib, max_cuts=1)
+        if args.lm:
+            fused = make_ctc_search(tokenizer, "ctc_prefix_beam", args.beam,
+                                    LMOptions(args.lm, args.lm_weight, args.word_score), force_cpu=True)
+            lm_t, _, _, lm_s = run(model, tokenizer, cuts, 120.0, args.beam, fused)
+    agree = sum(py_h[k] == lib_h[k] for k in py_h) / len(py_h)
     print(f"{len(cuts)} utterances, {audio / 60:.1f} min of audio, beam {args.beam}, {torch.get_num_threads()} threads")
-    print(f"batched      : RTF {batched / audio:.4f} (goal <= 0.05)")
-    print(f"one at a time: RTF {single / audio:.4f}")
-    print(f"batched speed-up: {single / batched:.2f}x; identical hypotheses: {sorted(map(tuple, hyps_b)) == sorted(map(tuple, hyps_s))}")
+    print(f"python prefix search, batched : RTF {py_t / audio:.4f}")
+    print(f"library search, batched       : RTF {lib_t / audio:.4f} (goal <= 0.05)")
+    print(f"library search, one at a time : RTF {one_t / audio:.4f}")
+    print(f"library vs python speed-up: {py_t / lib_t:.2f}x (goal >= 5x); batched vs one at a time: "
+          f"{one_t / lib_t:.2f}x (goal >= 2x); batched == one at a time: {lib_h == one_h}")
+    print(f"library == python reference on {100 * agree:.1f}% of utterances (goal >= 99%)")
+    print(f"CER% python : {cer_line(py_s)}")
+    print(f"CER% library: {cer_line(lib_s)} (overall difference "
+          f"{100 * (lib_s.overall().cer - py_s.overall().cer):+.2f} points; goal within 0.2)")
+    if args.lm:
+        print(f"CER% library + LM {args.lm.name} (weight {args.lm_weight:g}, word score {args.word_score:g}): "
+              f"{cer_line(lm_s)}; RTF {lm_t / audio:.4f}")
 
 
 if __name__ == "__main__":

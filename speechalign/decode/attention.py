@@ -97,9 +97,11 @@ def _lm_step_scores(char_lm: CharLM, opts: LMOptions, states: dict, prefixes: li
 @torch.no_grad()
 def joint_beam(model: ASRModel, log_probs: torch.Tensor, memory: torch.Tensor, beam: int, ctc_weight: float,
                blank: int = 0, max_len: int | None = None,
-               lm: tuple[CharLM, LMOptions] | None = None) -> list[int]:
+               lm: tuple[CharLM, LMOptions] | None = None, ctc_propose: float = 0.05) -> list[int]:
     """One-pass beam search scoring (1 - w) * attention + w * CTC prefix probability per hypothesis,
-    plus lm.weight * ln P_lm + lm.word_score per token with a character LM."""
+    plus lm.weight * ln P_lm + lm.word_score per token with a character LM. ``ctc_propose``: tokens whose
+    CTC posterior exceeds it in some frame are candidates at every step besides the decoder's pre-beam
+    (1.0: the decoder's pre-beam only, the former behaviour)."""
     _require_decoder(model, "joint_beam")
     if not model.shares_ctc_vocab:
         raise ValueError("joint_beam needs a decoder over the CTC vocabulary; this model's decoder is Whisper's "
@@ -114,6 +116,11 @@ def joint_beam(model: ASRModel, log_probs: torch.Tensor, memory: torch.Tensor, b
     hyps = [((), 0.0, 0.0, init_r)]                          # tokens, score, ctc psi, forward vars
     ended: list[tuple[tuple[int, ...], float]] = []
     pre_beam = min(int(1.5 * beam) + 1, log_probs.shape[1])
+    # Candidates are the decoder's pre-beam plus every token CTC finds likely somewhere in the utterance:
+    # with the decoder's top-k alone, a token the decoder under-ranks can never be proposed, however
+    # certain CTC is, and the search degrades to the decoder's own errors (the measured joint_beam defect).
+    ctc_set = (log_probs.max(0).values > math.log(ctc_propose)).nonzero().squeeze(-1)
+    ctc_set = ctc_set[ctc_set != blank]
     for _ in range(max_len + 1):
         inp = torch.full((len(hyps), 1 + max(len(h[0]) for h in hyps)), eos, dtype=torch.long, device=device)
         for i, (toks, *_rest) in enumerate(hyps):
@@ -127,8 +134,12 @@ def joint_beam(model: ASRModel, log_probs: torch.Tensor, memory: torch.Tensor, b
         att = att[torch.arange(len(hyps)), lens]            # next-token distribution of each hyp
         att[:, blank] = -math.inf
         top = torch.topk(att, pre_beam, dim=-1).indices                    # (H, K)
-        hyp_idx = torch.arange(len(hyps), device=device).repeat_interleave(pre_beam)
-        cands = top.reshape(-1)
+        propose = torch.zeros_like(att, dtype=torch.bool)
+        propose.scatter_(1, top, True)
+        if ctc_propose < 1.0:
+            propose[:, ctc_set] = True
+            propose[:, eos] = True
+        hyp_idx, cands = propose.nonzero(as_tuple=True)
         prefix_psi = torch.tensor([h[2] for h in hyps], device=device)[hyp_idx]
         ctc_psi = torch.empty(len(cands), device=device)
         is_eos = cands == eos
