@@ -124,7 +124,10 @@ class WhisperSpeechEncoder(SpecAugmentMixin, nn.Module):
             states.append(x)
             x = layer(x, mask, layer_head_mask=None)[0]
         states.append(enc.layer_norm(x))
-        t = int(out_lens.max())
+        t = out_lens.max().item()
+        # The bounds of this data-dependent slice, which torch.export (ONNX export) cannot infer alone.
+        torch._check(t >= 0)
+        torch._check(t <= x.shape[1])
         return EncoderOutput([s[:, :t] for s in states], out_lens)
 
 

@@ -141,6 +141,26 @@ class CTCGraph(nn.Module):
         return self.model.ctc_log_probs(enc), enc.lengths
 
 
+@contextmanager
+def _quiet_exporter():
+    """Silence what the exporter reports that no user can act on (missing torchvision ops, a graph dump
+    for the data-dependent output length, deprecation notices of its own internals); errors still raise."""
+    import warnings
+
+    loggers = [logging.getLogger(n) for n in ("torch.onnx", "torch.fx.experimental.symbolic_shapes")]
+    levels = [lg.level for lg in loggers]
+    try:
+        for lg in loggers:
+            lg.setLevel(logging.ERROR)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)
+            warnings.filterwarnings("ignore", message=".*axis name.*will not be used")
+            yield
+    finally:
+        for lg, level in zip(loggers, levels):
+            lg.setLevel(level)
+
+
 def _write_onnx(path: Path, model) -> dict:
     """torch.export-based ONNX export (torch's default exporter); the TorchScript one cannot export
     the complex STFT of the front ends. Returns the graph's interface for speechalign.json."""
@@ -155,7 +175,7 @@ def _write_onnx(path: Path, model) -> dict:
     batch = torch.export.Dim("batch", min=1)
     samples = torch.export.Dim("samples", min=min_samples, max=max_samples)
     big = sum(p.numel() * p.element_size() for p in model.parameters()) > MAX_ONNX_INLINE_BYTES
-    with torch.no_grad():
+    with torch.no_grad(), _quiet_exporter():
         torch.onnx.export(CTCGraph(model).eval(), (wav, lens), str(path), dynamo=True, external_data=big,
                           input_names=["wav", "wav_lens"], output_names=["log_probs", "lengths"],
                           dynamic_shapes=({0: batch, 1: samples}, {0: batch}), verbose=False)
