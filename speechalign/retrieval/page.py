@@ -265,8 +265,8 @@ function update() {
       body.appendChild(tr);
     });
 }
-// Start on a source with ranked lists (a YuBao-only source has plots alone).
-fill($("source"), sources(), null, (D.runs[0] || {}).source);
+// Start on the source of the best run by mean R@1 (a YuBao-only source has plots alone).
+fill($("source"), sources(), null, (D.runs.reduce((a, r) => (a && a.r1 >= r.r1 ? a : r), null) || {}).source);
 ["source", "layer", "run", "pair", "misses"].forEach(id => $(id).addEventListener("change", update));
 update();
 </script></body></html>

@@ -40,6 +40,8 @@ def test_recipe_dry_run_then_eval_only(corpora, tmp_path):
     assert yubao == {"fbank", "whisper-base-random", "whisper-base-trim", "whisper-base-pad30", "fine-tuned"}
     assert (dry / "yubao-goo-gi-test.png").stat().st_size > 0
     assert {r.split("/")[0] for r in _rows(dry / "hokkien-to-mandarin.md")} == yubao
+    page = (dry / "retrieval.html").read_text(encoding="utf-8")
+    assert '"source":"tw-hokkien/fine-tuned"' in page and '"source":"goo-gi/fbank","name":"yubao-' in page
     # the training manifest never holds a dev/test sentence id, in any variety
     assert "goo-gi: kept dev: 3, test: 6, train: 8" in (dry / "data" / "goo-gi_prep_report.txt").read_text()
 

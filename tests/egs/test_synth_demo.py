@@ -26,3 +26,6 @@ def test_quick_demo_writes_full_report(tmp_path):
     for png in re.findall(r"!\[[^\]]*\]\(([^)]+\.png)\)", report):
         assert (report_path.parent / png).stat().st_size > 1000, png
     assert len(re.findall(r"\.png\)", report)) >= 5
+    assert "[retrieval.html](retrieval.html)" in report
+    page = (report_path.parent / "retrieval.html").read_text(encoding="utf-8")
+    assert '"source":"trained","name":"seqsim-L2-mean-center"' in page and "sweep-mean-center" in page
