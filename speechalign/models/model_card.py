@@ -176,6 +176,9 @@ def model_card(fmt: str, meta: dict, cfg, exp_dir: Path, checkpoint: str, result
     mine, others = _table_files(exp_dir, checkpoint)
     lines += ["## Results", "", "### CER (per dialect, micro-averaged)", ""]
     if mine:
+        if m.decoder.num_layers > 0 or m.decoder.pretrained:
+            lines += ["Only the CTC modes (`ctc_greedy`, `ctc_prefix_beam`) can be reproduced from this export; the "
+                      "attention modes used the decoder, which is not exported.", ""]
         for p in mine:
             lines += [_demote(p.read_text(encoding="utf-8").strip()), ""]
     else:
