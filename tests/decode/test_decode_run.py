@@ -46,3 +46,18 @@ def test_transcribe_any_rate_and_channels(tiny_exp, tmp_path):
     with pytest.raises(ValueError, match="cannot read audio"):
         (tmp_path / "bad.wav").write_bytes(b"nope")
         transcribe(tiny_exp, [tmp_path / "bad.wav"])
+
+
+@pytest.mark.parametrize("mode", ["ctc_prefix_beam", "attention_rescoring", "joint_beam"])
+def test_lm_decode_writes_its_own_reports_naming_the_lm(tiny_exp, tone_corpus, tmp_path, mode):
+    from speechalign.decode.lm import LMOptions
+    from tests.decode.test_ctc_beam_lm import write_arpa
+
+    arpa = write_arpa(tmp_path / "bi.arpa")
+    decode(tiny_exp, [tone_corpus["dev"]], mode=mode, beam=4, lm=LMOptions(arpa, 0.3, 0.5))
+    md = (tiny_exp / "decode" / "latest" / f"cer-tones_dev-{mode}+lm.md").read_text(encoding="utf-8")
+    assert "LM bi.arpa (weight 0.3, word score 0.5)" in md
+    if mode != "joint_beam":
+        assert "search=cpu" in md
+    with pytest.raises(ValueError, match="cannot use an LM"):
+        decode(tiny_exp, [tone_corpus["dev"]], mode="ctc_greedy", lm=LMOptions(arpa))
