@@ -1,7 +1,9 @@
 """ONNX (onnxruntime) vs PyTorch CTC greedy transcription speed on CPU, one utterance at a time as
 ``speechalign transcribe`` runs, with the largest |log-prob difference| and the transcript agreement.
 
-Both use the same number of intra-op threads. Without --onnx the experiment is exported to a temporary
+Both use the same number of intra-op threads. On a shared machine prefer --threads 1: under
+oversubscription torch's OpenMP threads slow down far more than onnxruntime's (measured here: 10x vs 2x),
+which turns the ratio into a measure of contention. Without --onnx the experiment is exported to a temporary
 directory first; without --cuts the audio is random noise of 1-6 s.
 Usage: python bench/onnx_speed.py --exp-dir exp/synth/conformer_ctc --cuts exp/synth/data/synth_cuts_test.jsonl.gz
 """
