@@ -94,6 +94,9 @@ def frontend_for(cfg) -> FrontendConfig:
     if name == "conformer":
         return FrontendConfig("fbank", cfg.model.conformer.num_mel_bins)
     if name == "whisper":
+        if cfg.model.whisper.length_mode == "pad30":
+            raise ValueError(f"data.features={cfg.data.features}: whisper length_mode=pad30 pads waveforms to 30 s "
+                             "inside the model; use data.features=audio")
         return FrontendConfig("whisper", cfg.model.whisper.num_mel_bins)
     raise ValueError(f"model.encoder={name}: reads raw waveforms, there are no features to precompute")
 

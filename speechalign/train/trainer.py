@@ -223,8 +223,6 @@ class Trainer:
         self.num_workers = cfg.num_workers if cfg.num_workers >= 0 else default_num_workers(self.device.type)
         # The front end whose stored output the loader reads, or None to decode audio on the fly.
         self.frontend = frontend_for(self.cfg) if cfg.features != "audio" else None
-        if self.frontend is not None and self.cfg.model.encoder == "whisper" and self.cfg.model.whisper.length_mode == "pad30":
-            raise ValueError(f"data.features={cfg.features}: whisper length_mode=pad30 pads waveforms; use data.features=audio")
         self.precomputed = cfg.features == "precomputed"
         dataset = SpeechDataset(self.tokenizer, self.model.encoder.min_samples, self.frontend, self.precomputed)
         # A private generator: DataLoader otherwise draws from the global RNG at every iter(), which
