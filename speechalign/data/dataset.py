@@ -27,9 +27,22 @@ SAMPLE_RATE = 16000
 # Decoders disagree on MP3 lengths by a few frames; a larger gap means a truncated or mislabelled file.
 # lhotse would otherwise pad or trim files up to 0.5 s off their declared length without a word.
 LENGTH_TOLERANCE = 0.1
-with warnings.catch_warnings():
-    warnings.simplefilter("ignore")   # lhotse warns that transforms may drift; ours drift by a sample
-    set_audio_duration_mismatch_tolerance(LENGTH_TOLERANCE)
+
+
+def _strict_lengths() -> None:
+    # The setter logs through the root logger, which would install a default handler at import time
+    # and silence the CLI's logging set-up; a NullHandler keeps the root unconfigured meanwhile.
+    root, null = logging.getLogger(), logging.NullHandler()
+    root.addHandler(null)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")   # lhotse warns that transforms may drift; ours drift by a sample
+            set_audio_duration_mismatch_tolerance(LENGTH_TOLERANCE)
+    finally:
+        root.removeHandler(null)
+
+
+_strict_lengths()
 
 
 @dataclass

@@ -7,10 +7,14 @@ from safetensors.torch import load_file
 from tests.conftest import tiny_train_overrides
 
 
-def test_two_process_gloo_training_stays_in_sync(tone_corpus, tmp_path):
+def test_two_process_gloo_training_on_a_shar_corpus_with_workers_stays_in_sync(tone_corpus, tmp_path):
+    from speechalign.data.shar import export_shar
+
     exp = tmp_path / "ddp"
-    sets = [a for o in tiny_train_overrides(tone_corpus) + ["train.max_steps=4", "train.valid_every=100",
-                                                              "train.num_threads=1"] for a in ("--set", o)]
+    shar = export_shar([tone_corpus["train"]], tmp_path / "shar", shard_size=10)
+    overrides = tiny_train_overrides(tone_corpus) + [f"data.train=[{{shar: {shar}}}]", "data.num_workers=1",
+                                                     "train.max_steps=4", "train.valid_every=100", "train.num_threads=1"]
+    sets = [a for o in overrides for a in ("--set", o)]
     (tmp_path / "cfg.yaml").write_text("{}\n", encoding="utf-8")
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29533",
            "-m", "speechalign.cli", "train", "--config", str(tmp_path / "cfg.yaml"), "--exp-dir", str(exp), *sets]
