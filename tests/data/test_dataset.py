@@ -126,3 +126,13 @@ def test_shar_round_trip_keeps_cuts_and_audio(tones, tmp_path):
         export_shar([tones["train"]], shar)
     with pytest.raises(ManifestError, match="not a Shar directory"):
         open_shar(tmp_path)
+
+
+@pytest.mark.parametrize("device, cores, gpus, expected", [("cpu", 2, 0, 1), ("cpu", 1, 0, 0), ("cuda", 32, 8, 3),
+                                                           ("cuda", 96, 4, 8), ("cuda", 2, 1, 1)])
+def test_default_workers_per_device(monkeypatch, device, cores, gpus, expected):
+    from speechalign.data import dataset
+
+    monkeypatch.setattr(dataset.os, "sched_getaffinity", lambda _: set(range(cores)))
+    monkeypatch.setattr(dataset.torch.cuda, "device_count", lambda: gpus)
+    assert dataset.default_num_workers(device) == expected
