@@ -49,15 +49,19 @@ def cv_tree(root):
     rows = {"zh-CN": [("a1", "今天天气很好。", 16000), ("a2", "我们去公园", 48000)],
             "zh-HK": [("b1", "我哋今日去街！", 48000), ("b2", "，", 48000)],
             "zh-TW": [("c1", "這個不行", 32000)]}
+    def clip(lang: str, stem: str, text: str, sr: int) -> str:
+        write_tone(root / lang / "clips" / f"common_voice_{stem}.mp3", 1.2, sr=sr, subtype="MPEG_LAYER_III")
+        return f"spk-{stem}\tcommon_voice_{stem}.mp3\t{text}\t2\t0\t\t\t\t\t{lang}\t\n"
+
+    # Each split its own clips, as in Common Voice: a clip in two splits would be a leak.
     for lang, items in rows.items():
-        lines = []
-        for stem, text, sr in items:
-            write_tone(root / lang / "clips" / f"common_voice_{stem}.mp3", 1.2, sr=sr, subtype="MPEG_LAYER_III")
-            lines.append(f"spk-{stem}\tcommon_voice_{stem}.mp3\t{text}\t2\t0\t\t\t\t\t{lang}\t\n")
+        lines = [clip(lang, stem, text, sr) for stem, text, sr in items]
         (root / lang / "train.tsv").write_text(CV_HEADER + "".join(lines), encoding="utf-8")
-        (root / lang / "dev.tsv").write_text(CV_HEADER + lines[0] + f"x\tcommon_voice_missing.mp3\t缺\t2\t0\t\t\t\t\t{lang}\t\n",
+        dev = clip(lang, f"{items[0][0]}-dev", *items[0][1:])
+        (root / lang / "dev.tsv").write_text(CV_HEADER + dev + f"x\tcommon_voice_missing.mp3\t缺\t2\t0\t\t\t\t\t{lang}\t\n",
                                              encoding="utf-8")
-        (root / lang / "test.tsv").write_text(CV_HEADER + lines[-1], encoding="utf-8")
+        (root / lang / "test.tsv").write_text(CV_HEADER + clip(lang, f"{items[0][0]}-test", *items[0][1:]),
+                                              encoding="utf-8")
     return root
 
 
@@ -114,14 +118,17 @@ def hokkien_tree(root):
 
 
 def mdcc_tree(root):
-    lines = ["audio_path,text_path,gender,duration"]
-    for i, (text, sr) in enumerate([("我哋今日去街。", 16000), ("佢唔係好鍾意", 44100)]):
-        write_tone(root / f"audio/utt{i}.wav", 1.0 + i, sr=sr)
-        (root / "text").mkdir(exist_ok=True)
-        (root / f"text/utt{i}.txt").write_text(text, encoding="utf-8")
-        lines.append(f"./audio/utt{i}.wav,text/utt{i}.txt,F,{1.0 + i}")
+    (root / "text").mkdir(parents=True, exist_ok=True)
     for part in ("train", "valid", "test"):
-        (root / f"cnt_asr_{part}_metadata.csv").write_text("\n".join(lines if part == "train" else lines[:2]) + "\n")
+        # Each split its own recordings, as in MDCC: an utterance in two splits would be a leak.
+        lines = ["audio_path,text_path,gender,duration"]
+        rows = [("我哋今日去街。", 16000), ("佢唔係好鍾意", 44100)]
+        for i, (text, sr) in enumerate(rows if part == "train" else rows[:1]):
+            name = f"{part}_utt{i}"
+            write_tone(root / f"audio/{name}.wav", 1.0 + i, sr=sr)
+            (root / f"text/{name}.txt").write_text(text, encoding="utf-8")
+            lines.append(f"./audio/{name}.wav,text/{name}.txt,F,{1.0 + i}")
+        (root / f"cnt_asr_{part}_metadata.csv").write_text("\n".join(lines) + "\n")
     return root
 
 

@@ -34,7 +34,7 @@ def manifest_stats(paths: list[str | Path], outlier_factor: float = 3.0, max_lis
     and duration outliers (outside median ± ``outlier_factor``·IQR of their split, or > 60 s); duplicate
     ids are an error. One streaming pass, 16 bytes per cut (a duration and an id hash)."""
     stats = Stats()
-    dups = DuplicateIds()
+    dups, empty = DuplicateIds(), []
     for path in paths:
         split = split_name(path)
         durations = array("d")
@@ -52,9 +52,12 @@ def manifest_stats(paths: list[str | Path], outlier_factor: float = 3.0, max_lis
             if not meta["text"]:
                 empty_text.append(cut.id)
             durations.append(cut.duration)
-        if not durations:
-            raise ManifestError(f"{path}: no cuts (empty manifest)")
         name = Path(path).name
+        if not durations:
+            # One empty split among several is a data warning (a corpus may lack one); all empty is an error.
+            empty.append(path)
+            stats.warnings.append(f"{name}: no cuts (empty manifest)")
+            continue
         for what, bad in (("zero-length audio", empty_audio), ("empty text", empty_text)):
             if bad:
                 stats.warnings.append(f"{name}: {len(bad)} cut(s) with {what}: {', '.join(bad[:max_listed])}")
@@ -71,6 +74,8 @@ def manifest_stats(paths: list[str | Path], outlier_factor: float = 3.0, max_lis
                 stats.warnings.append(
                     f"{name}: {len(flagged)} duration outlier(s) outside [{max(lo, 0):.2f}, {hi:.2f}] s: "
                     + ", ".join(out))
+    if len(empty) == len(paths):
+        raise ManifestError(f"{', '.join(map(str, empty))}: no cuts (empty manifest)")
     _check_duplicates(paths, dups)
     return stats
 

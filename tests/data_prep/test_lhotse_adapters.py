@@ -62,7 +62,7 @@ def test_mdcc(tmp_path):
     out = prepare_mdcc(mdcc_tree(tmp_path / "mdcc"), tmp_path / "m")
     assert {k: len(v) for k, v in out.items()} == {"train": 2, "valid": 1, "test": 1}
     cuts = {c.id: c for c in load_cuts(tmp_path / "m/mdcc_cuts_train.jsonl.gz")}
-    assert cuts["mdcc_utt0"].supervisions[0].text == "我哋今日去街" and cut_meta(cuts["mdcc_utt0"])["dialect"] == "Cantonese"
-    assert cuts["mdcc_utt1"].supervisions[0].text == "佢唔系好钟意" and cuts["mdcc_utt1"].sampling_rate == 16000
+    assert cuts["mdcc_train_utt0"].supervisions[0].text == "我哋今日去街" and cut_meta(cuts["mdcc_train_utt0"])["dialect"] == "Cantonese"
+    assert cuts["mdcc_train_utt1"].supervisions[0].text == "佢唔系好钟意" and cuts["mdcc_train_utt1"].sampling_rate == 16000
     with pytest.raises(CorpusLayoutError, match="cnt_asr_"):
         prepare_mdcc(tmp_path, tmp_path / "m")
