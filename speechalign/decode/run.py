@@ -181,19 +181,27 @@ def transcribe(exp_dir: str | Path, files: list[str | Path], mode: str = "ctc_gr
     _, tokenizer, model = load_experiment(exp_dir, checkpoint)
     ctc_search = make_ctc_search(tokenizer, mode, beam, None)
     texts = []
-    for path in files:
-        try:
-            audio = read_audio_16k(path, model.encoder.min_samples)
-        except ValueError as e:
-            if not skip_bad:
-                raise
-            log.warning("transcribe: skipped %s", e)
+    for audio in audio_files_16k(files, model.encoder.min_samples, skip_bad):
+        if audio is None:
             texts.append(None)
             continue
         wav, lens = collate_audio([audio])
         ids = decode_batch(model, wav, lens, mode, beam, ctc_weight, tokenizer.decode, ctc_search)[0]
         texts.append(hyp_text(model, tokenizer, mode, ids))
     return texts
+
+
+def audio_files_16k(files: list[str | Path], min_samples: int, skip_bad: bool):
+    """Each file's 16 kHz mono audio in order; an unreadable one raises, or with ``skip_bad`` is logged and
+    yields None, so callers keep their outputs aligned with the inputs."""
+    for path in files:
+        try:
+            yield read_audio_16k(path, min_samples)
+        except ValueError as e:
+            if not skip_bad:
+                raise
+            log.warning("transcribe: skipped %s", e)
+            yield None
 
 
 def read_text_file(path: str | Path) -> dict[str, str]:

@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 import json
-import logging
 from pathlib import Path
 
 import torch
 
 from speechalign.text import CharTokenizer
-
-log = logging.getLogger("speechalign.decode")
 
 
 class OnnxCTC:
@@ -63,18 +60,8 @@ def transcribe_onnx(path: str | Path, files: list[str | Path], skip_bad: bool = 
     """``speechalign transcribe --onnx``: CTC greedy transcripts in file order, one file at a time and with
     the same audio checks as the PyTorch path; with ``skip_bad`` an unreadable file gives None."""
     from speechalign.data.dataset import collate_audio
-    from speechalign.decode.run import read_audio_16k
+    from speechalign.decode.run import audio_files_16k
 
     model = OnnxCTC(path)
-    texts = []
-    for f in files:
-        try:
-            audio = read_audio_16k(f, model.encoder_min_samples)
-        except ValueError as e:
-            if not skip_bad:
-                raise
-            log.warning("transcribe: skipped %s", e)
-            texts.append(None)
-            continue
-        texts.append(model.transcribe_batch(*collate_audio([audio]))[0])
-    return texts
+    return [None if audio is None else model.transcribe_batch(*collate_audio([audio]))[0]
+            for audio in audio_files_16k(files, model.encoder_min_samples, skip_bad)]
