@@ -23,7 +23,7 @@ import torch
 import yaml
 from tqdm import tqdm
 
-from speechalign.data.dataset import SpeechDataset
+from speechalign.data.dataset import SpeechDataset, windowed_batches
 from speechalign.data.manifest import cut_meta, open_cuts
 
 log = logging.getLogger("speechalign.retrieval")
@@ -216,20 +216,11 @@ def embed(cuts_paths: list[str | Path], out_dir: str | Path, encoder, source: di
 
 def _embed_shard(encoder, dataset, shard, layers, pooling, frames, max_duration, device) -> tuple[dict, list]:
     """Arrays of the shard's readable utterances (in shard order, ids stored alongside) and the bad ones."""
-    from lhotse import CutSet
-
-    order = sorted(range(len(shard)), key=lambda i: shard[i].duration, reverse=True)
     pooled = {(p, L): {} for p in pooling for L in layers}
     frame_store = {L: {} for L in layers}
     lengths, bad = {}, []
-    i = 0
-    while i < len(order):
-        j, total = i, 0.0   # batches of similar length up to max_duration seconds of audio
-        while j < len(order) and (j == i or total + shard[order[j]].duration <= max_duration):
-            total += shard[order[j]].duration
-            j += 1
-        batch = dataset[CutSet.from_cuts([shard[t] for t in order[i:j]])]
-        i = j
+    for cuts in windowed_batches(shard, max_duration, window=len(shard)):
+        batch = dataset[cuts]
         bad += batch.bad
         if not batch.ids:
             continue
