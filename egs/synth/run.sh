@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# The default demo, offline on CPU: synthetic parallel corpus -> stats -> train -> average -> decode
-# -> embed every layer -> retrieval (pooled, SeqSim, rerank; +/- centering) -> layer sweep -> REPORT.md and
-# retrieval.html (each query's top 5 with audio players).
+# The default demo, offline on CPU: synthetic parallel corpus -> stats -> train -> average -> decode, with
+# and without a character LM -> embed every layer -> retrieval (pooled, SeqSim, rerank; +/- centering) ->
+# layer sweep -> REPORT.md and retrieval.html (each query's top 5 with audio players).
 # Usage: egs/synth/run.sh [--stage N] [--stop-stage N] [--quick] [--out DIR] [--num-sentences N]
 #                         [--held-out-fraction F]   (dev and test each get this fraction of the sentences)
 set -euo pipefail
@@ -73,6 +73,21 @@ if run_stage 4 && ! done_marker decode; then
   speechalign decode --exp-dir "$exp" --checkpoint avg-last3 --cuts "$data/synth_cuts_test.jsonl.gz" \
     --mode ctc_greedy ctc_prefix_beam attention_rescoring --beam 5
   mark_done decode
+fi
+
+# The LM sees training transcripts only (train-lm drops any dev/test text); its weight and word score are
+# the best point of a dev sweep, then used on test.
+if run_stage 4 && ! done_marker lm; then
+  log "stage 4: character 4-gram LM (KenLM) on training transcripts; weights from a dev sweep; test with the LM"
+  speechalign train-lm --cuts "$data/synth_cuts_train.jsonl.gz" --out "$out/lm/char4.arpa" --tokens "$exp/tokens.txt" \
+    --exclude-texts-from "$data/synth_cuts_dev.jsonl.gz" "$data/synth_cuts_test.jsonl.gz"
+  speechalign decode-sweep --exp-dir "$exp" --checkpoint avg-last3 --cuts "$data/synth_cuts_dev.jsonl.gz" \
+    --lm "$out/lm/char4.arpa" --lm-weights 0.2 0.3 0.5 0.8 --word-scores 0 1 2 --beam 5
+  read -r lm_weight word_score < <(awk -F'\t' 'NR == 2 {print $1, $2}' "$exp/decode/avg-last3/sweep-synth_dev-ctc_prefix_beam.tsv")
+  speechalign decode --exp-dir "$exp" --checkpoint avg-last3 --cuts "$data/synth_cuts_test.jsonl.gz" \
+    --mode ctc_prefix_beam attention_rescoring --beam 5 --lm "$out/lm/char4.arpa" --lm-weight "$lm_weight" \
+    --word-score "$word_score"
+  mark_done lm
 fi
 
 if run_stage 5 && ! done_marker embed; then

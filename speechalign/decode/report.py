@@ -123,3 +123,27 @@ def compare_cer(systems: list[tuple[str, Path | None]], out: Path, title: str, o
           + "".join("| " + " | ".join(r) + " |\n" for r in rows))
     _atomic(out.with_suffix(".md"), md)
     return out.with_suffix(".md")
+
+
+def lm_effect(decode_dir: Path) -> Path | None:
+    """``lm-effect.md`` in ``decode_dir``: for every ``cer-<set>-<mode>+lm.tsv`` beside its LM-free
+    ``cer-<set>-<mode>.tsv``, each variety's CER without and with the LM and the change; None if no pair."""
+    decode_dir = Path(decode_dir)
+    sections = []
+    for with_lm in sorted(decode_dir.glob("cer-*+lm.tsv")):
+        without = with_lm.with_name(with_lm.name.replace("+lm.tsv", ".tsv"))
+        if not without.is_file():
+            continue
+        base, lm = read_cer_table(without), read_cer_table(with_lm)
+        header = with_lm.read_text(encoding="utf-8").splitlines()[0].lstrip("# ")
+        lm_desc = header[header.index("LM "):].split(", search=")[0] if "LM " in header else "LM"
+        dialects = sorted(set(base) & set(lm) - {"overall"}) + ["overall"]
+        rows = [f"| {d} | {base[d]:.2f} | {lm[d]:.2f} | {lm[d] - base[d]:+.2f} |" for d in dialects]
+        name = with_lm.stem.removeprefix("cer-").removesuffix("+lm")
+        sections.append(f"### {name}: {lm_desc}\n\n| variety | CER % without LM | with LM | change |\n"
+                        "|---|---|---|---|\n" + "\n".join(rows) + "\n")
+    if not sections:
+        return None
+    out = decode_dir / "lm-effect.md"
+    _atomic(out, "## Character LM: CER without and with it\n\n" + "\n".join(sections))
+    return out

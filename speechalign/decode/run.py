@@ -18,7 +18,7 @@ from speechalign.decode.attention import attention_beam, attention_rescoring, jo
 from speechalign.decode.ctc import ctc_greedy, ctc_prefix_beam
 from speechalign.decode.ctc_beam import CtcBeamSearch
 from speechalign.decode.lm import CharLM, LMOptions
-from speechalign.decode.report import Utterance, report_set, write_reports
+from speechalign.decode.report import Utterance, lm_effect, report_set, write_reports
 from speechalign.models.experiment import load_experiment
 
 log = logging.getLogger("speechalign.decode")
@@ -142,6 +142,8 @@ def decode(exp_dir: str | Path, cuts: list[str | Path], mode: str = "ctc_greedy"
         results[set_name] = report_set(out_dir, set_name, label, utts, rtf,
                                        f"checkpoint={checkpoint}, beam={beam}{weight}{fusion}{search}, "
                                        f"RTF={rtf:.4f}{note}")
+    if lm is not None and (effect := lm_effect(out_dir)) is not None:
+        log.info("without and with the LM: %s", effect)
     return results
 
 
