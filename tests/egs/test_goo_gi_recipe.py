@@ -35,7 +35,9 @@ def test_recipe_dry_run_then_eval_only(corpora, tmp_path):
     dry = out / "dry-run"
     cer = _rows(dry / "cer-goo-gi-test.md")
     assert {"fbank", "whisper-base-random", "whisper-base-trim", "whisper-base-pad30",
-            "zero-shot Whisper-base (whisper_greedy)", "fine-tuned (ctc_greedy)", "fine-tuned (attention_rescoring)"} <= cer
+            "zero-shot Whisper-base (whisper_greedy)", "fine-tuned (ctc_greedy)", "fine-tuned (attention_rescoring)",
+            "fine-tuned (ctc_prefix_beam+lm)", "fine-tuned (attention_rescoring+lm)"} <= cer
+    assert (dry / "whisper_base_hybrid" / "decode" / "latest" / "lm-effect.md").is_file()
     yubao = _rows(dry / "yubao-goo-gi-test.md")
     assert yubao == {"fbank", "whisper-base-random", "whisper-base-trim", "whisper-base-pad30", "fine-tuned"}
     assert (dry / "yubao-goo-gi-test.png").stat().st_size > 0

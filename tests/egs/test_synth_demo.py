@@ -22,6 +22,10 @@ def test_quick_demo_writes_full_report(tmp_path):
         assert f"### cer-synth_test-{mode}" in report
     for variety in ("Mandarin", "Cantonese", "Hakka"):
         assert re.search(rf"\| {variety} \| \d+\.\d+ \| \d+ \|", report), variety   # CER %, characters
+        assert re.search(rf"\| {variety} \| \d+\.\d\d \| \d+\.\d\d \| [+-]\d+\.\d\d \|", report), variety
+    # the LM's weights come from the dev sweep, and the without/with table names them
+    assert re.search(r"#### synth_test-ctc_prefix_beam: LM char4\.arpa \(weight [\d.]+, word score [\d.]+\)", report)
+    assert "### cer-synth_test-attention_rescoring+lm" in report
     assert re.search(r"\| trained \| seqsim \| 2 \| dialect \|  \| \d\.\d{3} \| \d\.\d{3} \|", report)
     for png in re.findall(r"!\[[^\]]*\]\(([^)]+\.png)\)", report):
         assert (report_path.parent / png).stat().st_size > 1000, png
