@@ -373,7 +373,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="one or more decoding modes, each written to its own reports (default: ctc_greedy)")
     p.add_argument("--beam", type=int, default=10, help="beam size of the beam-search modes")
     p.add_argument("--checkpoint", default="latest", help="latest | step-N | avg-last5 | path.safetensors")
-    p.add_argument("--ctc-weight", type=float, default=0.5, help="CTC weight in attention rescoring / joint beam")
+    p.add_argument("--ctc-weight", type=float, help="CTC weight in attention rescoring (default 0.5) and joint beam "
+                   "(default 0.7); pick with decode-sweep --ctc-weights")
     p.add_argument("--max-duration", type=float, default=120.0, help="seconds of audio per batch")
     p.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda:0")
     p.add_argument("--lm", type=Path, help="character n-gram (ARPA or KenLM binary, from train-lm) fused into "

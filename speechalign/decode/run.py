@@ -33,6 +33,16 @@ def supported_modes(model) -> list[str]:
     return [m for m in MODES if m != "joint_beam" or model.shares_ctc_vocab]
 
 
+# Decode-time CTC weight when none is given, from dev sweeps of the 1,700-step demo model (bench/joint_beam.py,
+# decode-sweep; bench/RESULTS.md): rescoring only re-ranks CTC's n-best, while a label-synchronous search that a
+# small decoder steers needs CTC to lead (joint_beam dev CER 33.6 % at 0.5, 30.1 % at 0.7, 31.8 % at 0.9).
+DEFAULT_CTC_WEIGHT = {"attention_rescoring": 0.5, "joint_beam": 0.7}
+
+
+def ctc_weight_for(mode: str, ctc_weight: float | None) -> float:
+    return DEFAULT_CTC_WEIGHT.get(mode, 0.5) if ctc_weight is None else ctc_weight
+
+
 def hyp_text(model, tokenizer, mode: str, ids: list[int]) -> str:
     """Text of a hypothesis: attention_beam ids are in the decoder's vocabulary (maybe Whisper BPE)."""
     if mode == "attention_beam" and not model.shares_ctc_vocab:
@@ -102,7 +112,7 @@ def mode_label(mode: str, lm: LMOptions | None) -> str:
 
 
 def decode(exp_dir: str | Path, cuts: list[str | Path], mode: str = "ctc_greedy", beam: int = 10,
-           checkpoint: str = "latest", ctc_weight: float = 0.5, max_duration: float = 120.0,
+           checkpoint: str = "latest", ctc_weight: float | None = None, max_duration: float = 120.0,
            device: str = "cpu", skip_bad: bool = False, lm: LMOptions | None = None,
            force_cpu_search: bool = False) -> dict[str, object]:
     """Decode each manifest and write reports to ``<exp>/decode/<checkpoint>/``; returns scorers.
@@ -111,6 +121,7 @@ def decode(exp_dir: str | Path, cuts: list[str | Path], mode: str = "ctc_greedy"
     beam search runs on the GPU (torchaudio's cuda_ctc_decoder) for CUDA without an LM, unless
     ``force_cpu_search``."""
     exp_dir = Path(exp_dir)
+    ctc_weight = ctc_weight_for(mode, ctc_weight)
     cfg, tokenizer, model = load_experiment(exp_dir, checkpoint, device)
     if lm is not None and mode not in ("ctc_prefix_beam", "attention_rescoring", "joint_beam"):
         raise ValueError(f"--lm: decode mode {mode!r} cannot use an LM (ctc_prefix_beam, attention_rescoring "
@@ -178,8 +189,9 @@ def read_audio_16k(path: str | Path, min_samples: int = 1) -> np.ndarray:
 
 
 def transcribe(exp_dir: str | Path, files: list[str | Path], mode: str = "ctc_greedy", beam: int = 10,
-               checkpoint: str = "latest", ctc_weight: float = 0.5, skip_bad: bool = False) -> list[str | None]:
+               checkpoint: str = "latest", ctc_weight: float | None = None, skip_bad: bool = False) -> list[str | None]:
     """Transcripts in file order; with ``skip_bad`` an unreadable file gives None (and a logged reason)."""
+    ctc_weight = ctc_weight_for(mode, ctc_weight)
     _, tokenizer, model = load_experiment(exp_dir, checkpoint)
     ctc_search = make_ctc_search(tokenizer, mode, beam, None)
     texts = []

@@ -61,3 +61,13 @@ def test_lm_decode_writes_its_own_reports_naming_the_lm(tiny_exp, tone_corpus, t
         assert "search=cpu" in md
     with pytest.raises(ValueError, match="cannot use an LM"):
         decode(tiny_exp, [tone_corpus["dev"]], mode="ctc_greedy", lm=LMOptions(arpa))
+
+
+def test_ctc_weight_defaults_per_mode_and_is_recorded(tiny_exp, tone_corpus):
+    out = tiny_exp / "decode" / "latest"
+    decode(tiny_exp, [tone_corpus["dev"]], mode="joint_beam", beam=2)
+    decode(tiny_exp, [tone_corpus["dev"]], mode="attention_rescoring", beam=2)
+    assert "ctc_weight=0.7," in (out / "cer-tones_dev-joint_beam.md").read_text(encoding="utf-8")
+    assert "ctc_weight=0.5," in (out / "cer-tones_dev-attention_rescoring.md").read_text(encoding="utf-8")
+    decode(tiny_exp, [tone_corpus["dev"]], mode="joint_beam", beam=2, ctc_weight=0.3)
+    assert "ctc_weight=0.3," in (out / "cer-tones_dev-joint_beam.md").read_text(encoding="utf-8")
