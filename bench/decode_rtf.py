@@ -58,6 +58,18 @@ def search_only(model, cuts, beam: int, search) -> tuple[float, float, float]:
     return t1 - t0, t2 - t1, time.perf_counter() - t2
 
 
+def encoder_only(model, cuts) -> tuple[float, float]:
+    """Encoder seconds batched vs one utterance at a time: the ceiling of any end-to-end batching gain
+    when the search costs the same either way."""
+    times = []
+    for max_duration, max_cuts in ((120.0, None), (None, 1)):
+        start = time.perf_counter()
+        for batch in eval_loader(cuts, max_duration, max_cuts=max_cuts):
+            model.ctc_log_probs(model.encode(batch.wav, batch.wav_lens))
+        times.append(time.perf_counter() - start)
+    return times[0], times[1]
+
+
 def cer_line(scorer) -> str:
     return "  ".join(f"{d} {100 * c.cer:.2f}" for d, c in scorer.rows())
 
@@ -81,6 +93,7 @@ def main() -> None:
         lib_t, _, lib_h, lib_s = run(model, tokenizer, cuts, 120.0, args.beam, lib)
         one_t, _, one_h, _ = run(model, tokenizer, cuts, None, args.beam, lib, max_cuts=1)
         py_search, lib_search, lib_single = search_only(model, cuts, args.beam, lib)
+        enc_batched, enc_single = encoder_only(model, cuts)
         if args.lm:
             fused = make_ctc_search(tokenizer, "ctc_prefix_beam", args.beam,
                                     LMOptions(args.lm, args.lm_weight, args.word_score), force_cpu=True)
@@ -95,6 +108,8 @@ def main() -> None:
     print(f"search only: python {py_search:.2f} s, library batched {lib_search:.2f} s, library one at a time "
           f"{lib_single:.2f} s -> library vs python {py_search / lib_search:.1f}x (goal >= 5x), "
           f"batched vs one at a time {lib_single / lib_search:.2f}x")
+    print(f"encoder alone (audio loading included): batched {enc_batched:.2f} s, one at a time {enc_single:.2f} s -> "
+          f"{enc_single / enc_batched:.2f}x, the most batching can give end to end here")
     print(f"library == python reference on {100 * agree:.1f}% of utterances (goal >= 99%)")
     print(f"CER% python : {cer_line(py_s)}")
     print(f"CER% library: {cer_line(lib_s)} (overall difference "
