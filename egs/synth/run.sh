@@ -4,6 +4,7 @@
 # layer sweep -> REPORT.md and retrieval.html (each query's top 5 with audio players).
 # Usage: egs/synth/run.sh [--stage N] [--stop-stage N] [--quick] [--out DIR] [--num-sentences N]
 #                         [--held-out-fraction F]   (dev and test each get this fraction of the sentences)
+#                         [--max-minutes M]   (training time cap, default the recipe's 10; 0 = all 1,700 steps)
 set -euo pipefail
 source "$(dirname "$0")/../path.sh"
 
@@ -22,6 +23,7 @@ while [ $# -gt 0 ]; do
     --out) out=$2; shift 2 ;;
     --num-sentences) num_sentences=$2; shift 2 ;;
     --held-out-fraction) held_out=$2; shift 2 ;;
+    --max-minutes) train_sets+=(--set "train.max_minutes=$2"); shift 2 ;;
     *) echo "unknown option $1" >&2; exit 1 ;;
   esac
 done
@@ -29,7 +31,7 @@ done
 if $quick; then
   num_sentences=40
   held_out=0.1
-  train_sets=(--set train.max_steps=30 --set train.max_minutes=0 --set train.valid_every=15 --set train.save_every=15
+  train_sets+=(--set train.max_steps=30 --set train.max_minutes=0 --set train.valid_every=15 --set train.save_every=15
     --set model.conformer.d_model=64 --set model.conformer.num_layers=2 --set model.conformer.ffn_dim=128
     --set model.decoder.ffn_dim=128 --set data.max_duration=20 --set optim.warmup_steps=5)
 fi
@@ -69,7 +71,7 @@ if run_stage 3; then
 fi
 
 if run_stage 4 && ! done_marker decode; then
-  log "stage 4: decoding the test split (per-dialect CER; joint_beam is left to the user: slower, and worse here)"
+  log "stage 4: decoding the test split (per-dialect CER; joint_beam, the best here but 7x slower, is left to the user)"
   speechalign decode --exp-dir "$exp" --checkpoint avg-last3 --cuts "$data/synth_cuts_test.jsonl.gz" \
     --mode ctc_greedy ctc_prefix_beam attention_rescoring --beam 5
   mark_done decode
