@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import torch
 
+from speechalign.models.export import _quiet_exporter
 from speechalign.models.frontend import LogFbank, WhisperLogMel
 
 
@@ -31,8 +32,9 @@ def test_frontend_onnx_equals_pytorch(frontend, tmp_path):
     module = FrontEndGraph(frontend(80)).eval()
     example = (torch.randn(2, 16000) * 0.1, torch.tensor([16000, 12000]))
     batch, samples = torch.export.Dim("batch", min=1), torch.export.Dim("samples", min=1600, max=480000)
-    torch.onnx.export(module, example, str(tmp_path / "fe.onnx"), dynamo=True, input_names=["wav", "wav_lens"],
-                      dynamic_shapes=({0: batch, 1: samples}, {0: batch}), verbose=False)
+    with _quiet_exporter():
+        torch.onnx.export(module, example, str(tmp_path / "fe.onnx"), dynamo=True, input_names=["wav", "wav_lens"],
+                          dynamic_shapes=({0: batch, 1: samples}, {0: batch}), verbose=False)
     session = ort.InferenceSession(str(tmp_path / "fe.onnx"), providers=["CPUExecutionProvider"])
     wav, lens = tone_and_noise()
     with torch.no_grad():
