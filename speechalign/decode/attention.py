@@ -113,6 +113,7 @@ def joint_beam(model: ASRModel, log_probs: torch.Tensor, memory: torch.Tensor, b
     init_r[:, 1] = torch.cumsum(log_probs[:, blank], 0)
     char_lm, lm_opts = lm if lm is not None else (None, None)
     lm_states = {(): char_lm.start()} if char_lm is not None else {}
+    bonus = char_lm is not None and lm_opts.word_score > 0
     hyps = [((), 0.0, 0.0, init_r)]                          # tokens, score, ctc psi, forward vars
     ended: list[tuple[tuple[int, ...], float]] = []
     pre_beam = min(int(1.5 * beam) + 1, log_probs.shape[1])
@@ -169,8 +170,9 @@ def joint_beam(model: ASRModel, log_probs: torch.Tensor, memory: torch.Tensor, b
             elif s > -math.inf:
                 hyps.append((toks + (c,), s, p, r))
         best_ended = max((s for _, s in ended), default=-math.inf)
-        # Scores only fall as tokens are added, so nothing running can beat the best ended hypothesis.
-        if not hyps or (len(ended) >= beam and max(h[1] for h in hyps) < best_ended):
+        # Without a word score, scores only fall as tokens are added, so nothing running can beat the best
+        # ended hypothesis; a positive word score can lift a running one, so then the search goes on.
+        if not hyps or (len(ended) >= beam and not bonus and max(h[1] for h in hyps) < best_ended):
             break
     if not ended:
         ended = [(h[0], h[1]) for h in hyps] or [((), 0.0)]
