@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -136,7 +137,8 @@ def lm_effect(decode_dir: Path) -> Path | None:
             continue
         base, lm = read_cer_table(without), read_cer_table(with_lm)
         header = with_lm.read_text(encoding="utf-8").splitlines()[0].lstrip("# ")
-        lm_desc = header[header.index("LM "):].split(", search=")[0] if "LM " in header else "LM"
+        described = re.search(r"LM \S+ \(weight [^)]*\)", header)   # as LMOptions.describe() writes it
+        lm_desc = described.group(0) if described else "LM"
         dialects = sorted(set(base) & set(lm) - {"overall"}) + ["overall"]
         rows = [f"| {d} | {base[d]:.2f} | {lm[d]:.2f} | {lm[d] - base[d]:+.2f} |" for d in dialects]
         name = with_lm.stem.removeprefix("cer-").removesuffix("+lm")

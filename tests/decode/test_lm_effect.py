@@ -16,14 +16,20 @@ def test_lm_effect_pairs_each_lm_table_with_its_lm_free_twin(tmp_path):
     cer_tsv(tmp_path / "cer-x_test-ctc_prefix_beam+lm.tsv",
             "mode=ctc_prefix_beam+lm beam=5, LM c4.arpa (weight 0.3, word score 1.5), search=cpu, RTF=0.01",
             {"Hakka": 56.0, "Mandarin": 48.0, "overall": 52.0})
+    # joint_beam's header has no search backend after the LM
+    cer_tsv(tmp_path / "cer-x_test-joint_beam.tsv", "mode=joint_beam, no LM", {"overall": 30.0})
+    cer_tsv(tmp_path / "cer-x_test-joint_beam+lm.tsv",
+            "beam=5, ctc_weight=0.7, LM c4.arpa (weight 0.1, word score 1), RTF=0.1373", {"overall": 29.5})
     # an LM table without its twin is left out, not paired with something else
-    cer_tsv(tmp_path / "cer-x_test-joint_beam+lm.tsv", "mode=joint_beam+lm", {"overall": 1.0})
+    cer_tsv(tmp_path / "cer-x_dev-ctc_greedy+lm.tsv", "mode=ctc_greedy+lm", {"overall": 1.0})
     text = lm_effect(tmp_path).read_text(encoding="utf-8")
     assert "### x_test-ctc_prefix_beam: LM c4.arpa (weight 0.3, word score 1.5)\n" in text
     assert "| Hakka | 60.00 | 56.00 | -4.00 |" in text
     assert "| Mandarin | 50.50 | 48.00 | -2.50 |" in text
     assert "| overall | 55.25 | 52.00 | -3.25 |" in text
-    assert "joint_beam" not in text
+    assert "### x_test-joint_beam: LM c4.arpa (weight 0.1, word score 1)\n" in text
+    assert "| overall | 30.00 | 29.50 | -0.50 |" in text
+    assert "x_dev" not in text
 
 
 def test_lm_effect_absent_without_pairs_and_in_the_report(tmp_path):
