@@ -7,7 +7,7 @@ import os
 import re
 from pathlib import Path
 
-from speechalign.decode.report import lm_effect
+from speechalign.decode.report import lm_effect_table
 
 PAIR_OF_INTEREST = ("Cantonese", "Mandarin")
 
@@ -115,10 +115,9 @@ def write_report(out_dir: str | Path, exp_dir: str | Path, retrieval_dir: str | 
     tables = sorted(decode_dir.glob("cer-*.md")) if decode_dir.is_dir() else []
     if tables:
         parts += ["## ASR: CER per dialect (test split)", ""]
-        effect = lm_effect(decode_dir)
-        if effect:
-            text = effect.read_text(encoding="utf-8")   # its headings one level down, under this section's
-            parts += ["\n".join("#" + ln if ln.startswith("#") else ln for ln in text.splitlines()), ""]
+        effect = lm_effect_table(decode_dir)
+        if effect:   # its headings one level down, under this section's
+            parts += ["\n".join("#" + ln if ln.startswith("#") else ln for ln in effect.splitlines()), ""]
         for t in tables:
             parts += [f"### {t.stem}", "", t.read_text(encoding="utf-8").rstrip(), ""]
     if ret_dir.is_dir():

@@ -126,12 +126,11 @@ def compare_cer(systems: list[tuple[str, Path | None]], out: Path, title: str, o
     return out.with_suffix(".md")
 
 
-def lm_effect(decode_dir: Path) -> Path | None:
-    """``lm-effect.md`` in ``decode_dir``: for every ``cer-<set>-<mode>+lm.tsv`` beside its LM-free
+def lm_effect_table(decode_dir: Path) -> str | None:
+    """Markdown: for every ``cer-<set>-<mode>+lm.tsv`` in ``decode_dir`` beside its LM-free
     ``cer-<set>-<mode>.tsv``, each variety's CER without and with the LM and the change; None if no pair."""
-    decode_dir = Path(decode_dir)
     sections = []
-    for with_lm in sorted(decode_dir.glob("cer-*+lm.tsv")):
+    for with_lm in sorted(Path(decode_dir).glob("cer-*+lm.tsv")):
         without = with_lm.with_name(with_lm.name.replace("+lm.tsv", ".tsv"))
         if not without.is_file():
             continue
@@ -144,8 +143,14 @@ def lm_effect(decode_dir: Path) -> Path | None:
         name = with_lm.stem.removeprefix("cer-").removesuffix("+lm")
         sections.append(f"### {name}: {lm_desc}\n\n| variety | CER % without LM | with LM | change |\n"
                         "|---|---|---|---|\n" + "\n".join(rows) + "\n")
-    if not sections:
+    return "## Character LM: CER without and with it\n\n" + "\n".join(sections) if sections else None
+
+
+def lm_effect(decode_dir: Path) -> Path | None:
+    """Write ``lm_effect_table`` to ``decode_dir/lm-effect.md``; None (nothing written) if no pair."""
+    table = lm_effect_table(decode_dir)
+    if table is None:
         return None
-    out = decode_dir / "lm-effect.md"
-    _atomic(out, "## Character LM: CER without and with it\n\n" + "\n".join(sections))
+    out = Path(decode_dir) / "lm-effect.md"
+    _atomic(out, table)
     return out

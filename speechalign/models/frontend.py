@@ -17,8 +17,8 @@ def frames_for(num_samples: torch.Tensor) -> torch.Tensor:
 
 
 def power_spectrum(wav: torch.Tensor, n_fft: int, window: torch.Tensor, center: bool = True) -> torch.Tensor:
-    """|STFT|^2 as float32, computed in float64: near-silent bins feed a log, and in float32 the rounding of
-    two FFT implementations (torch's, onnxruntime's) moved features by up to 4e-3; in float64 by 1e-7."""
+    """|STFT|^2 in ``wav``'s dtype, computed in float64: near-silent bins feed a log, and in float32 the rounding
+    of two FFT implementations (torch's, onnxruntime's) moved features by up to 4e-3; in float64 by 1e-7."""
     stft = torch.stft(wav.double(), n_fft, HOP, win_length=window.shape[0], window=window, center=center,
                       return_complex=True)
     return (stft.abs() ** 2).to(wav.dtype)
@@ -65,6 +65,7 @@ class LogFbank(nn.Module):
 
     def __init__(self, num_mel_bins: int = 80):
         super().__init__()
+        # Kept for its mel filterbank (and the checkpoints' buffer names); the STFT is power_spectrum's.
         self.mel = torchaudio.transforms.MelSpectrogram(
             sample_rate=SAMPLE_RATE, n_fft=512, win_length=N_FFT, hop_length=HOP, n_mels=num_mel_bins, center=False)
         self.register_buffer("window", torch.hann_window(N_FFT, dtype=torch.float64), persistent=False)
