@@ -116,8 +116,7 @@ if run_stage 4; then
       --tokens "$exp/tokens.txt" --exclude-texts-from "${held_out[@]}"
     speechalign decode-sweep --exp-dir "$exp" --checkpoint "$checkpoint" --cuts "$data/goo-gi_cuts_dev.jsonl.gz" \
       --lm "$lm" --lm-weights 0.2 0.3 0.5 0.8 --word-scores 0 1 2 --beam "$beam"
-    read -r lm_weight word_score < <(awk -F'\t' 'NR == 2 {print $1, $2}' \
-      "$exp/decode/$checkpoint/sweep-goo-gi_dev-ctc_prefix_beam.tsv")
+    read -r lm_weight word_score < <(best_lm_point "$exp/decode/$checkpoint/sweep-goo-gi_dev-ctc_prefix_beam.tsv")
     speechalign decode --exp-dir "$exp" --checkpoint "$checkpoint" --cuts "${test_sets[@]}" --beam "$beam" \
       --mode ctc_prefix_beam attention_rescoring --lm "$lm" --lm-weight "$lm_weight" --word-score "$word_score"
     touch "$out/lm/.done"

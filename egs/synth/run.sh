@@ -85,7 +85,7 @@ if run_stage 4 && ! done_marker lm; then
     --exclude-texts-from "$data/synth_cuts_dev.jsonl.gz" "$data/synth_cuts_test.jsonl.gz"
   speechalign decode-sweep --exp-dir "$exp" --checkpoint avg-last3 --cuts "$data/synth_cuts_dev.jsonl.gz" \
     --lm "$out/lm/char4.arpa" --lm-weights 0.2 0.3 0.5 0.8 --word-scores 0 1 2 --beam 5
-  read -r lm_weight word_score < <(awk -F'\t' 'NR == 2 {print $1, $2}' "$exp/decode/avg-last3/sweep-synth_dev-ctc_prefix_beam.tsv")
+  read -r lm_weight word_score < <(best_lm_point "$exp/decode/avg-last3/sweep-synth_dev-ctc_prefix_beam.tsv")
   speechalign decode --exp-dir "$exp" --checkpoint avg-last3 --cuts "$data/synth_cuts_test.jsonl.gz" \
     --mode ctc_prefix_beam attention_rescoring --beam 5 --lm "$out/lm/char4.arpa" --lm-weight "$lm_weight" \
     --word-score "$word_score"
