@@ -97,6 +97,10 @@ class DecoderConfig:
     label_smoothing: float = 0.1
     pretrained: str | None = None        # an imported Whisper dir: its decoder (and BPE vocabulary) is the branch
     language: str = "zh"                 # Whisper decoder prompt language
+    targets: str = "transcript"          # "transcript" (ASR-only) or "translation": the attention branch learns the
+                                         # cut's Mandarin translation (custom["translation"]), CTC its own characters
+    train_vocab: str = "full"            # "full" or "targets": the training softmax covers only the BPE tokens of the
+                                         # training targets (Whisper's 51,865 rows are mostly unused by Chinese text)
 
 
 @dataclass
@@ -105,6 +109,25 @@ class FreezeConfig:
     first_layers: int = 0                # first K encoder layers
     encoder_steps: int = 0               # the whole encoder for the first N optimizer steps
     decoder_embedding: bool = False      # the attention decoder's token embedding (tied output layer)
+    cache_states: bool = False           # compute the frozen front end + first_layers once per utterance and reuse
+                                         # them (SpecAugment then masks the stored states instead of the features)
+
+
+@dataclass
+class LoraConfig:
+    rank: int = 0                        # 0 = off (full fine-tuning of the unfrozen parts)
+    alpha: float = 16.0
+    dropout: float = 0.05
+    encoder_modules: list[str] = field(default_factory=lambda: ["q_proj", "k_proj", "v_proj", "out_proj", "fc1", "fc2"])
+    decoder_modules: list[str] = field(default_factory=lambda: ["linear1", "linear2"])  # [] = decoder trained in full
+
+
+@dataclass
+class GuardConfig:
+    kind: str = "none"                   # "none" or "distill": KL towards the frozen pretrained decoder's
+                                         # distribution on the same encoder memory (needs decoder.pretrained)
+    weight: float = 0.5                  # loss weight of the guard term
+    temperature: float = 1.0
 
 
 @dataclass
@@ -116,6 +139,8 @@ class ModelConfig:
     decoder: DecoderConfig = field(default_factory=DecoderConfig)
     ctc_weight: float = 1.0
     freeze: FreezeConfig = field(default_factory=FreezeConfig)
+    lora: LoraConfig = field(default_factory=LoraConfig)
+    guard: GuardConfig = field(default_factory=GuardConfig)
 
 
 @dataclass
@@ -158,6 +183,29 @@ class ExperimentConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+
+
+def check_model(model: ModelConfig) -> None:
+    """Cross-field rules of the model section, reported with the key to fix."""
+    d = model.decoder
+    for key, value, allowed in (("model.decoder.targets", d.targets, ("transcript", "translation")),
+                                ("model.decoder.train_vocab", d.train_vocab, ("full", "targets")),
+                                ("model.guard.kind", model.guard.kind, ("none", "distill"))):
+        if value not in allowed:
+            raise ConfigError(f"{key}: expected one of {list(allowed)}, got {value!r}")
+    if model.guard.kind == "distill" and not d.pretrained:
+        raise ConfigError("model.guard.kind=distill: the teacher is Whisper's pretrained decoder; set model.decoder.pretrained")
+    if d.train_vocab == "targets" and not d.pretrained:
+        raise ConfigError("model.decoder.train_vocab=targets: only a pretrained (BPE) decoder has unused output rows")
+    if model.freeze.cache_states and model.freeze.encoder_steps:
+        raise ConfigError("model.freeze.cache_states: the cached layers must stay frozen; unset model.freeze.encoder_steps")
+    if model.freeze.cache_states and not model.freeze.frontend:
+        raise ConfigError("model.freeze.cache_states: caches the frozen front end (+ first_layers); set model.freeze.frontend")
+    if model.freeze.cache_states and (model.encoder != "whisper" or model.whisper.length_mode != "trim"):
+        raise ConfigError("model.freeze.cache_states: implemented for the whisper encoder in length_mode=trim "
+                          f"(got {model.encoder!r}, {model.whisper.length_mode!r})")
+    if model.lora.rank < 0:
+        raise ConfigError(f"model.lora.rank: expected >= 0, got {model.lora.rank}")
 
 
 def check_data(data: DataConfig) -> None:
@@ -271,6 +319,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> Ex
     try:
         cfg = from_dict(ExperimentConfig, raw)
         check_data(cfg.data)
+        check_model(cfg.model)
         return cfg
     except ConfigError as e:
         raise ConfigError(f"{path}: {e}" if path else str(e)) from None

@@ -14,6 +14,8 @@ from lhotse import CutSet
 from lhotse.cut import Cut
 from lhotse.serialization import deserialize_item
 
+from speechalign.text import normalize
+
 
 class ManifestError(ValueError):
     """A manifest file is missing, unreadable or holds a malformed line."""
@@ -127,7 +129,20 @@ def cut_meta(cut: Cut) -> dict:
         "site": custom.get("site"),
         "subgroup": custom.get("subgroup"),
         "duration": cut.duration,
+        "translation": mandarin_reference(sup.language if sup else None, (sup.text if sup else "") or "",
+                                          custom.get("translation")),
     }
+
+
+MANDARIN_LABELS = ("Mandarin", "Taiwan Mandarin")
+
+
+def mandarin_reference(dialect: str | None, text: str, translation: str | None) -> str | None:
+    """The Mandarin sentence a cut means: its normalized translation, or its own text when it is Mandarin
+    speech without one; None when neither exists (a dialect cut without a translation)."""
+    if translation:
+        return normalize(translation) or None
+    return text or None if dialect in MANDARIN_LABELS else None
 
 
 def load_mono(cut: Cut) -> np.ndarray:

@@ -23,6 +23,11 @@ class Utterance:
     hyp: str
 
 
+# The recogs file's first two lines, written by write_reports and checked by read_recogs.
+_RECOGS_HEADER = re.compile(r"^# set=(\S+) mode=(\S+) ")
+_RECOGS_COLUMNS = "id\tdialect\treference\thypothesis"
+
+
 def _atomic(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
@@ -79,7 +84,7 @@ def write_reports(out_dir: Path, set_name: str, mode: str, utts: list[Utterance]
         errs.append(f"{u.id}\t{u.dialect}\terrors={counts.errors}/{counts.chars}\n  ref: {r_row}\n  hyp: {h_row}")
     header = f"# set={set_name} mode={mode} normalization: {describe(**kwargs)}{'; ' + note if note else ''}\n"
     stem = f"{set_name}-{mode}"
-    _atomic(out_dir / f"recogs-{stem}.txt", header + "id\tdialect\treference\thypothesis\n" + "\n".join(recogs) + "\n")
+    _atomic(out_dir / f"recogs-{stem}.txt", header + _RECOGS_COLUMNS + "\n" + "\n".join(recogs) + "\n")
     summary = ["", f"# most frequent errors (top {top})"]
     for kind in ("sub", "del", "ins"):
         summary.append(f"## {kind}")
@@ -91,6 +96,38 @@ def write_reports(out_dir: Path, set_name: str, mode: str, utts: list[Utterance]
             f"Normalization (reference and hypothesis): {describe(**kwargs)}.{' ' + note if note else ''}\n\n"
             + cer_table(scorer, "md"))
     return scorer
+
+
+@dataclass
+class Recogs:
+    """A ``recogs-<set>-<mode>.txt`` file as :func:`write_reports` wrote it (texts already normalized)."""
+
+    set_name: str
+    mode: str
+    header: str            # its first line without "# ": set, mode, normalization and decode note
+    utts: list[Utterance]
+
+
+def read_recogs(path: str | Path) -> Recogs:
+    """Read back a recogs file of :func:`write_reports`; anything else is a ValueError naming the file."""
+    path = Path(path)
+    lines = path.read_text(encoding="utf-8").splitlines()
+    head = _RECOGS_HEADER.match(lines[0]) if lines else None
+    if head is None or len(lines) < 2 or lines[1] != _RECOGS_COLUMNS:
+        raise ValueError(f"{path}: not a recogs file (expected a '# set=... mode=...' line, then "
+                         f"{_RECOGS_COLUMNS!r})")
+    utts, seen = [], set()
+    for n, line in enumerate(lines[2:], 3):
+        if not line:
+            continue
+        fields = line.split("\t")
+        if len(fields) != 4:
+            raise ValueError(f"{path}:{n}: expected 4 tab-separated fields, got {len(fields)}")
+        if fields[0] in seen:
+            raise ValueError(f"{path}:{n}: duplicate id {fields[0]!r}")
+        seen.add(fields[0])
+        utts.append(Utterance(*fields))
+    return Recogs(head.group(1), head.group(2), lines[0].removeprefix("# "), utts)
 
 
 def report_set(out_dir: Path, set_name: str, mode: str, utts: list[Utterance], rtf: float, note: str) -> CerScorer:

@@ -16,6 +16,7 @@ from torch import nn
 
 from speechalign.models.decoder import AttentionDecoder
 from speechalign.models.encoders import EncoderOutput, build_encoder, padding_mask
+from speechalign.models.lora import add_lora, freeze_lora_bases
 
 IGNORE = -1
 
@@ -39,6 +40,9 @@ class ASRModel(nn.Module):
         self.att_eos = att_vocab.eos if att_vocab is not None else self.sos_eos
         self.att_vocab_size = decoder.embed.num_embeddings if decoder is not None else 0
         self.label_smoothing = d.label_smoothing
+        self.att_targets = d.targets
+        # Output rows the training softmax covers (None = all); set by the trainer from the training targets.
+        self.register_buffer("train_vocab", None, persistent=False)
         if self.decoder is None and self.ctc_weight < 1.0:
             raise ValueError(f"model.ctc_weight={self.ctc_weight} needs an attention decoder "
                              "(model.decoder.num_layers > 0 or model.decoder.pretrained)")
@@ -48,26 +52,48 @@ class ASRModel(nn.Module):
         """True when decoder and CTC head score the same tokens (needed by joint CTC/attention search)."""
         return self.att_vocab is None
 
-    def attention_targets(self, targets: list[list[int]], texts: list[str] | None) -> list[list[int]]:
+    def attention_targets(self, targets: list[list[int]], texts: list[str] | None,
+                          translations: list[str | None] | None = None) -> list[list[int] | None]:
+        """Token ids the attention branch learns per utterance: the transcript (ASR-only), or with
+        ``model.decoder.targets=translation`` the Mandarin sentence (None where a cut has none)."""
+        if self.att_targets == "translation":
+            if translations is None:
+                raise ValueError("model.decoder.targets=translation needs the batch translations")
+            if self.att_vocab is None:
+                raise ValueError("model.decoder.targets=translation needs a pretrained (BPE) decoder")
+            return [self.att_vocab.encode(t) if t else None for t in translations]
         if self.att_vocab is None:
             return targets
         if texts is None:
             raise ValueError("a BPE attention decoder needs the batch texts")
         return [self.att_vocab.encode(t) for t in texts]
 
-    def encode(self, wav: torch.Tensor, wav_lens: torch.Tensor) -> EncoderOutput:
-        return self.encoder(wav, wav_lens)
+    def set_train_vocab(self, ids: list[int] | None) -> None:
+        """Restrict the training softmax to ``ids`` (the tokens the training targets use, the end token
+        among them); evaluation always scores the whole vocabulary."""
+        self.train_vocab = None if ids is None else torch.tensor(sorted(set(ids)), dtype=torch.long,
+                                                                  device=self.ctc.weight.device)
+
+    def encode(self, wav: torch.Tensor, wav_lens: torch.Tensor, start_layer: int | None = None) -> EncoderOutput:
+        """Raw input, or with ``start_layer`` the (cached) input of that encoder layer and its frame counts."""
+        if start_layer is None:
+            return self.encoder(wav, wav_lens)
+        return self.encoder.run_layers(wav, wav_lens, start_layer)
 
     def ctc_log_probs(self, enc: EncoderOutput) -> torch.Tensor:
         return self.ctc(enc.last).float().log_softmax(-1)
 
     def forward(self, wav: torch.Tensor, wav_lens: torch.Tensor, targets: list[list[int]],
-                texts: list[str] | None = None) -> dict:
+                texts: list[str] | None = None, translations: list[str | None] | None = None,
+                start_layer: int | None = None, keep_attention: bool = False) -> dict:
         """Loss per utterance (summed over tokens, averaged over the batch) and its parts."""
-        return self.loss(self.encode(wav, wav_lens), targets, texts)
+        return self.loss(self.encode(wav, wav_lens, start_layer), targets, texts, translations, keep_attention)
 
-    def loss(self, enc: EncoderOutput, targets: list[list[int]], texts: list[str] | None = None) -> dict:
-        """The hybrid loss of already-encoded utterances (validation reuses the encoding it decodes)."""
+    def loss(self, enc: EncoderOutput, targets: list[list[int]], texts: list[str] | None = None,
+             translations: list[str | None] | None = None, keep_attention: bool = False) -> dict:
+        """The hybrid loss of already-encoded utterances (validation reuses the encoding it decodes).
+        With ``keep_attention`` the decoder's inputs and logits are returned too (``out["attention"]``),
+        for loss terms built on them (distillation)."""
         batch = len(targets)
         device = enc.last.device
         target_lens = torch.tensor([len(t) for t in targets], device=device)
@@ -77,19 +103,45 @@ class ASRModel(nn.Module):
                                      blank=0, reduction="sum", zero_infinity=False) / batch
         out = {"ctc": ctc, "loss": ctc}
         if self.decoder is not None and self.ctc_weight < 1.0:
-            att, acc = self.attention_loss(enc, self.attention_targets(targets, texts))
+            att_targets = self.attention_targets(targets, texts, translations)
+            keep = [i for i, t in enumerate(att_targets) if t is not None]
+            if not keep:  # no item of this batch has an attention target: CTC alone
+                return out
+            memory, lengths = enc.last, enc.lengths
+            if len(keep) < batch:
+                index = torch.tensor(keep, device=device)
+                memory, lengths = memory.index_select(0, index), lengths.index_select(0, index)
+            att, acc, io = self.attention_loss(memory, lengths, [att_targets[i] for i in keep], batch)
             out.update(att=att, att_acc=acc, loss=self.ctc_weight * ctc + (1 - self.ctc_weight) * att)
+            if keep_attention:
+                out["attention"] = io
         return out
 
-    def attention_loss(self, enc: EncoderOutput, targets: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
-        inp, gold, pad = self.teacher_forcing(targets, enc.last.device)
-        logits = self.decoder(inp, enc.last, padding_mask(enc.lengths, enc.last.shape[1]), pad)
-        loss = nn.functional.cross_entropy(logits.float().reshape(-1, self.att_vocab_size), gold.reshape(-1),
+    def attention_loss(self, memory: torch.Tensor, lengths: torch.Tensor, targets: list[list[int]],
+                       batch: int | None = None) -> tuple[torch.Tensor, torch.Tensor, dict]:
+        """Teacher-forced cross-entropy (summed over tokens, divided by ``batch``), token accuracy, and
+        the decoder's inputs and logits. In training with a restricted vocabulary the softmax runs over
+        ``train_vocab`` only: the loss of a full softmax whose other logits are minus infinity."""
+        inp, gold, pad = self.teacher_forcing(targets, memory.device)
+        memory_pad = padding_mask(lengths, memory.shape[1])
+        vocab = self.train_vocab if self.training else None
+        logits = self.decoder(inp, memory, memory_pad, pad, vocab=vocab)
+        if vocab is not None:
+            remap = torch.full((self.att_vocab_size,), IGNORE, dtype=torch.long, device=gold.device)
+            remap[vocab] = torch.arange(len(vocab), device=gold.device)
+            mapped = torch.where(gold == IGNORE, gold, remap[gold.clamp(min=0)])
+            if bool(((mapped == IGNORE) & (gold != IGNORE)).any()):
+                raise ValueError("model.decoder.train_vocab=targets: a training target uses a token outside the "
+                                 "training vocabulary (the vocabulary is built from the training manifests)")
+            gold = mapped
+        loss = nn.functional.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), gold.reshape(-1),
                                            ignore_index=IGNORE, label_smoothing=self.label_smoothing,
-                                           reduction="sum") / len(targets)
+                                           reduction="sum") / (batch or len(targets))
         mask = gold != IGNORE
         acc = (logits.argmax(-1)[mask] == gold[mask]).float().mean()
-        return loss, acc
+        io = {"tokens": inp, "token_pad": pad, "memory": memory, "memory_pad": memory_pad, "logits": logits,
+              "gold": gold, "vocab": vocab, "batch": batch or len(targets)}
+        return loss, acc, io
 
     def teacher_forcing(self, targets: list[list[int]], device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Decoder inputs (prefix + tokens, padded with eos), gold outputs (tokens + eos; IGNORE under the
@@ -115,14 +167,14 @@ class ASRModel(nn.Module):
             self.decoder.embed.requires_grad_(not decoder_embedding)
         for p in self.encoder.parameters():
             p.requires_grad_(not whole_encoder)
-        if whole_encoder:
-            return
-        frozen = (self.encoder.frontend_modules() if frontend else []) + self.encoder.layer_modules()[:first_layers]
-        for module in frozen:
-            for p in module.parameters():
-                p.requires_grad_(False)
-        if hasattr(self.encoder, "encoder"):  # Whisper's positional table is fixed by design
-            self.encoder.encoder.embed_positions.requires_grad_(False)
+        if not whole_encoder:
+            frozen = (self.encoder.frontend_modules() if frontend else []) + self.encoder.layer_modules()[:first_layers]
+            for module in frozen:
+                for p in module.parameters():
+                    p.requires_grad_(False)
+            if hasattr(self.encoder, "encoder"):  # Whisper's positional table is fixed by design
+                self.encoder.encoder.embed_positions.requires_grad_(False)
+        freeze_lora_bases(self, encoder_frozen=whole_encoder)
 
 
 def build_decoder(cfg, saved_json: Path | None = None) -> AttentionDecoder | None:
@@ -148,4 +200,6 @@ def build_decoder(cfg, saved_json: Path | None = None) -> AttentionDecoder | Non
 
 def build_model(cfg, vocab_size: int, hf_config_path: Path | None = None, decoder_json: Path | None = None,
                 att_vocab=None) -> ASRModel:
-    return ASRModel(build_encoder(cfg, hf_config_path), vocab_size, cfg, build_decoder(cfg, decoder_json), att_vocab)
+    model = ASRModel(build_encoder(cfg, hf_config_path), vocab_size, cfg, build_decoder(cfg, decoder_json), att_vocab)
+    add_lora(model, cfg.model)
+    return model

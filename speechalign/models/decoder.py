@@ -41,8 +41,9 @@ class AttentionDecoder(nn.Module):
         self.max_len = max_len
 
     def forward(self, tokens: torch.Tensor, memory: torch.Tensor, memory_pad: torch.Tensor,
-                token_pad: torch.Tensor | None = None) -> torch.Tensor:
-        """(B, L) token ids (starting with the prefix) -> (B, L, V) logits."""
+                token_pad: torch.Tensor | None = None, vocab: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, L) token ids (starting with the prefix) -> (B, L, V) logits; with ``vocab`` (sorted ids)
+        only those output rows, (B, L, len(vocab))."""
         length = tokens.shape[1]
         if length > self.max_len:
             raise ValueError(f"attention decoder: {length} tokens exceed its {self.max_len} positions")
@@ -50,7 +51,15 @@ class AttentionDecoder(nn.Module):
         causal = torch.triu(torch.ones(length, length, dtype=torch.bool, device=tokens.device), 1)
         x = self.layers(x, memory, tgt_mask=causal, tgt_key_padding_mask=token_pad,
                         memory_key_padding_mask=memory_pad, tgt_is_causal=True)
-        return self.out(x) if self.out is not None else nn.functional.linear(x, self.embed.weight)
+        return self.project(x, vocab)
+
+    def project(self, x: torch.Tensor, vocab: torch.Tensor | None = None) -> torch.Tensor:
+        """Output logits of decoder states, over every token or the rows ``vocab``."""
+        if self.out is not None:
+            if vocab is None:
+                return self.out(x)
+            return nn.functional.linear(x, self.out.weight[vocab], self.out.bias[vocab])
+        return nn.functional.linear(x, self.embed.weight if vocab is None else self.embed.weight[vocab])
 
     def memory_kv(self, memory: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """Each layer's cross-attention keys and values of ``memory`` (B, T, D), as (B, heads, T, d_head):

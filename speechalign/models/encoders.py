@@ -90,6 +90,10 @@ class WhisperSpeechEncoder(SpecAugmentMixin, nn.Module):
         return list(self.encoder.layers)
 
     def forward(self, wav: torch.Tensor, wav_lens: torch.Tensor) -> EncoderOutput:
+        return self.run_layers(*self.embed(wav, wav_lens))
+
+    def embed(self, wav: torch.Tensor, wav_lens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Front end, convolutions and positions: the input of layer 0 (B, T, D) and its valid frames."""
         if wav.dim() == 3:
             if self.length_mode == "pad30":
                 raise ValueError("whisper length_mode=pad30 needs waveforms, not precomputed features")
@@ -113,14 +117,15 @@ class WhisperSpeechEncoder(SpecAugmentMixin, nn.Module):
         x = nn.functional.gelu(enc.conv2(x)).permute(0, 2, 1)
         x = x + enc.embed_positions.weight[: x.shape[1]]
         x = nn.functional.dropout(x, p=enc.dropout, training=self.training)
-        out_lens = torch.div(lens + 1, 2, rounding_mode="floor")
-        mask = None
-        if self.length_mode == "trim":
-            pad = padding_mask(out_lens, x.shape[1])
-            mask = torch.zeros(pad.shape, dtype=x.dtype, device=x.device).masked_fill(pad, torch.finfo(x.dtype).min)
-            mask = mask[:, None, None, :]
-        states = []
-        for layer in enc.layers:
+        return x, torch.div(lens + 1, 2, rounding_mode="floor")
+
+    def run_layers(self, x: torch.Tensor, out_lens: torch.Tensor, start: int = 0) -> EncoderOutput:
+        """Layers ``start``.. on ``x``, the input of layer ``start``. The states of the layers before
+        ``start`` are not known here and are None in the output (training from cached states)."""
+        enc = self.encoder
+        mask = self._attention_mask(x, out_lens)
+        states = [None] * start
+        for layer in enc.layers[start:]:
             states.append(x)
             x = layer(x, mask, layer_head_mask=None)[0]
         states.append(enc.layer_norm(x))
@@ -128,7 +133,31 @@ class WhisperSpeechEncoder(SpecAugmentMixin, nn.Module):
         # The bounds of this data-dependent slice, which torch.export (ONNX export) cannot infer alone.
         torch._check(t >= 0)
         torch._check(t <= x.shape[1])
-        return EncoderOutput([s[:, :t] for s in states], out_lens)
+        return EncoderOutput([s if s is None else s[:, :t] for s in states], out_lens)
+
+    def _attention_mask(self, x: torch.Tensor, out_lens: torch.Tensor) -> torch.Tensor | None:
+        if self.length_mode != "trim":
+            return None
+        pad = padding_mask(out_lens, x.shape[1])
+        mask = torch.zeros(pad.shape, dtype=x.dtype, device=x.device).masked_fill(pad, torch.finfo(x.dtype).min)
+        return mask[:, None, None, :]
+
+    @torch.no_grad()
+    def prefix_states(self, wav: torch.Tensor, wav_lens: torch.Tensor, layers: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The input of layer ``layers`` (front end and the first ``layers`` layers, no augmentation),
+        for caching the frozen part of the encoder; trim mode only, where each utterance's real frames do
+        not depend on what it is batched with."""
+        if self.length_mode != "trim":
+            raise ValueError("cached encoder states need whisper length_mode=trim")
+        augment, self.spec_augment = self.spec_augment, None
+        try:
+            x, lens = self.embed(wav, wav_lens)
+        finally:
+            self.spec_augment = augment
+        mask = self._attention_mask(x, lens)
+        for layer in self.encoder.layers[:layers]:
+            x = layer(x, mask, layer_head_mask=None)[0]
+        return x[:, : int(lens.max())], lens
 
 
 class Wav2Vec2SpeechEncoder(nn.Module):

@@ -11,6 +11,7 @@ from safetensors.torch import load_file
 
 from speechalign.config import ExperimentConfig, load_config
 from speechalign.models.asr import ASRModel, build_model
+from speechalign.models.lora import has_lora, merge_lora
 from speechalign.text import CharTokenizer
 
 STEP_DIR = re.compile(r"^step-(\d+)$")
@@ -61,6 +62,9 @@ def load_checkpoint_into(model: torch.nn.Module, weights: Path, exp_dir: Path) -
     except (SafetensorError, OSError, ValueError) as e:
         raise ValueError(f"{weights}: unreadable weights ({str(e).splitlines()[0] if str(e) else type(e).__name__}); "
                          f"valid checkpoints of {exp_dir}: {valid_checkpoints(exp_dir)}") from None
+    if has_lora(model) and not any("lora_" in k for k in state):
+        # Averaged LoRA checkpoints are stored merged; the fresh adapters (B = 0) merge as a no-op.
+        merge_lora(model)
     own = model.state_dict()
     missing = sorted(set(own) - set(state))
     unexpected = sorted(set(state) - set(own))
@@ -73,9 +77,8 @@ def load_checkpoint_into(model: torch.nn.Module, weights: Path, exp_dir: Path) -
     model.load_state_dict(state, strict=True)
 
 
-def load_experiment(exp_dir: str | Path, checkpoint: str = "latest",
-                    device: str | torch.device = "cpu") -> tuple[ExperimentConfig, CharTokenizer, ASRModel]:
-    """The config saved by training, its tokenizer and the model with the chosen weights (eval mode)."""
+def build_experiment_model(exp_dir: str | Path) -> tuple[ExperimentConfig, CharTokenizer, ASRModel]:
+    """The config saved by training, its tokenizer and the model it describes (weights not loaded)."""
     exp_dir = Path(exp_dir)
     for name in ("config.yaml", "tokens.txt"):
         if not (exp_dir / name).is_file():
@@ -90,6 +93,21 @@ def load_experiment(exp_dir: str | Path, checkpoint: str = "latest",
         decoder_json = exp_dir / "decoder.json"
         att_vocab = WhisperVocab(exp_dir / "whisper_tokenizer.json", cfg.model.decoder.language)
     model = build_model(cfg, len(tokenizer), hf_config if hf_config.is_file() else None, decoder_json, att_vocab)
-    weights = resolve_weights(exp_dir, checkpoint)
-    load_checkpoint_into(model, weights, exp_dir)
-    return cfg, tokenizer, model.to(device).eval()
+    return cfg, tokenizer, model
+
+
+def load_experiment(exp_dir: str | Path, checkpoint: str = "latest",
+                    device: str | torch.device = "cpu") -> tuple[ExperimentConfig, CharTokenizer, ASRModel]:
+    """The config saved by training, its tokenizer and the model with the chosen weights (eval mode);
+    LoRA adapters are merged into their base weights, so every consumer sees the plain architecture."""
+    exp_dir = Path(exp_dir)
+    cfg, tokenizer, model = build_experiment_model(exp_dir)
+    load_checkpoint_into(model, resolve_weights(exp_dir, checkpoint), exp_dir)
+    return cfg, tokenizer, merge_lora(model).to(device).eval()
+
+
+def merged_weights(exp_dir: str | Path, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """A LoRA checkpoint's weights with the adapters folded in (the plain architecture's keys)."""
+    _, _, model = build_experiment_model(exp_dir)
+    model.load_state_dict(state, strict=True)
+    return {k: v.detach().contiguous() for k, v in merge_lora(model).state_dict().items()}

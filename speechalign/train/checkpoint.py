@@ -16,6 +16,8 @@ import yaml
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from speechalign.models.experiment import merged_weights
+
 from speechalign.models.experiment import list_checkpoints
 
 log = logging.getLogger("speechalign.train")
@@ -75,11 +77,17 @@ def latest_valid(ckpt_root: Path) -> tuple[Path, dict, dict] | None:
     return None
 
 
-def average_checkpoints(step_dirs: list[Path]) -> dict[str, torch.Tensor]:
-    """Float32 mean of floating-point tensors; integer buffers (counters) come from the newest."""
+def average_checkpoints(step_dirs: list[Path], merge=None) -> dict[str, torch.Tensor]:
+    """Float32 mean of floating-point tensors; integer buffers (counters) come from the newest. LoRA
+    checkpoints are merged first (``merge``: state -> merged state), because the mean of the factors
+    A and B is not the mean of the updates B @ A."""
     if not step_dirs:
         raise ValueError("average: no checkpoints to average")
     weights = [load_weights(d / "model.safetensors") for d in step_dirs]
+    if any("lora_" in k for k in weights[0]):
+        if merge is None:
+            raise ValueError("average: LoRA checkpoints must be merged before averaging (pass merge=)")
+        weights = [merge(w) for w in weights]
     keys = set(weights[0])
     for d, w in zip(step_dirs, weights):
         if set(w) != keys:
@@ -132,10 +140,11 @@ def select_for_average(ckpt_root: Path, last: int | None = None, best: int | Non
 def write_average(exp_dir: Path, last: int | None = None, best: int | None = None,
                   metric: str = "valid_loss") -> Path:
     chosen = select_for_average(exp_dir / "checkpoints", last, best, metric)
+    weights = average_checkpoints(chosen, merge=lambda w: merged_weights(exp_dir, w))
     suffix = "" if last or metric == "valid_loss" else f"-{metric.removeprefix('valid_')}"
     out = exp_dir / (f"avg-last{last}.safetensors" if last else f"avg-best{best}{suffix}.safetensors")
     tmp = out.with_name(f".{out.name}.tmp")
-    save_file(average_checkpoints(chosen), str(tmp), metadata={"averaged": ",".join(d.name for d in chosen)})
+    save_file(weights, str(tmp), metadata={"averaged": ",".join(d.name for d in chosen)})
     os.replace(tmp, out)
     log.info("averaged %s -> %s", ", ".join(d.name for d in chosen), out)
     return out

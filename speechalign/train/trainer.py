@@ -24,7 +24,7 @@ from speechalign.config import ExperimentConfig, save_config
 from speechalign.data.dataset import (SpeechDataset, UsableForTraining, default_num_workers, eval_loader, make_loader,
                                       train_cuts, train_sampler)
 from speechalign.data.features import frontend_for
-from speechalign.data.manifest import DuplicateIds, ManifestError, open_cuts
+from speechalign.data.manifest import DuplicateIds, ManifestError, cut_meta, open_cuts
 from speechalign.decode.cer import CerScorer
 from speechalign.decode.ctc import ctc_greedy
 from speechalign.models import ASRModel, build_model
@@ -33,7 +33,9 @@ from speechalign.retrieval.yubao import mean_off_diagonal, yubao_protocol
 from speechalign.text import CharTokenizer
 from speechalign.text.whisper_vocab import WhisperVocab
 from speechalign.train.checkpoint import latest_valid, save_checkpoint
+from speechalign.train.objectives import build_terms
 from speechalign.train.schedule import build_scheduler
+from speechalign.train.state_cache import StateCache
 
 log = logging.getLogger("speechalign.train")
 DECODER_JSON, WHISPER_TOKENIZER = "decoder.json", "whisper_tokenizer.json"
@@ -165,12 +167,33 @@ class Trainer:
         if bad:
             raise ValueError(f"train.valid_retrieval_layers: {bad} out of range; this encoder has layers "
                              f"0 (input embedding) to {self.model.encoder.num_layers}")
-        self.model.encoder.enable_spec_augment(cfg.data.spec_augment)
+        f = cfg.model.freeze
+        self.cache = StateCache(self.model.encoder, f.first_layers, cfg.data.spec_augment) if f.cache_states else None
+        # With the cache, the log-mel features are seen only once per cut: the stored states are masked instead.
+        self.model.encoder.enable_spec_augment(cfg.data.spec_augment and self.cache is None)
         self.model.to(self.device)
         self._apply_freeze()
+        if cfg.model.decoder.train_vocab == "targets":
+            self.model.set_train_vocab(self._training_att_vocab())
+        self.terms = build_terms(cfg, self.model)
         n = sum(p.numel() for p in self.model.parameters())
-        log.info("model: %s encoder, %d layers, %.2fM parameters, vocabulary %d", cfg.model.encoder,
-                 self.model.encoder.num_layers, n / 1e6, len(self.tokenizer))
+        trainable = sum(p.numel() for p in self.model.parameters() if p.requires_grad)
+        log.info("model: %s encoder, %d layers, %.2fM parameters (%.2fM trained), vocabulary %d%s%s", cfg.model.encoder,
+                 self.model.encoder.num_layers, n / 1e6, trainable / 1e6, len(self.tokenizer),
+                 f", training softmax over {len(self.model.train_vocab)} of {self.model.att_vocab_size} tokens"
+                 if self.model.train_vocab is not None else "",
+                 "".join(f", + {t.name} (weight {t.weight})" for t in self.terms))
+
+    def _training_att_vocab(self) -> list[int]:
+        """Every BPE token of the attention targets of the training cuts, plus the end token."""
+        ids = {self.model.att_eos}
+        translation = self.cfg.model.decoder.targets == "translation"
+        for cut in train_cuts(self.cfg.data.train, self.cfg.train.seed, True):
+            meta = cut_meta(cut)
+            text = meta["translation"] if translation else meta["text"]
+            if text:
+                ids.update(self.model.att_vocab.encode(text))
+        return sorted(ids)
 
     def _attention_vocab(self, resuming: bool):
         """Whisper's BPE vocabulary when the attention branch is Whisper's decoder; its architecture and
@@ -383,8 +406,19 @@ class Trainer:
     def _micro_step(self, batch, acc: dict) -> None:
         """Forward and backward of one batch; loss parts are kept in ``acc`` for logging."""
         self.ddp_model.train()
+        wav, lens, start = batch.wav, batch.wav_lens, None
+        if self.cache is not None:
+            wav, lens = self.cache.batch(batch.ids, wav, lens)
+            start = self.cfg.model.freeze.first_layers
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.cfg.train.bf16):
-            out = self.ddp_model(batch.wav, batch.wav_lens, batch.targets, batch.texts)
+            out = self.ddp_model(wav, lens, batch.targets, batch.texts, batch.translations, start_layer=start,
+                                 keep_attention=bool(self.terms))
+            for term in self.terms:
+                value = term(out)
+                if value is not None:
+                    out[term.name] = value
+                    out["loss"] = out["loss"] + term.weight * value
+        out.pop("attention", None)
         loss = out["loss"]
         finite = self.dist.all_true(bool(torch.isfinite(loss)))
         if finite:
@@ -414,7 +448,7 @@ class Trainer:
         if self.step == self.cfg.model.freeze.encoder_steps:
             self._apply_freeze()
         if self.writer and self.step % self.cfg.train.log_every == 0:
-            for k in ("loss", "ctc", "att", "att_acc"):
+            for k in ("loss", "ctc", "att", "att_acc", *(t.name for t in self.terms)):
                 if k in stats:
                     self.writer.add_scalar(f"train/{k}", stats[k], self.step)
             for group, lr in zip(self.optimizer.param_groups, self.scheduler.get_last_lr()):
@@ -447,7 +481,8 @@ class Trainer:
                 frames[k] += [h[:n].float().cpu().numpy() for h, n in zip(enc.hidden_states[k], enc.lengths.tolist())]
             frame_ids += batch.ids
             if all(batch.targets):
-                total_loss += float(self.model.loss(enc, batch.targets, batch.texts)["loss"]) * len(batch.ids)
+                total_loss += float(self.model.loss(enc, batch.targets, batch.texts, batch.translations)["loss"]) \
+                    * len(batch.ids)
                 utts += len(batch.ids)
         self.model.train()
         metrics = {"valid_step": self.step, "valid_loss": total_loss / max(utts, 1),

@@ -2,68 +2,16 @@
 weights, per-group learning rates, frozen embedding, dev YuBao R@1 during validation, checkpoint
 selection by it, decoding in every supported mode, and resume."""
 
-import json
-
-import numpy as np
 import pytest
-import soundfile as sf
 import torch
 import yaml
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 
 from speechalign.config import load_config
 from speechalign.decode.run import decode, supported_modes
-from speechalign.models.decoder import AttentionDecoder
 from speechalign.models.experiment import load_experiment
 from speechalign.train.checkpoint import list_checkpoints, select_for_average
 from speechalign.train.trainer import Trainer, train
-
-SPECIALS = ["<|endoftext|>", "<|startoftranscript|>", "<|zh|>", "<|transcribe|>", "<|notimestamps|>"]
-ARCH = dict(d_model=32, num_layers=1, num_heads=2, ffn_dim=64, max_len=64, activation="gelu",
-            learned_positions=True, scale_embedding=False, tie_output=True)
-
-
-@pytest.fixture(scope="module")
-def whisper_like_dir(tmp_path_factory):
-    """What fetch-pretrained leaves: decoder.json, decoder.safetensors and a byte-level BPE tokenizer.json."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
-
-    root = tmp_path_factory.mktemp("whisper_like")
-    alphabet = sorted(pre_tokenizers.ByteLevel.alphabet())
-    tok = Tokenizer(models.BPE(vocab={c: i for i, c in enumerate(alphabet)}, merges=[]))
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    tok.add_special_tokens(SPECIALS)
-    tok.save(str(root / "tokenizer.json"))
-    arch = {"vocab_size": tok.get_vocab_size(), **ARCH}
-    torch.manual_seed(1)
-    save_file(AttentionDecoder(**arch, dropout=0.0).state_dict(), str(root / "decoder.safetensors"))
-    (root / "decoder.json").write_text(json.dumps(arch))
-    return root
-
-
-@pytest.fixture(scope="module")
-def parallel_corpus(tmp_path_factory):
-    """Two 'sites' in two subgroups reading the same tone sentences (YuBao-shaped dev set)."""
-    from data_prep.custom import prepare_custom
-
-    root = tmp_path_factory.mktemp("parallel")
-    rng = np.random.default_rng(0)
-    t = np.arange(4000) / 16000
-    chars = "甲乙丙丁戊己"
-    for split, n in (("train", 24), ("dev", 6)):
-        rows = ["audio\ttext\tdialect\tsentence_id\tsite\tsubgroup"]
-        for i in range(n):
-            idx = rng.integers(0, len(chars), rng.integers(2, 4))
-            for site, shift in (("A", 0), ("B", 15)):
-                x = np.concatenate([0.3 * np.sin(2 * np.pi * (200 + shift + 80 * j) * t) for j in idx])
-                sf.write(root / f"{split}{i}{site}.wav", x.astype(np.float32), 16000)
-                text = "".join(chars[j] for j in idx)
-                rows.append(f"{split}{i}{site}.wav\t{text}\t{site}\t{i}\t{site}\t{'g' + site}")
-        (root / f"{split}.tsv").write_text("\n".join(rows) + "\n", encoding="utf-8")
-    prepare_custom(root, root / "m", corpus="par")
-    return {s: root / "m" / f"par_cuts_{s}.jsonl.gz" for s in ("train", "dev")}
-
 
 def _overrides(corpus, whisper_dir, steps=8):
     return [f"data.train=[{{cuts: [{corpus['train']}]}}]", f"data.dev=[{corpus['dev']}]", "data.max_duration=8",

@@ -1,0 +1,67 @@
+"""Fixtures of the training tests: a Whisper-like pretrained decoder dir and a YuBao-shaped corpus."""
+
+import json
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+from safetensors.torch import save_file
+
+from speechalign.models.decoder import AttentionDecoder
+
+SPECIALS = ["<|endoftext|>", "<|startoftranscript|>", "<|zh|>", "<|transcribe|>", "<|notimestamps|>"]
+ARCH = dict(d_model=32, num_layers=1, num_heads=2, ffn_dim=64, max_len=64, activation="gelu",
+            learned_positions=True, scale_embedding=False, tie_output=True)
+
+
+def make_whisper_like_dir(root, d_model: int = 32):
+    """What fetch-pretrained leaves: decoder.json, decoder.safetensors and a byte-level BPE tokenizer.json."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+
+    alphabet = sorted(pre_tokenizers.ByteLevel.alphabet())
+    tok = Tokenizer(models.BPE(vocab={c: i for i, c in enumerate(alphabet)}, merges=[]))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    tok.add_special_tokens(SPECIALS)
+    tok.save(str(root / "tokenizer.json"))
+    arch = {"vocab_size": tok.get_vocab_size(), **ARCH, "d_model": d_model}
+    torch.manual_seed(1)
+    save_file(AttentionDecoder(**arch, dropout=0.0).state_dict(), str(root / "decoder.safetensors"))
+    (root / "decoder.json").write_text(json.dumps(arch))
+    return root
+
+
+@pytest.fixture(scope="module")
+def whisper_like_dir(tmp_path_factory):
+    return make_whisper_like_dir(tmp_path_factory.mktemp("whisper_like"))
+
+
+TRANSLATED = "子丑寅卯辰巳"
+
+
+@pytest.fixture(scope="module")
+def parallel_corpus(tmp_path_factory):
+    """Two 'sites' in two subgroups reading the same tone sentences (YuBao-shaped dev set). Each has a
+    'Mandarin translation' (the sentence in other characters), but site B's odd sentences do not."""
+    from data_prep.custom import prepare_custom
+
+    root = tmp_path_factory.mktemp("parallel")
+    rng = np.random.default_rng(0)
+    t = np.arange(4000) / 16000
+    chars = "甲乙丙丁戊己"
+    for split, n in (("train", 24), ("dev", 6)):
+        rows = ["audio\ttext\tdialect\tsentence_id\tsite\tsubgroup\ttranslation"]
+        for i in range(n):
+            idx = rng.integers(0, len(chars), rng.integers(2, 4))
+            for site, shift in (("A", 0), ("B", 15)):
+                x = np.concatenate([0.3 * np.sin(2 * np.pi * (200 + shift + 80 * j) * t) for j in idx])
+                sf.write(root / f"{split}{i}{site}.wav", x.astype(np.float32), 16000)
+                text = "".join(chars[j] for j in idx)
+                translation = "" if site == "B" and i % 2 else "".join(TRANSLATED[j] for j in idx)
+                rows.append(f"{split}{i}{site}.wav\t{text}\t{site}\t{i}\t{site}\t{'g' + site}\t{translation}")
+        (root / f"{split}.tsv").write_text("\n".join(rows) + "\n", encoding="utf-8")
+    prepare_custom(root, root / "m", corpus="par")
+    return {s: root / "m" / f"par_cuts_{s}.jsonl.gz" for s in ("train", "dev")}
+
+

@@ -1,0 +1,210 @@
+"""Training objectives chosen by config on a tiny imported Whisper: LoRA (peft) with exact resume, merging
+and export; the distillation guard; Mandarin-translation targets; the restricted training softmax;
+cached frozen encoder states."""
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from speechalign.config import ConfigError, load_config
+from speechalign.models.asr import IGNORE
+from speechalign.models.experiment import load_experiment
+from speechalign.models.export import export, load_hf_export
+from speechalign.models.lora import has_lora, merge_lora
+from speechalign.train.checkpoint import write_average
+from speechalign.train.trainer import Trainer, train
+from tests.tiny_whisper import make_tiny_whisper
+from tests.train.conftest import TRANSLATED, make_whisper_like_dir
+
+
+@pytest.fixture(scope="module")
+def whisper_pair(tmp_path_factory):
+    """A tiny random Whisper encoder (d_model 64, 2 layers) and a pretrained-decoder dir of that width."""
+    root = tmp_path_factory.mktemp("pair")
+    return make_tiny_whisper(root), make_whisper_like_dir(root, d_model=64)
+
+
+def _cfg(corpus, pair, *extra, steps=4):
+    encoder, decoder = pair
+    return load_config(None, [
+        f"data.train=[{{cuts: [{corpus['train']}]}}]", f"data.dev=[{corpus['dev']}]", "data.max_duration=8",
+        "data.num_buckets=2", "data.num_workers=0", "model.encoder=whisper", f"model.whisper.pretrained={encoder}",
+        f"model.decoder.pretrained={decoder}", "model.decoder.dropout=0.0", "model.ctc_weight=0.5",
+        "model.freeze.frontend=true", "model.freeze.first_layers=1", "model.freeze.decoder_embedding=true",
+        "optim.lr=2e-3", "optim.warmup_steps=2", "optim.schedule=noam", f"train.max_steps={steps}",
+        "train.valid_every=100", "train.save_every=2", "train.keep_last=0", "train.valid_each_epoch=false",
+        *extra])
+
+
+LORA = ["model.lora.rank=4", "model.lora.dropout=0.0"]
+
+
+def _batch(trainer):
+    return next(iter(trainer.loader))
+
+
+def test_lora_trains_only_adapters_and_the_ctc_head(parallel_corpus, whisper_pair, tmp_path):
+    trainer = Trainer(_cfg(parallel_corpus, whisper_pair, *LORA), tmp_path / "exp")
+    trained = {n for n, p in trainer.model.named_parameters() if p.requires_grad}
+    assert trained and all("lora_" in n or n.startswith("ctc.") for n in trained)
+    # adapters only in the layers that are not frozen, and in the decoder's feed-forward layers
+    assert any("encoder.layers.1." in n for n in trained) and not any("encoder.layers.0." in n for n in trained)
+    assert any(n.startswith("decoder.") and "linear1" in n for n in trained)
+    before = {n: p.detach().clone() for n, p in trainer.model.named_parameters() if not p.requires_grad}
+    trainer.train()
+    after = dict(trainer.model.named_parameters())
+    assert all(torch.equal(before[n], after[n]) for n in before)
+
+
+def test_lora_resume_is_exact_and_average_merges(parallel_corpus, whisper_pair, tmp_path):
+    straight, exp = tmp_path / "straight", tmp_path / "exp"
+    train(_cfg(parallel_corpus, whisper_pair, *LORA), straight)
+    train(_cfg(parallel_corpus, whisper_pair, *LORA, steps=2), exp)
+    train(_cfg(parallel_corpus, whisper_pair, *LORA), exp, resume=True)
+    a = load_file(str(exp / "checkpoints" / "step-4" / "model.safetensors"))
+    b = load_file(str(straight / "checkpoints" / "step-4" / "model.safetensors"))
+    assert any("lora_A" in k for k in a) and a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    # averaging merges each checkpoint first: the mean of B @ A, stored in the plain architecture
+    avg = load_file(str(write_average(straight, last=2)))
+    assert not any("lora_" in k for k in avg)
+    merged = []
+    for step in ("step-2", "step-4"):
+        _, _, model = load_experiment(straight, step)
+        assert not has_lora(model)
+        merged.append(model.state_dict())
+    key = "encoder.encoder.layers.1.fc1.weight"
+    assert torch.allclose(avg[key], (merged[0][key] + merged[1][key]) / 2, atol=1e-6)
+    _, _, averaged = load_experiment(straight, "avg-last2")
+    assert torch.allclose(averaged.state_dict()[key], avg[key])
+
+
+def test_merged_lora_equals_adapted_model_and_exports_as_hf(parallel_corpus, whisper_pair, tmp_path):
+    exp = tmp_path / "exp"
+    trainer = Trainer(_cfg(parallel_corpus, whisper_pair, *LORA), exp)
+    trainer.train()
+    model = trainer.model.eval()
+    batch = _batch(trainer)
+    with torch.no_grad():
+        adapted = model.encode(batch.wav, batch.wav_lens).last
+        merged = merge_lora(model).encode(batch.wav, batch.wav_lens).last
+    assert not has_lora(model) and torch.allclose(adapted, merged, atol=1e-5)
+    assert (adapted - model.encoder.encoder.layers[1].fc1.weight.new_zeros(1)).abs().max() > 0
+    encoder, ctc, _ = load_hf_export(export(exp, tmp_path / "hf", "hf"))
+    with torch.no_grad():
+        exported = encoder(batch.wav, batch.wav_lens).last
+    assert torch.allclose(exported, merged, atol=1e-5)
+
+
+def test_distillation_is_zero_for_the_teacher_and_pulls_a_changed_decoder(parallel_corpus, whisper_pair, tmp_path):
+    trainer = Trainer(_cfg(parallel_corpus, whisper_pair, "model.guard.kind=distill", "model.guard.weight=0.5"),
+                      tmp_path / "exp")
+    (term,) = trainer.terms
+    batch = _batch(trainer)
+    model = trainer.model.train()
+    out = model(batch.wav, batch.wav_lens, batch.targets, batch.texts, batch.translations, keep_attention=True)
+    assert float(term(out).detach()) == pytest.approx(0.0, abs=1e-5)   # student == pretrained teacher at the start
+    with torch.no_grad():  # a flatter output distribution than the teacher's
+        model.decoder.layers.norm.weight.mul_(0.1)
+        model.decoder.layers.norm.bias.mul_(0.1)
+    out = model(batch.wav, batch.wav_lens, batch.targets, batch.texts, batch.translations, keep_attention=True)
+    kl = term(out)
+    assert float(kl.detach()) > 1e-2
+    kl.backward()
+    assert model.decoder.layers.norm.weight.grad.abs().sum() > 0
+    assert all(p.grad is None for p in term.teacher.parameters())
+    trainer.train()
+    assert "train_distill" in __import__("yaml").safe_load(
+        (tmp_path / "exp" / "checkpoints" / "step-4" / "metrics.yaml").read_text())
+
+
+def test_translation_targets_train_the_decoder_on_the_mandarin_sentence(parallel_corpus, whisper_pair, tmp_path):
+    trainer = Trainer(_cfg(parallel_corpus, whisper_pair, "model.decoder.targets=translation"), tmp_path / "exp")
+    batch = _batch(trainer)
+    model = trainer.model
+    targets = model.attention_targets(batch.targets, batch.texts, batch.translations)
+    for text, translation, target in zip(batch.texts, batch.translations, targets):
+        if translation is None:
+            assert target is None
+        else:
+            assert model.att_vocab.decode(target) == translation == "".join(
+                TRANSLATED["甲乙丙丁戊己".index(c)] for c in text)
+    assert any(t is None for t in targets) and any(t is not None for t in targets)
+    # the attention loss covers the cuts with a translation only (CTC still sees every cut)
+    model.eval()
+    with torch.no_grad():
+        enc = model.encode(batch.wav, batch.wav_lens)
+        out = model.loss(enc, batch.targets, batch.texts, batch.translations)
+        keep = [i for i, t in enumerate(targets) if t is not None]
+        att, _, _ = model.attention_loss(enc.last[keep], enc.lengths[keep], [targets[i] for i in keep],
+                                         len(targets))
+    assert float(out["att"]) == pytest.approx(float(att))
+
+
+def test_restricted_softmax_is_the_full_softmax_without_the_unused_tokens(parallel_corpus, whisper_pair, tmp_path):
+    trainer = Trainer(_cfg(parallel_corpus, whisper_pair, "model.decoder.train_vocab=targets",
+                           "model.decoder.label_smoothing=0.0"), tmp_path / "exp")
+    model = trainer.model.train()
+    vocab = model.train_vocab
+    batch = _batch(trainer)
+    targets = model.attention_targets(batch.targets, batch.texts)
+    used = {t for seq in targets for t in seq} | {model.att_eos}
+    assert used <= set(vocab.tolist()) and len(vocab) < model.att_vocab_size
+    enc = model.encode(batch.wav, batch.wav_lens)
+    restricted, _, _ = model.attention_loss(enc.last, enc.lengths, targets)
+    model.train_vocab = None
+    inp, gold, pad = model.teacher_forcing(targets, "cpu")
+    from speechalign.models.encoders import padding_mask
+
+    logits = model.decoder(inp, enc.last, padding_mask(enc.lengths, enc.last.shape[1]), pad)
+    outside = torch.ones(model.att_vocab_size, dtype=torch.bool)
+    outside[vocab] = False
+    full = torch.nn.functional.cross_entropy(logits.masked_fill(outside, float("-inf")).reshape(-1, logits.shape[-1]),
+                                             gold.reshape(-1), ignore_index=IGNORE, reduction="sum") / len(targets)
+    assert float(restricted.detach()) == pytest.approx(float(full.detach()), rel=1e-5)
+    model.set_train_vocab([model.att_eos])
+    with pytest.raises(ValueError, match="outside the training vocabulary"):
+        model.attention_loss(enc.last, enc.lengths, targets)
+
+
+def test_cached_states_equal_the_frozen_layers_and_train_the_same(parallel_corpus, whisper_pair, tmp_path):
+    off = ["data.spec_augment=false"]
+    cached = Trainer(_cfg(parallel_corpus, whisper_pair, *off, "model.freeze.cache_states=true"), tmp_path / "a")
+    plain = Trainer(_cfg(parallel_corpus, whisper_pair, *off), tmp_path / "b")
+    batch = _batch(cached)
+    x, lens = cached.cache.batch(batch.ids, batch.wav, batch.wav_lens)
+    model = plain.model.eval()
+    with torch.no_grad():
+        for i in range(len(batch.ids)):
+            n = int(batch.wav_lens[i])
+            one = model.encode(batch.wav[i : i + 1, :n], batch.wav_lens[i : i + 1])
+            assert int(lens[i]) == int(one.lengths[0])
+            assert torch.allclose(x[i, : lens[i]], one.hidden_states[1][0], atol=1e-6)
+        # from the cached input of layer 1 the loss is the full model's (batched front end: 1e-4 at the edges)
+        a = model(x, lens, batch.targets, batch.texts, start_layer=1)["loss"]
+        b = model(batch.wav, batch.wav_lens, batch.targets, batch.texts)["loss"]
+    assert float(a) == pytest.approx(float(b), rel=1e-3)
+    assert cached.cache.hits == 0 and cached.cache.misses == len(batch.ids)
+    cached.cache.batch(batch.ids, batch.wav, batch.wav_lens)
+    assert cached.cache.hits == len(batch.ids)
+
+
+def test_cached_states_resume_exactly(parallel_corpus, whisper_pair, tmp_path):
+    cache = ["model.freeze.cache_states=true"]
+    straight, exp = tmp_path / "straight", tmp_path / "exp"
+    train(_cfg(parallel_corpus, whisper_pair, *cache), straight)
+    train(_cfg(parallel_corpus, whisper_pair, *cache, steps=2), exp)
+    train(_cfg(parallel_corpus, whisper_pair, *cache), exp, resume=True)
+    a = load_file(str(exp / "checkpoints" / "step-4" / "model.safetensors"))
+    b = load_file(str(straight / "checkpoints" / "step-4" / "model.safetensors"))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.mark.parametrize("override, message", [
+    ("model.guard.kind=ewc", "model.guard.kind"),
+    ("model.decoder.targets=mandarin", "model.decoder.targets"),
+    ("model.freeze.cache_states=true", "model.freeze.cache_states"),
+    ("model.lora.rank=-1", "model.lora.rank"),
+])
+def test_objective_config_errors_name_the_key(override, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config(None, [override])
