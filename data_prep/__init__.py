@@ -5,4 +5,4 @@ registering ``speechalign prepare <corpus>``.
 """
 
 ADAPTERS = ("kespeech", "mdcc", "commonvoice", "aishell", "fleurs", "yubao", "tw_hokkien", "goo_gi", "lan_lai",
-            "synth", "custom", "filter")
+            "foochow_idioms", "kasu100", "synth", "custom", "filter")

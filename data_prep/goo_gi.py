@@ -25,8 +25,8 @@ from lhotse import CutSet
 from lhotse.cut import Cut
 
 from data_prep.common import (PrepReport, add_exclude_option, clean_transcript, decoded_recordings, dialect_label,
-                              drop_contaminated, make_cut, note_unknown_spellings, require_dir, require_paths,
-                              save_split)
+                              drop_contaminated, make_cut, note_alternatives, note_unknown_spellings, require_dir,
+                              require_paths, save_split)
 
 CORPUS = "goo-gi"
 LAYOUT = """  <corpus_dir>/utf8_xml/<code>.xml.csv  (no header: id, folder, file, hanzi)
@@ -102,14 +102,6 @@ def _note_shared_texts(report: PrepReport, splits: dict[str, list[Cut]]) -> None
                     + (f": {', '.join(same)}" if same else ""))
 
 
-def _note_alternatives(report: PrepReport, splits: dict[str, list[Cut]]) -> None:
-    cut_ids = sorted(c.id for cuts in splits.values() for c in cuts
-                     if any(p in c.supervisions[0].custom["raw_text"] for p in "（("))
-    if cut_ids:
-        report.note(f"{len(cut_ids)} cut(s) had parenthesized alternatives removed from the text (the first "
-                    f"reading is kept; speakers may read both): {', '.join(cut_ids)}")
-
-
 def prepare_goo_gi(corpus_dir: str | Path, output_dir: str | Path, varieties: list[str] | None = None,
                    train_ids: str | None = DEFAULT_RANGES["train"], dev_ids: str | None = DEFAULT_RANGES["dev"],
                    test_ids: str | None = DEFAULT_RANGES["test"], exclude_texts_from=(),
@@ -158,7 +150,7 @@ def prepare_goo_gi(corpus_dir: str | Path, output_dir: str | Path, varieties: li
             cut.supervisions[0].custom["raw_text"] = hanzi
             splits[split].append(cut)
     note_unknown_spellings(report, unknown)
-    _note_alternatives(report, splits)
+    note_alternatives(report, [c for cuts in splits.values() for c in cuts])
     if "train" in splits and exclude_texts_from:
         splits["train"] = drop_contaminated(splits["train"], exclude_texts_from, report)
     _note_unseen_chars(report, splits)

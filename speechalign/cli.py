@@ -190,6 +190,15 @@ def _cmd_score(args) -> None:
     print(cer_table(score_files(args.ref, args.hyp, args.groups, args.out_dir, args.name), "md"), end="")
 
 
+def _cmd_score_translation(args) -> None:
+    from speechalign.decode.translation import score_translation
+
+    rows, md = score_translation(args.cuts, args.out_dir, args.recogs, args.hyp, args.name, args.mode)
+    overall = rows[-1]
+    print(f"{md.name.removeprefix('bleu-').removesuffix('.md')}: BLEU {overall.bleu:.2f} chrF {overall.chrf:.2f} "
+          f"over {overall.sentences} sentences (dialect speech -> Mandarin text); reports in {md.parent}")
+
+
 def _cmd_embed(args) -> None:
     from speechalign.retrieval.embed import build_source, embed
 
@@ -478,6 +487,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out-dir", type=Path, default=Path("."), help="where recogs/errs/cer files go (default: .)")
     p.add_argument("--name", default="external", help="set name used in the report file names")
     p.set_defaults(func=_cmd_score)
+
+    p = sub.add_parser(
+        "score-translation", help="BLEU/chrF of Mandarin translations (dialect speech -> Mandarin text) per dialect",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="For a model whose attention decoder outputs the Mandarin translation, not the transcript:\n"
+                    "corpus BLEU (sacrebleu, zh tokenizer) and chrF per dialect and overall, written to\n"
+                    "bleu-<set>-<mode>.tsv and .md. References are each cut's custom[\"translation\"]; a Mandarin (or\n"
+                    "Taiwan Mandarin) cut without one is scored against its own text; other cuts without one are\n"
+                    "skipped, counted and named in the report.\n"
+                    "Hypotheses and references both get the same normalization as CER (punctuation and spaces\n"
+                    "removed, traditional -> simplified). For the CER of transcripts use `speechalign score`.")
+    hyps = p.add_mutually_exclusive_group(required=True)
+    hyps.add_argument("--recogs", type=Path, help="a recogs-<set>-<mode>.txt written by decode (its hypothesis "
+                      "column is scored; set and mode come from its header)")
+    hyps.add_argument("--hyp", type=Path, help="or an id<TAB>text hypothesis file of another system")
+    p.add_argument("--cuts", type=Path, required=True, help="the decoded cut manifest (.jsonl.gz): translations "
+                   "and dialect labels")
+    p.add_argument("--out-dir", type=Path, help="where bleu-<set>-<mode>.tsv/.md go (default: beside --recogs; "
+                   "with --hyp: .)")
+    p.add_argument("--name", help="set name in the report file names (default: from --recogs; with --hyp: external)")
+    p.add_argument("--mode", help="mode in the report file names (default: from --recogs; with --hyp: score)")
+    p.set_defaults(func=_cmd_score_translation)
 
     p = sub.add_parser("embed", help="per-layer pooled (and frame) embeddings of manifests")
     p.add_argument("--cuts", type=Path, nargs="+", required=True, help="cut manifests (.jsonl.gz) to embed")

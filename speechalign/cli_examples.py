@@ -20,6 +20,10 @@ EXAMPLES: dict[str, str] = {
                       "    --train-ids 001-120 --dev-ids 121-140 --test-ids 141-170",
     "prepare lan-lai": "speechalign prepare lan-lai --corpus-dir ../shared/data/lan-lai --output-dir data/manifests \\\n"
                        "    --exclude-texts-from data/manifests/goo-gi_cuts_test.jsonl.gz",
+    "prepare foochow-idioms": "speechalign prepare foochow-idioms --corpus-dir ../shared/data/foochow-idioms "
+                              "--output-dir data/manifests \\\n    --exclude-texts-from data/manifests/goo-gi_cuts_test.jsonl.gz",
+    "prepare kasu100": "speechalign prepare kasu100 --corpus-dir ../shared/data/kasu100 --output-dir data/manifests \\\n"
+                       "    --exclude-texts-from data/manifests/goo-gi_cuts_test.jsonl.gz",
     "prepare synth": "speechalign prepare synth --output-dir data/synth --num-sentences 300",
     "prepare custom": "speechalign prepare custom --corpus-dir my_corpus/ --output-dir data/manifests",
     "prepare filter": "speechalign prepare filter --cuts train.jsonl.gz --exclude-texts-from test.jsonl.gz "
@@ -37,6 +41,8 @@ EXAMPLES: dict[str, str] = {
                     "    --lm exp/demo/lm/char4.arpa --lm-weights 0.2 0.4 0.6 --word-scores 0 1 2",
     "transcribe": "speechalign transcribe recording.wav --exp-dir exp/demo",
     "score": "speechalign score --ref ref.txt --hyp hyp.txt --groups utt2dialect.tsv",
+    "score-translation": "speechalign score-translation --recogs exp/st/decode/latest/recogs-goo-gi_test-attention_beam.txt "
+                         "\\\n    --cuts data/manifests/goo-gi_cuts_test.jsonl.gz",
     "embed": "speechalign embed --exp-dir exp/demo --checkpoint avg-last3 --cuts data/synth/synth_cuts_test.jsonl.gz \\\n"
              "    --out exp/demo/emb --frames",
     "retrieve": "speechalign retrieve --emb-dir exp/demo/emb --protocol pooled seqsim yubao --layer all",

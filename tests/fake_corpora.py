@@ -4,6 +4,7 @@ tests and the egs/<corpus>/run.sh dry runs."""
 import json
 import subprocess
 
+from speechalign.text.normalize import is_han
 from tests.conftest import write_tone
 
 CV_HEADER = "client_id\tpath\tsentence\tup_votes\tdown_votes\tage\tgender\taccents\tvariant\tlocale\tsegment\n"
@@ -181,4 +182,63 @@ def lan_lai_tree(root):
         (root / "csv").mkdir(parents=True, exist_ok=True)
         (root / "csv" / f"{name}.csv").write_text("".join(lines), encoding="utf-8")
     truncate_mp3(root / "mp3/03/02/0302_01_02_03.mp3")
+    return root
+
+
+FOOCHOW_ENTRIES = [  # (_id, audio uuid, field_text); the second IDS has no table entry
+    ("56a456b2ef3c8213c800c945", "450b6e48-a25c-4f06-bc47-244fd5a48861", "后九蜀寒拆九寒，后九无寒节节寒。"),
+    ("56a456b4ef3c8213c800cb7c", "0a1b2c3d-0000-4000-8000-000000000002", "老罔老，会{⿰扌马}蜀把豆。"),
+    ("56a456b4ef3c8213c800cb7e", "0a1b2c3d-0000-4000-8000-000000000003", "{⿱山⿰木木}蜀把豆。"),
+    ("56a456b5ef3c8213c800cccc", "0a1b2c3d-0000-4000-8000-000000000004", "荒唐（方肠）拉四角屎。"),
+    ("56a456b5ef3c8213c800cd00", "0a1b2c3d-0000-4000-8000-000000000005", "祝恁一路平安。"),
+    ("56a456b5ef3c8213c800cd02", "0a1b2c3d-0000-4000-8000-000000000006", "皇帝牛食麦。"),
+]
+
+
+def foochow_idioms_tree(root):
+    """foochow-idioms' layout (offline_api/api/s_<id>.json naming <uuid>.wma, www/assets/audio/<uuid>.mp3,
+    44.1 kHz mono): a known and an unknown IDS, a parenthesized pun, one sentence that is also a
+    tw-hokkien test sentence (hokkien_tree), and the last entry's MP3 missing."""
+    api = root / "offline_api/api"
+    api.mkdir(parents=True)
+    for k, (sid, uuid, text) in enumerate(FOOCHOW_ENTRIES):
+        entry = {"field_audio": f"{uuid}.wma", "_id": sid, "field_text": text, "field_annotations": [],
+                 "field_tags": ["谚语"]}
+        (api / f"s_{sid}.json").write_text(json.dumps(entry, ensure_ascii=False), encoding="utf-8")
+        if k < len(FOOCHOW_ENTRIES) - 1:
+            write_tone(root / "www/assets/audio" / f"{uuid}.mp3", 0.8 + 0.1 * k, sr=44100, freq=300 + 40 * k)
+    (api / "all.json").write_text(json.dumps([{"_id": s, "field_text": t} for s, _, t in FOOCHOW_ENTRIES],
+                                             ensure_ascii=False), encoding="utf-8")
+    (api / "glyph_%7B%E2%BF%B0%E6%89%8C%E9%A9%AC%7D.json").write_text('{"field_ids": "{⿰扌马}"}', encoding="utf-8")
+    return root
+
+
+def with_ruby(text: str) -> str:
+    """kasu100's front text: Private Use Area pronunciation glyphs after each Han character."""
+    return "".join(ch + "\ue1f4\ue20b" if is_han(ch) else ch for ch in text)
+
+
+KASU100_CARDS = [  # (class, front, back, clip, pinyin) in file order; review lessons (00百句) first
+    ("一、問好 00百句", "你好", "你好", "k001.mp3", "henˋ hooˆ"),
+    ("六、分別 00百句", "剪刀、石頭、布", "剪刀、石頭、布", "k003.mp3", "zienˆ dooˇ sha teuˋ buˆ"),
+    ("一、問好 01問好", "你好", "你好", "k001.mp3", "henˋ hooˆ"),
+    ("一、問好 01問好", "先生𠢕早", "老師早", "k002.mp3", "sienˇ senˇ ngauˋ zooˆ"),
+    ("六、分別 17比較", "剪刀", "剪刀", "k003.mp3", "zienˆ dooˇ"),
+    ("六、分別 17比較", "石頭", "石頭", "k004.mp3", "sha teuˋ"),
+    ("八、關心 21關心", "祝恁一路平安", "祝你們一路平安", "k005.mp3", "zhiuˆ lin rhidˊ looˆ"),
+]
+
+
+def kasu100_tree(root):
+    """kasu100's layout (data.js with the textData template string after another one, kNNN.mp3 at the
+    top, 44.1 kHz stereo): PUA ruby glyphs in every front, k001 listed twice with the same text, k003 in
+    a review lesson with a longer phrase, k004's MP3 missing, k005 also a tw-hokkien test sentence."""
+    root.mkdir(parents=True)
+    lines = ["\t".join((cls, with_ruby(front), back, clip, pinyin)) for cls, front, back, clip, pinyin in KASU100_CARDS]
+    (root / "data.js").write_text(
+        "// 創建 flashcardNameMap ---------------------------------;\nvar mydata = `\n[flashcard]\t[顯示名稱]\n"
+        "flashcard1\t希望\n`;\n\n\nconst textData = `\n[class]\t[front]\t[back]\t[audio]\t[pinyin]\n"
+        + "\n".join(lines) + "\n`;\n", encoding="utf-8")
+    for k in (1, 2, 3, 5):
+        write_tone(root / f"k{k:03d}.mp3", 0.5 + 0.2 * k, sr=44100, channels=2, freq=250 + 60 * k)
     return root
