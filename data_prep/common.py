@@ -15,7 +15,6 @@ import math
 import os
 import re
 from collections import Counter
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable
 
@@ -24,6 +23,8 @@ import soundfile as sf
 from lhotse import CutSet, Recording, SupervisionSegment
 from lhotse.cut import Cut
 
+from speechalign.data.audio import quiet_id3
+from speechalign.data.contamination import PrepReport
 from speechalign.text import normalize
 
 log = logging.getLogger("speechalign.data_prep")
@@ -107,48 +108,6 @@ def require_paths(root: Path, corpus: str, layout: str, *relative: str) -> None:
             f"{corpus}: {root} lacks {', '.join(missing)}; expected layout:\n{layout}")
 
 
-@dataclass
-class PrepReport:
-    """Counted skips and notes for one adapter run, written beside the manifests."""
-
-    corpus: str
-    skipped: list[tuple[str, str]] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
-    kept: Counter = field(default_factory=Counter)
-
-    def skip(self, item: str | Path, reason: str) -> None:
-        self.skipped.append((str(item), reason))
-
-    def note(self, message: str) -> None:
-        self.notes.append(message)
-
-    def counts(self) -> Counter:
-        return Counter(reason.split(":")[0] for _, reason in self.skipped)
-
-    def summary(self) -> str:
-        kept = ", ".join(f"{split}: {n}" for split, n in sorted(self.kept.items())) or "nothing"
-        line = f"{self.corpus}: kept {kept}; skipped {len(self.skipped)}"
-        if self.skipped:
-            line += " (" + ", ".join(f"{r}: {n}" for r, n in self.counts().most_common()) + ")"
-        return line
-
-    def write(self, output_dir: str | Path) -> Path:
-        lines = [self.summary(), ""]
-        lines += [f"note\t{n}" for n in self.notes]
-        lines += [f"skip\t{item}\t{reason}" for item, reason in self.skipped]
-        path = Path(output_dir) / f"{self.corpus}_prep_report.txt"
-        atomic_write_text(path, "\n".join(lines) + "\n")
-        log.info("%s (report: %s)", self.summary(), path)
-        return path
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-
-
 def write_cuts(cuts: Iterable[Cut], output_dir: str | Path, corpus: str, split: str) -> Path:
     """Write ``<corpus>_cuts_<split>.jsonl.gz`` atomically (a crash never leaves half a manifest)."""
     path = Path(output_dir) / f"{corpus}_cuts_{split}.jsonl.gz"
@@ -175,20 +134,21 @@ def check_audio(path: str | Path, report: PrepReport, *, recording_id: str | Non
     if not path.is_file():
         report.skip(path, "missing: audio file not found")
         return None
-    try:
-        info = sf.info(str(path))
-    except Exception as e:  # soundfile raises a generic error type for unreadable files
-        report.skip(path, f"unreadable: {str(e).splitlines()[0][:120]}")
-        return None
-    if info.frames == 0 or info.duration <= 0:
-        report.skip(path, "empty: audio has zero samples")
-        return None
-    if info.subtype in ("FLOAT", "DOUBLE"):
-        data, _ = sf.read(str(path), dtype="float32", always_2d=True)
-        if not np.isfinite(data).all():
-            report.skip(path, "nan: audio contains NaN or inf samples")
+    with quiet_id3(path):
+        try:
+            info = sf.info(str(path))
+        except Exception as e:  # soundfile raises a generic error type for unreadable files
+            report.skip(path, f"unreadable: {str(e).splitlines()[0][:120]}")
             return None
-    return Recording.from_file(path, recording_id=recording_id or path.stem)
+        if info.frames == 0 or info.duration <= 0:
+            report.skip(path, "empty: audio has zero samples")
+            return None
+        if info.subtype in ("FLOAT", "DOUBLE"):
+            data, _ = sf.read(str(path), dtype="float32", always_2d=True)
+            if not np.isfinite(data).all():
+                report.skip(path, "nan: audio contains NaN or inf samples")
+                return None
+        return Recording.from_file(path, recording_id=recording_id or path.stem)
 
 
 def make_cut(
@@ -327,8 +287,9 @@ def decoded_recordings(items: list[tuple[Path, str]], report: PrepReport,
             report.skip(path, "missing: audio file not found")
             continue
         try:
-            header = Recording.from_file(path, recording_id=rec_id)
-            samples, sr = read_audio(path)
+            with quiet_id3(path):
+                header = Recording.from_file(path, recording_id=rec_id)
+                samples, sr = read_audio(path)
         except Exception as e:  # lhotse/soundfile raise assorted types for undecodable files
             first = str(e).strip().splitlines()[0][:120] if str(e).strip() else type(e).__name__
             report.skip(path, f"unreadable: {first}")
@@ -350,31 +311,6 @@ def decoded_recordings(items: list[tuple[Path, str]], report: PrepReport,
         report.note(f"{len(lying)} of {len(items)} files: decoded length differs from the header by more than "
                     f"{tolerance * 1000:.0f} ms (the decoded length is used): " + ", ".join(lying))
     return out
-
-
-def _texts_of(manifest: Path) -> set[str]:
-    from speechalign.data.manifest import iter_cuts
-
-    return {normalize(s.text or "") for cut in iter_cuts(manifest) for s in cut.supervisions} - {""}
-
-
-def drop_contaminated(cuts: Iterable[Cut], eval_manifests: Iterable[str | Path], report: PrepReport) -> list[Cut]:
-    """Cuts whose normalized text equals no text of the evaluation manifests; each drop is a counted
-    skip naming the cut and the manifest, so a model is never trained on a sentence it is tested on."""
-    owners: dict[str, Path] = {}
-    for manifest in map(Path, eval_manifests):
-        for text in _texts_of(manifest):
-            owners.setdefault(text, manifest)
-    if not owners:
-        return list(cuts)
-    kept = []
-    for cut in cuts:
-        hit = next((owners[t] for t in (normalize(s.text or "") for s in cut.supervisions) if t in owners), None)
-        if hit is None:
-            kept.append(cut)
-        else:
-            report.skip(cut.id, f"contaminated: text {cut.supervisions[0].text!r} is in {hit}")
-    return kept
 
 
 def add_exclude_option(parser, required: bool = False) -> None:

@@ -24,9 +24,10 @@ from pathlib import Path
 from lhotse import CutSet
 
 from data_prep.common import (PrepReport, add_exclude_option, clean_transcript, decoded_recordings, dialect_label,
-                              drop_contaminated, make_cut, note_alternatives, note_unknown_spellings, require_dir,
-                              require_paths, save_split)
+                              make_cut, note_alternatives, note_unknown_spellings, require_dir, require_paths,
+                              save_split)
 from data_prep.component_spellings import COMPONENT_SPELLINGS, spellings_in
+from speechalign.data.contamination import drop_contaminated
 
 CORPUS = "foochow-idioms"
 VARIETY = "fuzhou"

@@ -25,8 +25,9 @@ from pathlib import Path
 
 from lhotse import CutSet
 
-from data_prep.common import (PrepReport, add_exclude_option, decoded_recordings, dialect_label, drop_contaminated,
-                              make_cut, require_dir, require_paths, save_split)
+from data_prep.common import (PrepReport, add_exclude_option, decoded_recordings, dialect_label, make_cut,
+                              require_dir, require_paths, save_split)
+from speechalign.data.contamination import drop_contaminated
 from speechalign.text import normalize
 
 CORPUS = "kasu100"

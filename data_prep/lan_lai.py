@@ -22,7 +22,8 @@ from pathlib import Path
 from lhotse import CutSet
 
 from data_prep.common import (PrepReport, add_exclude_option, clean_transcript, decoded_recordings, dialect_label,
-                              drop_contaminated, make_cut, note_unknown_spellings, require_dir, save_split)
+                              make_cut, note_unknown_spellings, require_dir, save_split)
+from speechalign.data.contamination import drop_contaminated
 
 CORPUS = "lan-lai"
 LAYOUT = """  <corpus_dir>/csv/3-1.csv, 3-2.csv  (header: Iah, Tsiunn, Ho, Hanji, Lomaji, Huagi, Imtong or ImTong)

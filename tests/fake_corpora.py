@@ -164,6 +164,17 @@ def truncate_mp3(path):
     return path
 
 
+def tag_mp3_with_bad_comment(path):
+    """Prepend an ID3v2.3 tag whose COMM frame holds a language but no description terminator and no
+    text: libmpg123 then prints ``id3.c:process_comment(): error: No comment text / valid description?``
+    to stderr on every open, as it does for many real-world MP3s (the audio itself is intact)."""
+    data = b"\x00eng"                                               # encoding, language, nothing more
+    frame = b"COMM" + len(data).to_bytes(4, "big") + b"\x00\x00" + data
+    size = bytes((len(frame) >> shift) & 0x7F for shift in (21, 14, 7, 0))   # syncsafe
+    path.write_bytes(b"ID3\x03\x00\x00" + size + frame + path.read_bytes())
+    return path
+
+
 def lan_lai_tree(root):
     """lan-lai's layout: 3-1.csv (Imtong) and 3-2.csv (ImTong); one sentence is also a tw-hokkien
     sentence (hokkien_tree), one audio file is missing, one is truncated."""

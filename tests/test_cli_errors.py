@@ -64,6 +64,29 @@ def test_stats_names_duplicate_ids_and_both_files(tmp_path, caplog):
         f"{b}: duplicate cut id 'u2' at cut #2 (first seen in {a}, cut #2)"
 
 
+def test_embed_decode_and_retrieve_refuse_duplicate_ids_naming_both_places(tmp_path, caplog):
+    one = _write_cuts(tmp_path / "x_cuts_test.jsonl.gz", ["u1", "u2", "u1"])
+    assert _error(caplog, ["decode", "--exp-dir", str(tmp_path / "no-exp"), "--cuts", str(one)]) == \
+        f"{one}: duplicate cut id 'u1' at cut #3 (first seen in {one}, cut #1)"
+    a = _write_cuts(tmp_path / "x_cuts_a.jsonl.gz", ["u1", "u2"])
+    b = _write_cuts(tmp_path / "x_cuts_b.jsonl.gz", ["u3", "u2"])
+    # One embedding directory for both manifests: an id may not repeat across them either.
+    assert _error(caplog, ["embed", "--features", "fbank", "--cuts", str(a), str(b), "--out", str(tmp_path / "emb")]) \
+        == f"{b}: duplicate cut id 'u2' at cut #2 (first seen in {a}, cut #2)"
+    emb = tmp_path / "emb-dup"   # e.g. written by an older version, or two directories' files merged by hand
+    emb.mkdir()
+    (emb / "info.yaml").write_text("layers: [0]\npooling: [mean]\nnum_shards: 0\n", encoding="utf-8")
+    (emb / "meta.tsv").write_text("id\tdialect\tsite\tsubgroup\tsentence_id\tframes\n"
+                                  "u1\tA\t\t\t1\t5\nu2\tB\t\t\t1\t5\nu1\tB\t\t\t2\t5\n", encoding="utf-8")
+    expected = f"{emb / 'meta.tsv'}: duplicate cut id 'u1' at line 4 (first seen in {emb / 'meta.tsv'}, line 2)"
+    assert _error(caplog, ["retrieve", "--emb-dir", str(emb)]) == expected
+    assert _error(caplog, ["retrieve", "--emb-dir", str(emb), "--layer", "all"]) == expected
+    # train: across the corpora of data.train
+    assert _error(caplog, ["train", "--config", "recipes/synth_conformer_ctc.yaml", "--exp-dir", str(tmp_path / "e"),
+                           "--set", f"data.train=[{{cuts: [{a}]}}, {{cuts: [{b}]}}]", "--set", "data.dev=[]"]) \
+        == f"{b}: duplicate cut id 'u2' at cut #2 (first seen in {a}, cut #2)"
+
+
 def test_unreadable_or_mismatched_weights_name_the_file_and_the_valid_checkpoints(tmp_path):
     model = torch.nn.Linear(3, 2)
     for step in (10, 20):

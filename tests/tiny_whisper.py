@@ -11,29 +11,57 @@ SPECIALS = ["<|endoftext|>", "<|startoftranscript|>", "<|en|>", "<|zh|>", "<|tra
             "<|startoflm|>", "<|startofprev|>", "<|nocaptions|>", "<|notimestamps|>"]
 
 
-def make_tiny_whisper(root: Path, gain: float | None = None) -> Path:
+def _whisper_layout_vocab() -> tuple[dict[str, int], list[str], list[int], list[int]]:
+    """Whisper's multilingual id layout (51,865 tokens): byte-level alphabet and fillers below 50257, then
+    <|endoftext|>, <|startoftranscript|>, 99 languages, tasks and <|notimestamps|>, then 1,501 timestamps.
+    CTranslate2 (and so faster-whisper) treats a model as multilingual only at this size."""
+    from tokenizers import pre_tokenizers
+    from transformers.models.whisper.tokenization_whisper import LANGUAGES
+
+    alphabet = sorted(pre_tokenizers.ByteLevel.alphabet())
+    vocab = {c: i for i, c in enumerate(alphabet)}
+    vocab.update({f"x{i}": i for i in range(len(alphabet), 50256)})
+    vocab[""] = 50256     # as in openai's vocabulary; CTranslate2 needs it there to see a multilingual model
+    specials = ["<|endoftext|>", "<|startoftranscript|>", *[f"<|{c}|>" for c in list(LANGUAGES)[:99]],
+                "<|translate|>", "<|transcribe|>", "<|startoflm|>", "<|startofprev|>", "<|nocaptions|>",
+                "<|notimestamps|>"]
+    vocab.update({s: 50257 + i for i, s in enumerate(specials)})
+    vocab.update({f"<|{i * 0.02:.2f}|>": 50364 + i for i in range(1501)})
+    begin = [vocab["\u0120"], 50257]                     # " " and <|endoftext|>, as openai/whisper-base
+    suppress = [vocab[s] for s in specials[101:106]] + [50258]   # tasks, startoflm/prev, nocaptions, sot
+    return vocab, specials, begin, sorted(suppress)
+
+
+def make_tiny_whisper(root: Path, gain: float | None = None, whisper_vocab: bool = False) -> Path:
     """A random tiny Whisper saved to ``root/hf`` with slow and fast (tokenizer.json) tokenizers;
     CTranslate2's converter needs a tokenizer, the zero-shot decoder needs tokenizer.json.
 
     With ``gain`` (about 3), weight matrices are redrawn with std gain/sqrt(fan_in): at the default
-    init the decoder repeats one token whatever the audio, which would make decoding tests vacuous."""
+    init the decoder repeats one token whatever the audio, which would make decoding tests vacuous.
+    ``whisper_vocab``: Whisper's real 51,865-token id layout (byte-level alphabet, languages, timestamps)
+    instead of 110 tokens, for code that looks tokens up as faster-whisper does."""
     from transformers import WhisperConfig, WhisperForConditionalGeneration, WhisperTokenizer, WhisperTokenizerFast
 
-    vocab = {f"t{i}": i for i in range(100)}
-    vocab.update({s: 100 + i for i, s in enumerate(SPECIALS)})
+    if whisper_vocab:
+        vocab, specials, begin, suppress = _whisper_layout_vocab()
+    else:
+        vocab = {f"t{i}": i for i in range(100)}
+        vocab.update({s: 100 + i for i, s in enumerate(SPECIALS)})
+        specials, begin, suppress = SPECIALS, [0, 100], list(range(101, 110))
+    eot, sot = vocab["<|endoftext|>"], vocab["<|startoftranscript|>"]
     (root / "vocab.json").write_text(json.dumps(vocab))
     (root / "merges.txt").write_text("#version: 0.2\n")
     WhisperTokenizer(str(root / "vocab.json"), str(root / "merges.txt"),
-                     additional_special_tokens=SPECIALS[2:]).save_pretrained(root / "hf")
+                     additional_special_tokens=specials[2:]).save_pretrained(root / "hf")
     WhisperTokenizerFast.from_pretrained(root / "hf").save_pretrained(root / "hf")
     config = WhisperConfig(d_model=64, encoder_layers=2, decoder_layers=1, encoder_attention_heads=4,
                            decoder_attention_heads=4, encoder_ffn_dim=128, decoder_ffn_dim=128,
-                           vocab_size=len(vocab), pad_token_id=100, bos_token_id=100, eos_token_id=100,
-                           decoder_start_token_id=101)
+                           vocab_size=len(vocab), pad_token_id=eot, bos_token_id=eot, eos_token_id=eot,
+                           decoder_start_token_id=sot)
     torch.manual_seed(0)
     model = WhisperForConditionalGeneration(config)
-    # The defaults name ids of the real 51865-token vocabulary; CTranslate2 would index past this one.
-    model.generation_config.begin_suppress_tokens, model.generation_config.suppress_tokens = [0, 100], list(range(101, 110))
+    # The defaults name ids of the real 51865-token vocabulary; CTranslate2 would index past the small one.
+    model.generation_config.begin_suppress_tokens, model.generation_config.suppress_tokens = begin, suppress
     with torch.no_grad():  # non-trivial biases and norms, so an aliasing or bias bug cannot hide
         for name, p in model.named_parameters():
             if name.endswith("bias") or "layer_norm" in name:

@@ -4,8 +4,11 @@
 # then evaluate on held-out goo-gi sentences (per-variety CER, YuBao protocol) and on tw-hokkien
 # (Hokkien -> Mandarin retrieval), with fbank / random / pretrained / zero-shot Whisper rows in every table.
 # Usage (from the repository root):
-#   egs/goo-gi/run.sh --goo-gi DIR --lan-lai DIR --tw-hokkien DIR [--out exp/goo-gi] [--stage N] [--stop-stage N]
+#   egs/goo-gi/run.sh --goo-gi DIR --lan-lai DIR --tw-hokkien DIR [--foochow-idioms DIR] [--kasu100 DIR]
+#     [--out exp/goo-gi] [--stage N] [--stop-stage N] [--config recipes/real_whisper_base_*.yaml]
 #     [--train-ids 001-120 --dev-ids 121-140 --test-ids 141-170] [--whisper-dir DIR] [--dry-run]
+#     foochow-idioms (Fuzhou = Matsu Eastern Min) and kasu100 (Zhao'an Hakka) join the training mix when given.
+#     The experiment is named after the config (real_whisper_base_hybrid.yaml -> whisper_base_hybrid).
 #   egs/goo-gi/run.sh --eval-only --goo-gi DIR --tw-hokkien DIR --exp EXP [--checkpoint C (default avg-last3)] [--out DIR]
 #     evaluation stages only, on another copy of the corpora in the same layout; trains nothing. Without
 #     split flags every goo-gi sentence of that copy is test. --encoder-dir DIR evaluates a transformers
@@ -17,7 +20,7 @@ set -euo pipefail
 source "$(dirname "$0")/../path.sh"
 
 stage=0; stop_stage=100; out=""; dry_run=false; eval_only=false
-goo_gi=""; lan_lai=""; tw_hokkien=""; exp=""; encoder_dir=""; checkpoint=avg-last3
+goo_gi=""; lan_lai=""; tw_hokkien=""; foochow=""; kasu100=""; exp=""; encoder_dir=""; checkpoint=avg-last3
 split_args=()
 whisper=${SPEECHALIGN_HOME:-$HOME/.cache/speechalign}/whisper-base
 config=$repo_root/recipes/real_whisper_base_hybrid.yaml
@@ -26,6 +29,8 @@ while [ $# -gt 0 ]; do
     --goo-gi) goo_gi=$2; shift 2 ;;
     --lan-lai) lan_lai=$2; shift 2 ;;
     --tw-hokkien) tw_hokkien=$2; shift 2 ;;
+    --foochow-idioms) foochow=$2; shift 2 ;;
+    --kasu100) kasu100=$2; shift 2 ;;
     --train-ids|--dev-ids|--test-ids) split_args+=("$1" "$2"); shift 2 ;;
     --exp) exp=$2; shift 2 ;;
     --encoder-dir) encoder_dir=$2; shift 2 ;;
@@ -48,9 +53,10 @@ if $eval_only; then
 else
   [ -n "$lan_lai" ] || { echo "$0: --lan-lai DIR is required for training (or use --eval-only)" >&2; exit 1; }
   out=${out:-exp/goo-gi}
-  exp=${exp:-$out/whisper_base_hybrid}
 fi
-$dry_run && out=$out/dry-run && exp=$out/whisper_base_hybrid && checkpoint=latest
+name=$(basename "$config" .yaml); name=${name#real_}
+$eval_only || exp=${exp:-$out/$name}
+$dry_run && out=$out/dry-run && exp=$out/$name && checkpoint=latest
 mkdir -p "$out"
 exec > >(tee -a "$out/run.log") 2>&1
 run_stage() { [ "$stage" -le "$1" ] && [ "$stop_stage" -ge "$1" ]; }
@@ -69,8 +75,13 @@ if run_stage 0 && [ ! -f "$data/.done" ]; then
   speechalign prepare goo-gi --corpus-dir "$goo_gi" --output-dir "$data" "${split_args[@]}" "${guard[@]}"
   if ! $eval_only; then
     # lan-lai is training data: drop any sentence whose text is in an evaluation set (tw-hokkien, goo-gi dev/test).
-    speechalign prepare lan-lai --corpus-dir "$lan_lai" --output-dir "$data" --exclude-texts-from \
-      "$data"/tw-hokkien_cuts_test.jsonl.gz "$data/goo-gi_cuts_dev.jsonl.gz" "$data/goo-gi_cuts_test.jsonl.gz"
+    held_out=("$data/goo-gi_cuts_dev.jsonl.gz" "$data/goo-gi_cuts_test.jsonl.gz")
+    [ -n "$tw_hokkien" ] && held_out+=("$data/tw-hokkien_cuts_test.jsonl.gz")
+    speechalign prepare lan-lai --corpus-dir "$lan_lai" --output-dir "$data" --exclude-texts-from "${held_out[@]}"
+    [ -n "$foochow" ] && speechalign prepare foochow-idioms --corpus-dir "$foochow" --output-dir "$data" \
+      --exclude-texts-from "${held_out[@]}"
+    [ -n "$kasu100" ] && speechalign prepare kasu100 --corpus-dir "$kasu100" --output-dir "$data" \
+      --exclude-texts-from "${held_out[@]}"
   fi
   speechalign stats "$data"/*_cuts_*.jsonl.gz | tee "$data/stats.txt"
   touch "$data/.done"
@@ -85,9 +96,13 @@ if run_stage 2 && ! $eval_only; then
   log "stage 2: fine-tuning ($config; resumes after any interruption)"
   extra=(--resume)
   $dry_run && extra=(--dry-run)
+  mix="{cuts: [$data/goo-gi_cuts_train.jsonl.gz]}, {cuts: [$data/lan-lai_cuts_train.jsonl.gz]}"
+  for corpus in foochow-idioms kasu100; do
+    [ -f "$data/${corpus}_cuts_train.jsonl.gz" ] && mix+=", {cuts: [$data/${corpus}_cuts_train.jsonl.gz]}"
+  done
   speechalign train --config "$config" --exp-dir "$exp" "${extra[@]}" \
     --set "model.whisper.pretrained=$whisper" --set "model.decoder.pretrained=$whisper" \
-    --set "data.train=[{cuts: [$data/goo-gi_cuts_train.jsonl.gz]}, {cuts: [$data/lan-lai_cuts_train.jsonl.gz]}]" \
+    --set "data.train=[$mix]" \
     --set "data.dev=[$data/goo-gi_cuts_dev.jsonl.gz]" --set "data.test=[$data/goo-gi_cuts_test.jsonl.gz]"
 fi
 
@@ -106,24 +121,29 @@ if run_stage 4; then
     # shellcheck disable=SC2086
     speechalign decode --exp-dir "$exp" --checkpoint "$checkpoint" --cuts "${test_sets[@]}" --mode $modes --beam "$beam"
   fi
-  if ! $eval_only && [ ! -f "$out/lm/.done" ]; then
+  if ! $eval_only && [ ! -f "$exp/lm/.done" ]; then
     # Character 4-gram on the training transcripts only: train-lm drops any text of goo-gi dev/test and
     # tw-hokkien (normalized). Weight and word score: the best point of a dev sweep.
-    lm=$out/lm/char4.arpa
+    lm=$exp/lm/char4.arpa
     held_out=("$data/goo-gi_cuts_dev.jsonl.gz" "$data/goo-gi_cuts_test.jsonl.gz")
     [ -n "$tw_hokkien" ] && held_out+=("$data/tw-hokkien_cuts_test.jsonl.gz")
-    speechalign train-lm --cuts "$data/goo-gi_cuts_train.jsonl.gz" "$data/lan-lai_cuts_train.jsonl.gz" --out "$lm" \
+    speechalign train-lm --cuts "$data"/*_cuts_train.jsonl.gz --out "$lm" \
       --tokens "$exp/tokens.txt" --exclude-texts-from "${held_out[@]}"
     speechalign decode-sweep --exp-dir "$exp" --checkpoint "$checkpoint" --cuts "$data/goo-gi_cuts_dev.jsonl.gz" \
       --lm "$lm" --lm-weights 0.2 0.3 0.5 0.8 --word-scores 0 1 2 --beam "$beam"
     read -r lm_weight word_score < <(best_lm_point "$exp/decode/$checkpoint/sweep-goo-gi_dev-ctc_prefix_beam.tsv")
+    lm_modes=ctc_prefix_beam
+    case " $modes " in *" attention_rescoring "*) lm_modes="ctc_prefix_beam attention_rescoring" ;; esac
+    # shellcheck disable=SC2086
     speechalign decode --exp-dir "$exp" --checkpoint "$checkpoint" --cuts "${test_sets[@]}" --beam "$beam" \
-      --mode ctc_prefix_beam attention_rescoring --lm "$lm" --lm-weight "$lm_weight" --word-score "$word_score"
-    touch "$out/lm/.done"
+      --mode $lm_modes --lm "$lm" --lm-weight "$lm_weight" --word-score "$word_score"
+    touch "$exp/lm/.done"
   fi
   if [ -f "$whisper/ct2/model.bin" ] && [ ! -f "$out/zero-shot/.done" ]; then
     speechalign decode-whisper --ct2-dir "$whisper/ct2" --cuts "$data/goo-gi_cuts_test.jsonl.gz" --out "$out/zero-shot" \
       --language zh --beam 1
+    # The same output against the Mandarin sentences: the zero-shot row of the translation variant's BLEU/chrF.
+    speechalign score-translation --recogs "$out"/zero-shot/recogs-goo-gi_test-*.txt --cuts "$data/goo-gi_cuts_test.jsonl.gz"
     touch "$out/zero-shot/.done"
   fi
 fi
@@ -143,7 +163,7 @@ if run_stage 5; then
       embed_once "$set" whisper-base-trim --encoder-dir "$whisper" --length-mode trim
       embed_once "$set" whisper-base-pad30 --encoder-dir "$whisper" --length-mode pad30
     fi
-    [ -n "$exp" ] && embed_once "$set" fine-tuned --exp-dir "$exp" --checkpoint "$checkpoint"
+    [ -n "$exp" ] && embed_once "$set" "$(basename "$exp")" --exp-dir "$exp" --checkpoint "$checkpoint"
     [ -n "$encoder_dir" ] && embed_once "$set" encoder --encoder-dir "$encoder_dir"
   done
 fi
@@ -173,10 +193,17 @@ if run_stage 7; then
   log "stage 7: tables"
   cer=()
   for name in fbank whisper-base-random whisper-base-trim whisper-base-pad30; do cer+=("$name="); done
-  for f in "$out"/zero-shot/cer-goo-gi_test-*.tsv "$exp"/decode/"$checkpoint"/cer-goo-gi_test-*.tsv; do
+  # Every experiment evaluated into this output dir (recipe variants side by side), and zero-shot Whisper.
+  for f in "$out"/zero-shot/cer-goo-gi_test-*.tsv "$out"/*/decode/"$checkpoint"/cer-goo-gi_test-*.tsv \
+           "$exp"/decode/"$checkpoint"/cer-goo-gi_test-*.tsv; do
     [ -f "$f" ] || continue
     mode=${f##*-goo-gi_test-}; mode=${mode%.tsv}
-    case $f in "$out"/zero-shot/*) cer+=("zero-shot Whisper-base ($mode)=$f") ;; *) cer+=("fine-tuned ($mode)=$f") ;; esac
+    case $f in
+      "$out"/zero-shot/*) cer+=("zero-shot Whisper-base ($mode)=$f") ;;
+      *) system=${f%/decode/*}; system=$(basename "$system")
+         case " ${cer[*]} " in *"=$f "*) continue ;; esac
+         cer+=("$system ($mode)=$f") ;;
+    esac
   done
   speechalign compare-cer "${cer[@]}" --out "$out/cer-goo-gi-test" --title "goo-gi test split: per-variety CER" \
     --order Mandarin "Taiwanese Hokkien" "Kinmen Hokkien" "Matsu Eastern Min"

@@ -18,6 +18,7 @@ from lhotse.cut import Cut
 from lhotse.dataset import DynamicBucketingSampler
 from lhotse.utils import compute_num_samples
 
+from speechalign.data.audio import quiet_id3
 from speechalign.data.features import EncoderFrontend, FrontendConfig, valid_frames
 from speechalign.data.manifest import cut_meta, open_cuts
 from speechalign.text import CharTokenizer
@@ -118,7 +119,8 @@ def _read_audio(cut: Cut, min_samples: int) -> np.ndarray:
     try:
         # A whole-file cut is read without a duration, so lhotse checks the file is neither shorter nor
         # longer than declared; a segment is checked for being cut short only.
-        audio = rec.load_audio(channels=cut.channel) if whole else cut.load_audio()
+        with quiet_id3(path):
+            audio = rec.load_audio(channels=cut.channel) if whole else cut.load_audio()
     except Exception as e:  # soundfile, audioread, ffmpeg and lhotse all raise their own types
         if "declared samples" in str(e):
             raise ValueError(f"audio is {_file_seconds(path)}, the manifest declares {rec.duration:.2f} s") from None
@@ -139,7 +141,8 @@ def _read_audio(cut: Cut, min_samples: int) -> np.ndarray:
 
 def _file_seconds(path: str) -> str:
     try:
-        return f"{sf.info(path).duration:.2f} s"
+        with quiet_id3(path):
+            return f"{sf.info(path).duration:.2f} s"
     except Exception:  # not a soundfile-readable format: the length is unknown here
         return "of another length"
 

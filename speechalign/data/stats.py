@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from speechalign.data.manifest import DuplicateIds, ManifestError, cut_meta, iter_cuts, split_name
+from speechalign.data.manifest import DuplicateIds, ManifestError, cut_meta, iter_cuts, refuse_duplicates, split_name
 
 
 @dataclass
@@ -76,21 +76,5 @@ def manifest_stats(paths: list[str | Path], outlier_factor: float = 3.0, max_lis
                     + ", ".join(out))
     if len(empty) == len(paths):
         raise ManifestError(f"{', '.join(map(str, empty))}: no cuts (empty manifest)")
-    _check_duplicates(paths, dups)
+    refuse_duplicates(paths, dups)
     return stats
-
-
-def _check_duplicates(paths: list[str | Path], dups: DuplicateIds) -> None:
-    """Duplicate ids across all manifests, named with both places (second pass only if a hash repeated)."""
-    repeated = dups.find(c for p in paths for c in iter_cuts(p))
-    if not repeated:
-        return
-    first: dict[str, tuple[Path, int]] = {}
-    for path in paths:
-        for n, cut in enumerate(iter_cuts(path), 1):
-            if cut.id == repeated[0]:
-                if cut.id in first:
-                    where, m = first[cut.id]
-                    raise ManifestError(f"{path}: duplicate cut id {cut.id!r} at cut #{n} (first seen in {where}, "
-                                        f"cut #{m})")
-                first[cut.id] = (Path(path), n)

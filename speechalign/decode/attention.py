@@ -179,13 +179,18 @@ def joint_beam(model: ASRModel, log_probs: torch.Tensor, memory: torch.Tensor, b
     return list(max(ended, key=lambda x: x[1])[0])
 
 
+MAX_TOKENS_PER_FRAME = 0.3
+
+
 @torch.no_grad()
 def attention_beam(model: ASRModel, memory: torch.Tensor, beam: int, max_len: int = 200) -> list[int]:
     """Attention-only beam search in the decoder's vocabulary (Whisper's own decoding), ranking ended
     hypotheses by mean token log-probability so short outputs are not favoured."""
     _require_decoder(model, "attention_beam")
     device, eos, prefix = memory.device, model.att_eos, list(model.att_prefix)
-    max_len = min(max_len, model.decoder.max_len - len(prefix) - 1)
+    # Bounded by the audio too: a hypothesis that never ends (a decoder looping on a repeated token) stops at
+    # 15 tokens per second of speech (50 Whisper frames), twice Whisper's own 224 tokens per 30-s window.
+    max_len = min(max_len, model.decoder.max_len - len(prefix) - 1, 10 + int(MAX_TOKENS_PER_FRAME * memory.shape[0]))
     hyps: list[tuple[list[int], float]] = [([], 0.0)]
     ended: list[tuple[list[int], float]] = []
     mem_kv = model.decoder.memory_kv(memory.unsqueeze(0))

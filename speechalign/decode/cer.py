@@ -48,15 +48,41 @@ def align(ref: str, hyp: str):
 
 @dataclass
 class CerScorer:
-    """Accumulates per-dialect counts; ``normalize_kwargs`` are recorded in report headers."""
+    """Accumulates per-dialect counts; ``normalize_kwargs`` are recorded in report headers.
+
+    An utterance whose reference is empty after normalization is not scored (its CER is undefined, and
+    its insertions would count against no reference characters at all): it is listed in ``skipped``
+    as ``(utterance id or None, dialect)``, for the report to name."""
 
     normalize_kwargs: dict = field(default_factory=dict)
     groups: dict = field(default_factory=lambda: defaultdict(Counts))
+    skipped: list[tuple[str | None, str]] = field(default_factory=list)
 
-    def add(self, ref: str, hyp: str, dialect: str) -> Counts:
-        counts, _ = align(normalize(ref, **self.normalize_kwargs), normalize(hyp, **self.normalize_kwargs))
+    def add(self, ref: str, hyp: str, dialect: str, utt_id: str | None = None) -> Counts | None:
+        """Score one utterance; None (and a ``skipped`` entry) for an empty reference."""
+        scored = self.add_normalized(normalize(ref, **self.normalize_kwargs), normalize(hyp, **self.normalize_kwargs),
+                                     dialect, utt_id)
+        return None if scored is None else scored[0]
+
+    def add_normalized(self, ref: str, hyp: str, dialect: str, utt_id: str | None = None):
+        """:meth:`add` for already-normalized texts: the counts and jiwer's alignment chunks, or None."""
+        if not ref:
+            self.skipped.append((utt_id, dialect))
+            return None
+        counts, chunks = align(ref, hyp)
         self.groups[dialect].add(counts)
-        return counts
+        return counts, chunks
+
+    def skipped_note(self, max_named: int = 5) -> str:
+        """``skipped N utterance(s) with an empty reference (not scored): a, b, ...``, or "" if none."""
+        if not self.skipped:
+            return ""
+        line = f"skipped {len(self.skipped)} utterance(s) with an empty reference (not scored)"
+        ids = [i for i, _ in self.skipped if i is not None]
+        if ids:
+            line += ": " + ", ".join(ids[:max_named])
+            line += f" and {len(ids) - max_named} more" if len(ids) > max_named else ""
+        return line
 
     def overall(self) -> Counts:
         total = Counts()

@@ -117,7 +117,7 @@ def train_char_lm(cuts: list[str | Path], out: str | Path, order: int = 4, token
 
     Cuts whose normalized text is a text of ``exclude_texts_from`` (dev/test manifests) are dropped and
     counted, through the same guard as ``prepare --exclude-texts-from``, so the LM never sees them."""
-    from data_prep.common import PrepReport, drop_contaminated
+    from speechalign.data.contamination import PrepReport, drop_contaminated
     from speechalign.data.manifest import iter_cuts
 
     out = Path(out)

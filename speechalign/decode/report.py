@@ -9,7 +9,7 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
-from speechalign.decode.cer import CerScorer, align
+from speechalign.decode.cer import CerScorer
 from speechalign.text import describe, normalize
 
 log = logging.getLogger("speechalign.decode")
@@ -69,19 +69,27 @@ def cer_table(scorer: CerScorer, fmt: str) -> str:
 
 
 def write_reports(out_dir: Path, set_name: str, mode: str, utts: list[Utterance], note: str = "",
-                  normalize_kwargs: dict | None = None, top: int = 20) -> CerScorer:
-    """Score ``utts`` (micro-averaged per dialect) and write recogs/errs/cer files; returns the scorer."""
+                  normalize_kwargs: dict | None = None, top: int = 20, max_named: int = 50) -> CerScorer:
+    """Score ``utts`` (micro-averaged per dialect) and write recogs/errs/cer files; returns the scorer.
+    An utterance with an empty reference is kept in recogs (its hypothesis is still output) but not
+    scored: the headers count and name such utterances, the markdown table lists them below it."""
     kwargs = normalize_kwargs or {}
     scorer = CerScorer(normalize_kwargs=kwargs)
     recogs, errs, events = [], [], Counter()
     for u in sorted(utts, key=lambda u: u.id):
         ref, hyp = normalize(u.ref, **kwargs), normalize(u.hyp, **kwargs)
-        counts, chunks = align(ref, hyp)
-        scorer.groups[u.dialect].add(counts)
         recogs.append(f"{u.id}\t{u.dialect}\t{ref}\t{hyp}")
-        r_row, h_row, ev = _alignment_lines(ref, hyp, chunks) if ref else ("", " ".join(hyp), [("ins", "", c) for c in hyp])
+        scored = scorer.add_normalized(ref, hyp, u.dialect, u.id)
+        if scored is None:
+            continue
+        counts, chunks = scored
+        r_row, h_row, ev = _alignment_lines(ref, hyp, chunks)
         events.update(ev)
         errs.append(f"{u.id}\t{u.dialect}\terrors={counts.errors}/{counts.chars}\n  ref: {r_row}\n  hyp: {h_row}")
+    skipped = scorer.skipped_note()
+    if skipped:
+        log.warning("%s %s: %s", set_name, mode, skipped)
+        note = f"{note}; {skipped}" if note else skipped
     header = f"# set={set_name} mode={mode} normalization: {describe(**kwargs)}{'; ' + note if note else ''}\n"
     stem = f"{set_name}-{mode}"
     _atomic(out_dir / f"recogs-{stem}.txt", header + _RECOGS_COLUMNS + "\n" + "\n".join(recogs) + "\n")
@@ -92,9 +100,14 @@ def write_reports(out_dir: Path, set_name: str, mode: str, utts: list[Utterance]
                     for (k, a, b), n in events.most_common() if k == kind][:top]
     _atomic(out_dir / f"errs-{stem}.txt", header + "\n".join(errs) + "\n" + "\n".join(summary) + "\n")
     _atomic(out_dir / f"cer-{stem}.tsv", header + cer_table(scorer, "tsv"))
+    listed = ""
+    if scorer.skipped:
+        ids = [f"`{i}` ({d})" for i, d in scorer.skipped[:max_named]]
+        more = f", ... and {len(scorer.skipped) - max_named} more" if len(scorer.skipped) > max_named else ""
+        listed = f"\nNot scored, empty reference ({len(scorer.skipped)}): {', '.join(ids)}{more}.\n"
     _atomic(out_dir / f"cer-{stem}.md", f"CER (micro-averaged per dialect), set `{set_name}`, mode `{mode}`.\n"
             f"Normalization (reference and hypothesis): {describe(**kwargs)}.{' ' + note if note else ''}\n\n"
-            + cer_table(scorer, "md"))
+            + cer_table(scorer, "md") + listed)
     return scorer
 
 
@@ -134,6 +147,10 @@ def report_set(out_dir: Path, set_name: str, mode: str, utts: list[Utterance], r
     """Write one decoded set's reports and log its overall CER (every decoder ends with this)."""
     scorer = write_reports(out_dir, set_name, mode, utts, note=note)
     overall = scorer.overall()
+    if not overall.utts:
+        log.warning("%s %s: no utterance with a reference text, no CER (RTF %.4f); reports in %s", set_name, mode,
+                    rtf, out_dir)
+        return scorer
     log.info("%s %s: CER %.2f%% over %d utterances (RTF %.4f); reports in %s", set_name, mode,
              100 * overall.cer, overall.utts, rtf, out_dir)
     return scorer

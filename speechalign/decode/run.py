@@ -12,8 +12,9 @@ import soundfile as sf
 import torch
 from tqdm import tqdm
 
+from speechalign.data.audio import quiet_id3
 from speechalign.data.dataset import collate_audio, eval_loader
-from speechalign.data.manifest import open_cuts
+from speechalign.data.manifest import check_unique_ids, open_cuts
 from speechalign.decode.attention import attention_beam, attention_rescoring, joint_beam
 from speechalign.decode.ctc import ctc_greedy, ctc_prefix_beam
 from speechalign.decode.ctc_beam import CtcBeamSearch
@@ -27,10 +28,19 @@ ATTENTION_MODES = ("attention_rescoring", "joint_beam", "attention_beam")
 
 
 def supported_modes(model) -> list[str]:
-    """The decode modes this model can run (joint_beam needs a decoder over the CTC vocabulary)."""
+    """The decode modes this model can run (joint_beam needs a decoder over the CTC vocabulary). A
+    decoder trained on Mandarin translations only decodes alone: its output is not the CTC transcript
+    that rescoring would re-rank."""
     if model.decoder is None:
         return list(MODES[:2])
+    if translates(model):
+        return ["ctc_greedy", "ctc_prefix_beam", "attention_beam"]
     return [m for m in MODES if m != "joint_beam" or model.shares_ctc_vocab]
+
+
+def translates(model) -> bool:
+    """True when the attention branch learned Mandarin translations (model.decoder.targets=translation)."""
+    return getattr(model, "att_targets", "transcript") == "translation"
 
 
 # Decode-time CTC weight when none is given, from dev sweeps of the 1,700-step demo model (bench/joint_beam.py,
@@ -122,10 +132,16 @@ def decode(exp_dir: str | Path, cuts: list[str | Path], mode: str = "ctc_greedy"
     ``force_cpu_search``."""
     exp_dir = Path(exp_dir)
     ctc_weight = ctc_weight_for(mode, ctc_weight)
+    for path in cuts:   # each manifest is a set of its own: its recogs and CER need unique ids
+        check_unique_ids(path)
     cfg, tokenizer, model = load_experiment(exp_dir, checkpoint, device)
     if lm is not None and mode not in ("ctc_prefix_beam", "attention_rescoring", "joint_beam"):
         raise ValueError(f"--lm: decode mode {mode!r} cannot use an LM (ctc_prefix_beam, attention_rescoring "
                          "and joint_beam can)")
+    if mode not in supported_modes(model) and translates(model):
+        raise ValueError(f"decode mode {mode!r}: this model's decoder outputs Mandarin translations "
+                         f"(model.decoder.targets=translation); choose from {supported_modes(model)}")
+    translation = mode == "attention_beam" and translates(model)
     ctc_search = make_ctc_search(tokenizer, mode, beam, lm, device, force_cpu_search)
     char_lm = (CharLM(lm.path, tokenizer.tokens), lm) if lm is not None and mode == "joint_beam" else None
     label = mode_label(mode, lm)
@@ -143,16 +159,23 @@ def decode(exp_dir: str | Path, cuts: list[str | Path], mode: str = "ctc_greedy"
             hyps = decode_batch(model, batch.wav.to(device), batch.wav_lens.to(device), mode, beam, ctc_weight,
                                 tokenizer.decode, ctc_search, char_lm)
             audio += float(batch.wav_lens.sum()) / 16000
+            # A translating decoder is scored against the Mandarin sentence (BLEU/chrF below, CER beside it).
+            refs = [t or "" for t in batch.translations] if translation else batch.texts
             utts += [Utterance(i, d, r, hyp_text(model, tokenizer, mode, h))
-                     for i, d, r, h in zip(batch.ids, batch.dialects, batch.texts, hyps)]
+                     for i, d, r, h in zip(batch.ids, batch.dialects, refs, hyps)]
         rtf = (time.perf_counter() - start) / max(audio, 1e-9)
         note = f", skipped {len(skipped)} unreadable: {'; '.join(skipped[:3])}" if skipped else ""
         search = f", search={ctc_search.backend}" if ctc_search is not None else ""
         fusion = f", {lm.describe()}" if lm is not None else ", no LM"
         weight = f", ctc_weight={ctc_weight:g}" if mode in ("attention_rescoring", "joint_beam") else ""
+        task = ", references=Mandarin translations (dialect speech -> Mandarin text; not ASR-only)" if translation else ""
         results[set_name] = report_set(out_dir, set_name, label, utts, rtf,
                                        f"checkpoint={checkpoint}, beam={beam}{weight}{fusion}{search}, "
-                                       f"RTF={rtf:.4f}{note}")
+                                       f"RTF={rtf:.4f}{note}{task}")
+        if translation:
+            from speechalign.decode.translation import score_translation
+
+            score_translation(path, recogs=out_dir / f"recogs-{set_name}-{label}.txt")
     if lm is not None and (effect := lm_effect(out_dir)) is not None:
         log.info("without and with the LM: %s", effect)
     return results
@@ -170,7 +193,8 @@ def check_bad(bad: list, skip_bad: bool, command: str) -> list[str]:
 def read_audio_16k(path: str | Path, min_samples: int = 1) -> np.ndarray:
     """Any sample rate / channel count -> float32 mono 16 kHz (clear error for unreadable files)."""
     try:
-        audio, sr = sf.read(str(path), dtype="float32", always_2d=True)
+        with quiet_id3(path):
+            audio, sr = sf.read(str(path), dtype="float32", always_2d=True)
     except Exception as e:  # soundfile's error type varies by failure
         raise ValueError(f"{path}: cannot read audio ({e})") from None
     if audio.size == 0:

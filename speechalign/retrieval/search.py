@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import faiss
 import numpy as np
 
-from speechalign.retrieval.metrics import summarize
+from speechalign.retrieval.metrics import ranks, summarize
 from speechalign.retrieval.seqsim import FrameSet, seqsim_block, seqsim_pairs
 
 log = logging.getLogger("speechalign.retrieval")
@@ -110,15 +110,18 @@ def retrieve(vectors: np.ndarray | None, frames: list[np.ndarray] | None, dialec
              sentence_ids: np.ndarray, protocol: str = "pooled", index_cfg: IndexConfig | None = None,
              rerank_k: int = 10, query: str | None = None, gallery: str | None = None,
              list_k: int = 100, maps: dict[tuple[str, str], np.ndarray] | None = None,
-             neighbours: list[tuple] | None = None, top_k: int = 5) -> list[dict]:
+             neighbours: list[tuple] | None = None, top_k: int = 5, similarity=None) -> list[dict]:
     """Metrics per ordered dialect pair plus a ``mean`` row (unweighted over pairs).
 
     ``maps[(A, B)]`` (e.g. Procrustes) is applied to A's query vectors and frames when searching B.
     A ``neighbours`` list receives each query's ``top_k`` best gallery items as
-    (A, B, query index, rank, gallery index, score, correct)."""
-    if protocol not in PROTOCOLS:
-        raise ValueError(f"unknown protocol {protocol!r}; choose from {PROTOCOLS}")
-    require_inputs("protocol", protocol, vectors, frames)
+    (A, B, query index, rank, gallery index, score, correct).
+    ``similarity(query indices, gallery indices)`` -> (queries, gallery) scores replaces vectors/frames
+    (exhaustive, e.g. text TF-IDF cosine in retrieval.text); ``protocol`` is then ignored."""
+    if similarity is None:
+        if protocol not in PROTOCOLS:
+            raise ValueError(f"unknown protocol {protocol!r}; choose from {PROTOCOLS}")
+        require_inputs("protocol", protocol, vectors, frames)
     index_cfg = index_cfg or IndexConfig()
     rows = []
     for a, b, q_idx, g_idx, skipped in dialect_pairs(dialects, sentence_ids, query, gallery):
@@ -132,7 +135,15 @@ def retrieve(vectors: np.ndarray | None, frames: list[np.ndarray] | None, dialec
         w = (maps or {}).get((a, b))
         q_vectors = None if vectors is None else (vectors[q_idx] if w is None else vectors[q_idx] @ w)
         q_frames = None if frames is None else [frames[i] if w is None else frames[i] @ w for i in q_idx]
-        if protocol == "seqsim":
+        if similarity is not None:
+            full = np.asarray(similarity(q_idx, g_idx), dtype=np.float64)
+            ids = np.argsort(-full, axis=1, kind="stable")
+            scores = np.take_along_axis(full, ids, 1)
+            mask = np.zeros(full.shape, bool)
+            for q, c in enumerate(correct):
+                mask[q, list(c)] = True
+            rank = ranks(full, mask)   # the same pessimistic tie rule as ranks_from_lists, vectorized
+        elif protocol == "seqsim":
             f1 = seqsim_block(FrameSet.from_list(q_frames), FrameSet.from_list([frames[i] for i in g_idx]))["f1"]
             ids = np.argsort(-f1, axis=1, kind="stable")
             scores = np.take_along_axis(f1, ids, 1)

@@ -13,6 +13,7 @@ import logging
 import os
 from dataclasses import dataclass, field
 from multiprocessing import get_context
+from typing import Callable
 
 import numpy as np
 import torch
@@ -25,6 +26,9 @@ from speechalign.retrieval.seqsim import FrameSet, seqsim_block, seqsim_pairs
 log = logging.getLogger("speechalign.retrieval")
 SUBGROUPS = ("zh_standard", "zh_dialect", "gan", "hsn", "min", "hak", "yue", "wuu")
 MODES = ("pooled", "seqsim", "rerank")
+# similarity(source indices, target indices) -> (n_source, n_target) scores; must be symmetric
+# (similarity(b, a) == similarity(a, b).T), as each unordered site pair is scored once.
+Similarity = Callable[[np.ndarray, np.ndarray], np.ndarray]
 
 
 @dataclass
@@ -42,8 +46,9 @@ class _Scorer:
     unordered site pair is scored once: ``pair(src, trg)`` returns the (src -> trg) scores and the
     (trg -> src) scores transposed (for rerank they differ: each direction ranks its own shortlist)."""
 
-    def __init__(self, mode, vectors, frames, rerank_k):
+    def __init__(self, mode, vectors, frames, rerank_k, similarity: Similarity | None = None):
         self.mode, self.vectors, self.frames, self.k = mode, vectors, frames, rerank_k
+        self.similarity = similarity
         self._last_set: tuple[tuple, FrameSet] | None = None
 
     def _source_set(self, idx: np.ndarray) -> FrameSet:
@@ -54,6 +59,9 @@ class _Scorer:
         return self._last_set[1]
 
     def pair(self, src: np.ndarray, trg: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        if self.similarity is not None:
+            out = np.asarray(self.similarity(src, trg))
+            return out, out
         if self.mode == "pooled":
             out = self.vectors[src] @ self.vectors[trg].T
             return out, out
@@ -96,7 +104,9 @@ def _score_in_worker(job: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, np
 def _score_pairs(scorer: _Scorer, pairs: list[tuple[np.ndarray, np.ndarray]], workers: int) -> list:
     global _WORKER_SCORER
     progress = dict(desc=f"yubao {scorer.mode}", unit="site pair", total=len(pairs), disable=len(pairs) < 50)
-    if workers <= 1 or scorer.mode == "pooled" or os.name != "posix" or len(pairs) < 2 * workers:
+    # A precomputed similarity (e.g. sparse TF-IDF rows) is cheap per pair: forking would cost more.
+    serial = scorer.mode == "pooled" or scorer.similarity is not None
+    if workers <= 1 or serial or os.name != "posix" or len(pairs) < 2 * workers:
         return [scorer.pair(*p) for p in tqdm(pairs, **progress)]
     _WORKER_SCORER = scorer
     try:
@@ -109,12 +119,17 @@ def _score_pairs(scorer: _Scorer, pairs: list[tuple[np.ndarray, np.ndarray]], wo
 def yubao_protocol(sites: np.ndarray, subgroups: np.ndarray, sentence_ids: np.ndarray,
                    vectors: np.ndarray | None = None, frames: list[np.ndarray] | None = None,
                    mode: str = "seqsim", rerank_k: int = 10, diagonal: bool = False,
-                   order: tuple[str, ...] | None = None, workers: int | None = None) -> YubaoResult:
+                   order: tuple[str, ...] | None = None, workers: int | None = None,
+                   similarity: Similarity | None = None) -> YubaoResult:
     """Mean R@1 (%) per ordered subgroup pair; ``vectors`` must be L2-normalized for pooled/rerank.
-    SeqSim scoring runs in ``workers`` processes (default: one per CPU core)."""
-    if mode not in MODES:
-        raise ValueError(f"unknown YuBao mode {mode!r}; choose from {MODES}")
-    require_inputs("YuBao mode", mode, vectors, frames)
+    SeqSim scoring runs in ``workers`` processes (default: one per CPU core).
+
+    ``similarity`` replaces vectors/frames with any precomputed score between utterances (indices into
+    ``sites``), e.g. text TF-IDF cosine (retrieval.text); ``mode`` is then only the result's label."""
+    if similarity is None:
+        if mode not in MODES:
+            raise ValueError(f"unknown YuBao mode {mode!r}; choose from {MODES}")
+        require_inputs("YuBao mode", mode, vectors, frames)
     present = set(subgroups)
     names = [g for g in (order or SUBGROUPS) if g in present] + sorted(present - set(order or SUBGROUPS))
     site_rows: dict[str, dict[str, int]] = {}
@@ -133,7 +148,7 @@ def yubao_protocol(sites: np.ndarray, subgroups: np.ndarray, sentence_ids: np.nd
     if duplicates:
         log.warning("YuBao: %d duplicate (site, sentence id) utterances ignored (first kept)", duplicates)
     by_group = {g: sorted(s for s, gg in site_group.items() if gg == g) for g in names}
-    scorer = _Scorer(mode, vectors, frames, rerank_k)
+    scorer = _Scorer(mode, vectors, frames, rerank_k, similarity)
     G = len(names)
     sums, counts = np.zeros((G, G)), np.zeros((G, G), dtype=int)
     per_pair = []

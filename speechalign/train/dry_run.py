@@ -14,16 +14,21 @@ import torch
 
 from speechalign.config import ExperimentConfig
 from speechalign.models import build_model
+from speechalign.train.objectives import add_terms, build_terms
 
 log = logging.getLogger("speechalign.train")
 
 
 def _without_pretrained_decoder(cfg: ExperimentConfig) -> None:
     """A dry run downloads nothing: a pretrained Whisper decoder becomes a 1-layer character decoder
-    (same hybrid loss, CTC vocabulary instead of Whisper's BPE)."""
-    if cfg.model.decoder.pretrained:
-        cfg.model.decoder.pretrained = None
-        cfg.model.decoder.num_layers = max(cfg.model.decoder.num_layers, 1)
+    (same hybrid loss, CTC vocabulary instead of Whisper's BPE). What needs the BPE vocabulary falls back:
+    translation targets to transcripts, the restricted softmax to the full one (both are tested on a
+    tiny imported Whisper instead); the distillation guard's teacher is the decoder as it starts."""
+    d = cfg.model.decoder
+    if d.pretrained:
+        d.pretrained = None
+        d.num_layers = max(d.num_layers, 1)
+        d.targets, d.train_vocab = "transcript", "full"
 
 
 def miniature(cfg: ExperimentConfig) -> ExperimentConfig:
@@ -61,7 +66,7 @@ def dry_run(cfg: ExperimentConfig, vocab_size: int = 50) -> dict:
     model.encoder.enable_spec_augment(cfg.data.spec_augment)
     wav = torch.randn(2, 16000 * 2) * 0.1
     lens = torch.tensor([32000, 24000])
-    out = model(wav, lens, [[3, 4, 5], [6, 7]])
+    out = add_terms(model(wav, lens, [[3, 4, 5], [6, 7]], keep_attention=True), build_terms(cfg, model))
     out["loss"].backward()
     parts = {k: float(v.detach()) for k, v in out.items()}
     log.info("dry run: %s encoder, %d layers, %.2fM parameters, losses %s", cfg.model.encoder,

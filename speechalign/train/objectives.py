@@ -6,6 +6,8 @@ reads what the model's forward returned with ``keep_attention`` (the decoder's i
 
 from __future__ import annotations
 
+import copy
+
 import torch
 from torch import nn
 
@@ -46,5 +48,19 @@ def build_terms(cfg, model: ASRModel) -> list[nn.Module]:
         return []
     if model.decoder is None or cfg.model.ctc_weight >= 1.0:
         raise ValueError("model.guard.kind=distill needs the attention branch (model.ctc_weight < 1)")
-    teacher = build_decoder(cfg).to(next(model.parameters()).device)
-    return [DecoderDistillation(teacher, guard.weight, guard.temperature)]
+    # The teacher is read from the pretrained files, so a resumed run gets the same one. Only dry runs
+    # (random-init miniatures, no pretrained dir) take a copy of the decoder as it starts.
+    teacher = build_decoder(cfg) if cfg.model.decoder.pretrained else copy.deepcopy(model.decoder)
+    return [DecoderDistillation(teacher.to(next(model.parameters()).device), guard.weight, guard.temperature)]
+
+
+def add_terms(out: dict, terms: list[nn.Module]) -> dict:
+    """Add each term's value (named) and weighted share of the loss to a forward's output, then drop the
+    decoder tensors kept for them."""
+    for term in terms:
+        value = term(out)
+        if value is not None:
+            out[term.name] = value
+            out["loss"] = out["loss"] + term.weight * value
+    out.pop("attention", None)
+    return out

@@ -24,7 +24,7 @@ from speechalign.config import ExperimentConfig, save_config
 from speechalign.data.dataset import (SpeechDataset, UsableForTraining, default_num_workers, eval_loader, make_loader,
                                       train_cuts, train_sampler)
 from speechalign.data.features import frontend_for
-from speechalign.data.manifest import DuplicateIds, ManifestError, cut_meta, open_cuts
+from speechalign.data.manifest import DuplicateIds, ManifestError, cut_meta, open_cuts, refuse_duplicates
 from speechalign.decode.cer import CerScorer
 from speechalign.decode.ctc import ctc_greedy
 from speechalign.models import ASRModel, build_model
@@ -33,7 +33,7 @@ from speechalign.retrieval.yubao import mean_off_diagonal, yubao_protocol
 from speechalign.text import CharTokenizer
 from speechalign.text.whisper_vocab import WhisperVocab
 from speechalign.train.checkpoint import latest_valid, save_checkpoint
-from speechalign.train.objectives import build_terms
+from speechalign.train.objectives import add_terms, build_terms
 from speechalign.train.schedule import build_scheduler
 from speechalign.train.state_cache import StateCache
 
@@ -273,6 +273,8 @@ class Trainer:
                 reasons[why] = reasons.get(why, 0) + 1
         repeated = dups.find(train_cuts(self.cfg.data.train, self.cfg.train.seed, True))
         if repeated:
+            if not any(c.shar for c in self.cfg.data.train):   # manifests: name the file and position of both
+                refuse_duplicates([p for c in self.cfg.data.train for p in c.cuts], dups)
             raise ManifestError(f"data.train: duplicate cut id(s) {repeated} (ids must be unique across corpora)")
         if reasons:
             log.warning("train: filtered %d of %d cuts: %s", total - kept, total,
@@ -411,14 +413,8 @@ class Trainer:
             wav, lens = self.cache.batch(batch.ids, wav, lens)
             start = self.cfg.model.freeze.first_layers
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.cfg.train.bf16):
-            out = self.ddp_model(wav, lens, batch.targets, batch.texts, batch.translations, start_layer=start,
-                                 keep_attention=bool(self.terms))
-            for term in self.terms:
-                value = term(out)
-                if value is not None:
-                    out[term.name] = value
-                    out["loss"] = out["loss"] + term.weight * value
-        out.pop("attention", None)
+            out = add_terms(self.ddp_model(wav, lens, batch.targets, batch.texts, batch.translations,
+                                           start_layer=start, keep_attention=bool(self.terms)), self.terms)
         loss = out["loss"]
         finite = self.dist.all_true(bool(torch.isfinite(loss)))
         if finite:

@@ -3,6 +3,8 @@ precomputed features and Shar round trips."""
 
 import gzip
 import json
+import os
+import sys
 
 import numpy as np
 import pytest
@@ -10,12 +12,14 @@ import soundfile as sf
 import torch
 from lhotse import CutSet
 
-from speechalign.data.dataset import SpeechDataset, windowed_batches
+from speechalign.data.audio import quiet_id3
+from speechalign.data.dataset import SpeechDataset, read_item, windowed_batches
 from speechalign.data.features import FrontendConfig, compute_features
-from speechalign.data.manifest import DuplicateIds, ManifestError, load_cuts, open_cuts
+from speechalign.data.manifest import DuplicateIds, ManifestError, load_cuts, load_mono, open_cuts
 from speechalign.data.shar import export_shar, open_shar
 from speechalign.models.frontend import LogFbank, WhisperLogMel
-from tests.conftest import make_tone_corpus
+from tests.conftest import make_tone_corpus, write_tone
+from tests.fake_corpora import tag_mp3_with_bad_comment
 
 
 @pytest.fixture(scope="module")
@@ -136,3 +140,26 @@ def test_default_workers_per_device(monkeypatch, device, cores, gpus, expected):
     monkeypatch.setattr(dataset.os, "sched_getaffinity", lambda _: set(range(cores)))
     monkeypatch.setattr(dataset.torch.cuda, "device_count", lambda: gpus)
     assert dataset.default_num_workers(device) == expected
+
+
+def test_mp3_id3_chatter_stays_out_of_stderr_and_other_output_stays_in(tmp_path, capfd):
+    from lhotse import Recording
+
+    from data_prep.common import PrepReport, check_audio
+    from speechalign.decode.run import read_audio_16k
+
+    mp3 = tag_mp3_with_bad_comment(write_tone(tmp_path / "tagged.mp3", 1.0, subtype="MPEG_LAYER_III"))
+    capfd.readouterr()
+    sf.info(str(mp3))   # the decoder library itself prints to file descriptor 2 ...
+    assert "id3.c:process_comment" in capfd.readouterr().err
+    cut = check_audio(mp3, PrepReport("x")).to_cut()
+    audio = read_item(cut)   # ... but neither data_prep nor training/decoding/embedding/transcribe let it through
+    assert len(audio) == cut.num_samples and len(load_mono(cut)) == len(read_audio_16k(mp3)) == cut.num_samples
+    assert capfd.readouterr().err == ""
+    with quiet_id3(mp3):   # anything else written to stderr meanwhile is kept, in order
+        Recording.from_file(mp3)
+        print("a Python warning", file=sys.stderr)
+        os.write(2, b"a C library's real error\n")
+    assert capfd.readouterr().err == "a Python warning\na C library's real error\n"
+    with pytest.raises(ValueError, match="kept"), quiet_id3(mp3):
+        raise ValueError("a Python error is kept")

@@ -3,12 +3,12 @@ from pathlib import Path
 
 import pytest
 
-from data_prep.common import drop_contaminated, PrepReport
 from data_prep.component_spellings import COMPONENT_SPELLINGS, known_to_python, replace_component_spellings
 from data_prep.goo_gi import parse_ids, prepare_goo_gi
 from data_prep.lan_lai import prepare_lan_lai
 from data_prep.tw_hokkien import prepare_tw_hokkien
 from speechalign.cli import main
+from speechalign.data.contamination import PrepReport, drop_contaminated
 from speechalign.data.manifest import cut_meta, load_cuts
 from speechalign.text import normalize
 from tests.fake_corpora import goo_gi_tree, hokkien_tree, lan_lai_tree

@@ -1,10 +1,16 @@
 """decode, embed and transcribe on unreadable audio: one line naming the file and the reason, or with
---skip-bad a counted skip; never a library traceback, never a silent empty transcript."""
+--skip-bad a counted skip; never a library traceback, never a silent empty transcript. decode and score
+on empty reference texts: skipped, counted and named, never scored. An error line never lands on the
+end of a progress bar."""
+
+import logging
+import re
 
 import numpy as np
 import pytest
 import soundfile as sf
 import yaml
+from lhotse import CutSet
 
 from speechalign.cli import main
 from speechalign.config import load_config
@@ -30,8 +36,6 @@ def broken(tone_corpus, tmp_path_factory):
     audio[10] = np.nan
     sf.write(root / "nan.wav", audio, sr, subtype="FLOAT")
     cuts[1].recording.sources[0].source = str(root / "nan.wav")
-    from lhotse import CutSet
-
     path = root / "tones_cuts_broken.jsonl.gz"
     CutSet.from_cuts(cuts).to_file(path)
     return path, cuts[0].id, cuts[1].id
@@ -88,3 +92,55 @@ def test_transcribe_bad_files(exp, tmp_path, caplog, capsys, content, reason):
     assert main(["transcribe", str(good), str(bad), "--exp-dir", str(exp), "--skip-bad"]) == 0
     out = capsys.readouterr().out.splitlines()
     assert len(out) == 1 and out[0].startswith(f"{good}\t")
+
+
+@pytest.fixture(scope="module")
+def no_text(tone_corpus, tmp_path_factory):
+    """The dev manifest with two cuts whose reference text is empty (8 cuts in all)."""
+    cuts = list(load_cuts(tone_corpus["dev"]))
+    for cut in cuts[:2]:
+        cut.supervisions[0].text = ""
+    path = tmp_path_factory.mktemp("no_text") / "tones_cuts_notext.jsonl.gz"
+    CutSet.from_cuts(cuts).to_file(path)
+    return path, sorted(c.id for c in cuts[:2])
+
+
+def test_decode_skips_counts_and_names_empty_references(exp, no_text, caplog):
+    path, empty = no_text
+    with caplog.at_level(logging.INFO, logger="speechalign"):
+        assert main(["decode", "--exp-dir", str(exp), "--cuts", str(path)]) == 0
+    skipped = f"skipped 2 utterance(s) with an empty reference (not scored): {empty[0]}, {empty[1]}"
+    logged = [r.getMessage() for r in caplog.records if r.levelno >= logging.INFO]
+    assert f"tones_notext ctc_greedy: {skipped}" in logged
+    assert any(m.startswith("tones_notext ctc_greedy: CER ") and " over 6 utterances " in m for m in logged)
+    out = exp / "decode" / "latest"
+    md = (out / "cer-tones_notext-ctc_greedy.md").read_text(encoding="utf-8")
+    assert skipped in md and f"Not scored, empty reference (2): `{empty[0]}` " in md
+    tsv = (out / "cer-tones_notext-ctc_greedy.tsv").read_text(encoding="utf-8").splitlines()
+    assert tsv[0].endswith(skipped) and tsv[-1].split("\t")[0] == "overall" and tsv[-1].split("\t")[-1] == "6"
+
+
+def test_score_skips_counts_and_names_empty_references(tmp_path, capsys, caplog):
+    (tmp_path / "ref").write_text("a\t我們去\nb\t\nc\t。\n", encoding="utf-8")   # c is empty once normalized
+    (tmp_path / "hyp").write_text("a\t我们去\nb\t啊啊啊\nc\t啊\n", encoding="utf-8")
+    assert main(["score", "--ref", str(tmp_path / "ref"), "--hyp", str(tmp_path / "hyp"),
+                 "--out-dir", str(tmp_path / "out")]) == 0
+    assert capsys.readouterr().out.splitlines()[-1] == "| overall | 0.00 | 3 | 3 | 0 | 0 | 0 | 1 |"
+    skipped = "skipped 2 utterance(s) with an empty reference (not scored): b, c"
+    assert f"external score: {skipped}" in [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    md = (tmp_path / "out" / "cer-external-score.md").read_text(encoding="utf-8")
+    assert skipped in md and "Not scored, empty reference (2): `b` (all), `c` (all)." in md
+
+
+def test_error_line_is_not_glued_to_a_progress_bar(exp, broken, tmp_path, capfd, monkeypatch):
+    # The CLI's own console logging, as a user sees it (pytest's capture handlers out of the way).
+    monkeypatch.setattr(logging.root, "handlers", [])
+    monkeypatch.setattr(logging.root, "level", logging.root.level)
+    path, missing, _ = broken
+    capfd.readouterr()
+    assert main(["embed", "--exp-dir", str(exp), "--cuts", str(path), "--out", str(tmp_path / "e")]) == 1
+    lines = capfd.readouterr().err.split("\n")
+    assert any(re.match(r"\r?embed: 0utt \[", ln) for ln in lines)   # the bar was drawn ...
+    errors = [ln for ln in lines if "ERROR" in ln]
+    assert len(errors) == 1 and re.match(r"\d\d:\d\d:\d\d ERROR speechalign: embed: .*gone\.wav: audio file not found",
+                                         errors[0]), errors   # ... and the error starts a line of its own

@@ -25,15 +25,18 @@ def test_micro_average_differs_from_macro():
     assert (overall.chars, overall.utts, overall.errors) == (13, 3, 2)
 
 
-def test_empty_reference_is_defined():
+def test_empty_reference_is_defined_and_never_scored():
     counts, _ = align("", "")
     assert counts.cer == 0.0 and counts.utts == 1
     counts, _ = align("", "啊啊")
     assert counts.ins == 2 and counts.chars == 0 and counts.cer == float("inf")
     s = CerScorer()
-    s.add("", "啊", "A")
+    assert s.add("。", "啊", "A", "u1") is None   # empty once normalized: skipped and counted, not an insertion
     s.add("好", "好", "A")
-    assert s.groups["A"].cer == pytest.approx(1.0)
+    s.add("", "", "B")
+    assert s.groups["A"].cer == 0.0 and s.overall().utts == 1 and "B" not in s.groups
+    assert s.skipped == [("u1", "A"), (None, "B")]
+    assert s.skipped_note() == "skipped 2 utterance(s) with an empty reference (not scored): u1"
 
 
 def test_reports_written_and_labelled_cer(tmp_path):
@@ -45,13 +48,16 @@ def test_reports_written_and_labelled_cer(tmp_path):
     assert tsv[1].split("\t") == ["dialect", "CER%", "chars", "correct", "sub", "del", "ins", "utts"]
     rows = {r.split("\t")[0]: r.split("\t") for r in tsv[2:]}
     assert rows["Wu"][1:] == ["16.67", "6", "5", "0", "1", "0", "2"]
-    assert rows["overall"][2] == "6" and rows["overall"][7] == "3"
+    assert rows["overall"][2] == "6" and rows["overall"][7] == "2" and "Min" not in rows   # u3: no reference
+    skipped = "skipped 1 utterance(s) with an empty reference (not scored): u3"
+    assert tsv[0].endswith(skipped)
     md = (tmp_path / "cer-test-ctc_greedy.md").read_text(encoding="utf-8")
-    assert "CER" in md and "WER" not in md
+    assert "CER" in md and "WER" not in md and skipped in md.splitlines()[1]
+    assert md.rstrip().endswith("Not scored, empty reference (1): `u3` (Min).")
     errs = (tmp_path / "errs-test-ctc_greedy.txt").read_text(encoding="utf-8")
-    assert "ref: 侬 好" in errs and "hyp: 侬 *" in errs and "1\t好" in errs
+    assert "ref: 侬 好" in errs and "hyp: 侬 *" in errs and "1\t好" in errs and "\nu3\t" not in errs
     recogs = (tmp_path / "recogs-test-ctc_greedy.txt").read_text(encoding="utf-8")
-    assert "u1\tWu\t上海闲话\t上海闲话" in recogs
+    assert "u1\tWu\t上海闲话\t上海闲话" in recogs and "u3\tMin\t\t" in recogs   # its hypothesis is still output
 
 
 def test_score_external_files_with_groups(tmp_path):

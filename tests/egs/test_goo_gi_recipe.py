@@ -19,7 +19,9 @@ def corpora(tmp_path_factory):
     hf = make_tiny_whisper(root / "tiny")
     whisper = import_whisper(convert_to_ct2(hf, root / "ct2"), root / "whisper", keep_ct2=True)
     return {"goo-gi": fake_corpora.goo_gi_tree(root / "goo-gi"), "lan-lai": fake_corpora.lan_lai_tree(root / "lan-lai"),
-            "tw-hokkien": fake_corpora.hokkien_tree(root / "tw"), "whisper": whisper}
+            "tw-hokkien": fake_corpora.hokkien_tree(root / "tw"), "whisper": whisper,
+            "foochow-idioms": fake_corpora.foochow_idioms_tree(root / "foochow"),
+            "kasu100": fake_corpora.kasu100_tree(root / "kasu100")}
 
 
 def _rows(md_path):
@@ -30,22 +32,28 @@ def _rows(md_path):
 def test_recipe_dry_run_then_eval_only(corpora, tmp_path):
     out = tmp_path / "exp"
     run_egs("goo-gi", "--goo-gi", corpora["goo-gi"], "--lan-lai", corpora["lan-lai"], "--tw-hokkien",
-            corpora["tw-hokkien"], "--whisper-dir", corpora["whisper"], "--out", out, "--train-ids", "001-003",
+            corpora["tw-hokkien"], "--foochow-idioms", corpora["foochow-idioms"], "--kasu100", corpora["kasu100"],
+            "--whisper-dir", corpora["whisper"], "--out", out, "--train-ids", "001-003",
             "--dev-ids", "004", "--test-ids", "005-006", "--dry-run")
     dry = out / "dry-run"
     cer = _rows(dry / "cer-goo-gi-test.md")
     assert {"fbank", "whisper-base-random", "whisper-base-trim", "whisper-base-pad30",
-            "zero-shot Whisper-base (whisper_greedy)", "fine-tuned (ctc_greedy)", "fine-tuned (attention_rescoring)",
-            "fine-tuned (ctc_prefix_beam+lm)", "fine-tuned (attention_rescoring+lm)"} <= cer
+            "zero-shot Whisper-base (whisper_greedy)", "whisper_base_hybrid (ctc_greedy)",
+            "whisper_base_hybrid (attention_rescoring)", "whisper_base_hybrid (ctc_prefix_beam+lm)",
+            "whisper_base_hybrid (attention_rescoring+lm)"} <= cer
     assert (dry / "whisper_base_hybrid" / "decode" / "latest" / "lm-effect.md").is_file()
     yubao = _rows(dry / "yubao-goo-gi-test.md")
-    assert yubao == {"fbank", "whisper-base-random", "whisper-base-trim", "whisper-base-pad30", "fine-tuned"}
+    assert yubao == {"fbank", "whisper-base-random", "whisper-base-trim", "whisper-base-pad30", "whisper_base_hybrid"}
     assert (dry / "yubao-goo-gi-test.png").stat().st_size > 0
     assert {r.split("/")[0] for r in _rows(dry / "hokkien-to-mandarin.md")} == yubao
     page = (dry / "retrieval.html").read_text(encoding="utf-8")
-    assert '"source":"tw-hokkien/fine-tuned"' in page and '"source":"goo-gi/fbank","name":"yubao-' in page
+    assert '"source":"tw-hokkien/whisper_base_hybrid"' in page and '"source":"goo-gi/fbank","name":"yubao-' in page
     # the training manifest never holds a dev/test sentence id, in any variety
     assert "goo-gi: kept dev: 3, test: 6, train: 8" in (dry / "data" / "goo-gi_prep_report.txt").read_text()
+    # the two extra corpora join the training mix; zero-shot output is scored against the Mandarin sentences too
+    config = (dry / "whisper_base_hybrid" / "config.yaml").read_text(encoding="utf-8")
+    assert "foochow-idioms_cuts_train" in config and "kasu100_cuts_train" in config
+    assert list((dry / "zero-shot").glob("bleu-goo-gi_test-*.md"))
 
     copy = tmp_path / "eval"
     run_egs("goo-gi", "--eval-only", "--goo-gi", corpora["goo-gi"], "--tw-hokkien", corpora["tw-hokkien"],
@@ -53,6 +61,6 @@ def test_recipe_dry_run_then_eval_only(corpora, tmp_path):
             "--out", copy)
     report = (copy / "data" / "goo-gi_prep_report.txt").read_text()
     assert "kept test: 17;" in report   # every sentence of the copy (g 002 has no audio), no train/dev split
-    assert "fine-tuned (ctc_greedy)" in _rows(copy / "cer-goo-gi-test.md")
+    assert "whisper_base_hybrid (ctc_greedy)" in _rows(copy / "cer-goo-gi-test.md")
     assert _rows(copy / "yubao-goo-gi-test.md") == yubao
     assert not (copy / "whisper_base_hybrid").exists()

@@ -12,11 +12,12 @@ from safetensors.torch import save_file
 from speechalign.cli import main
 from speechalign.config import load_config, save_config
 from speechalign.data.dataset import collate_audio
+from speechalign.decode.onnx_transcribe import OnnxGreedy, transcribe_onnx
 from speechalign.decode.run import transcribe
 from speechalign.models.asr import build_model
 from speechalign.models.experiment import load_experiment
 from speechalign.models.export import load_hf_export
-from speechalign.models.onnx_ctc import OnnxCTC, transcribe_onnx
+from speechalign.models.onnx_ctc import OnnxCTC
 from speechalign.text import CharTokenizer
 from speechalign.text.tokenizer import SPECIALS
 from tests.conftest import TONE_CHARS
@@ -145,7 +146,8 @@ def onnx_export(request, tmp_path_factory):
 
 def test_onnx_equals_pytorch_on_variable_length_batches(onnx_export):
     exp, out = onnx_export
-    onnx = OnnxCTC(out)
+    greedy = OnnxGreedy(out)
+    onnx = greedy.model
     wavs = utterances(seed=1)
     for batch in (wavs, wavs[1:3][::-1], wavs[2:]):
         enc, log_probs, texts = reference(exp, batch)
@@ -153,7 +155,7 @@ def test_onnx_equals_pytorch_on_variable_length_batches(onnx_export):
         assert torch.equal(lengths, enc.lengths)
         valid = [(got[i, :n] - log_probs[i, :n]).abs().flatten() for i, n in enumerate(lengths.tolist())]
         assert float(torch.cat(valid + [torch.zeros(1)]).max()) <= 1e-4
-        assert onnx.transcribe_batch(*collate_audio(batch)) == texts
+        assert greedy.transcribe_batch(*collate_audio(batch)) == texts
     assert card_namespace(out)["transcribe_batch"](wavs) == reference(exp, wavs)[2]
 
 

@@ -208,3 +208,22 @@ def test_cached_states_resume_exactly(parallel_corpus, whisper_pair, tmp_path):
 def test_objective_config_errors_name_the_key(override, message):
     with pytest.raises(ConfigError, match=message):
         load_config(None, [override])
+
+
+def test_a_translating_decoder_is_decoded_alone_and_scored_with_bleu(parallel_corpus, whisper_pair, tmp_path):
+    from speechalign.decode.run import decode, supported_modes
+
+    exp = tmp_path / "exp"
+    train(_cfg(parallel_corpus, whisper_pair, "model.decoder.targets=translation"), exp)
+    _, _, model = load_experiment(exp)
+    assert supported_modes(model) == ["ctc_greedy", "ctc_prefix_beam", "attention_beam"]
+    with pytest.raises(ValueError, match="outputs Mandarin translations"):
+        decode(exp, [parallel_corpus["dev"]], mode="attention_rescoring", beam=2)
+    decode(exp, [parallel_corpus["dev"]], mode="attention_beam", beam=2)
+    out = exp / "decode" / "latest"
+    bleu = (out / "bleu-par_dev-attention_beam.tsv").read_text(encoding="utf-8")
+    assert "overall" in bleu and "not ASR-only" in (out / "cer-par_dev-attention_beam.md").read_text(encoding="utf-8")
+    # the CER beside BLEU is against the translation: the references in recogs are the translated sentences
+    recogs = (out / "recogs-par_dev-attention_beam.txt").read_text(encoding="utf-8").splitlines()[2:]
+    refs = {line.split("\t")[2] for line in recogs if line}
+    assert refs and all(set(r) <= set(TRANSLATED) for r in refs)

@@ -1,0 +1,66 @@
+"""``speechalign ablation``: one row per training run, from what each experiment dir holds.
+
+A row is a run's last validation (dev YuBao R@1 at the configured layers, from its checkpoint's
+``metrics.yaml``), its per-variety CER from a decode report of the dev split, its steps and its training
+minutes (compute + data wait, as the trainer measured them), and the config levers it was trained with.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+
+from speechalign.config import load_config
+from speechalign.decode.report import _atomic, read_cer_table
+from speechalign.models.experiment import list_checkpoints
+
+
+def levers(exp_dir: Path) -> dict[str, str]:
+    """What a run trained and with which objective, from its resolved config."""
+    m = load_config(exp_dir / "config.yaml").model
+    corpora = [Path(c).name.split("_cuts_")[0] for corpus in load_config(exp_dir / "config.yaml").data.train
+               for c in corpus.cuts]
+    return {"targets": "translation (not ASR-only)" if m.decoder.targets == "translation" else "transcript",
+            "trained": f"LoRA r{m.lora.rank}" if m.lora.rank else f"layers {m.freeze.first_layers}+ in full",
+            "guard": m.guard.kind if m.guard.kind == "none" else f"{m.guard.kind} {m.guard.weight:g}",
+            "data": "+".join(corpora)}
+
+
+def run_row(exp_dir: Path, cer_name: str) -> dict:
+    steps = [d for d in list_checkpoints(exp_dir / "checkpoints") if (d / "metrics.yaml").is_file()]
+    if not steps:
+        raise FileNotFoundError(f"ablation: {exp_dir} has no checkpoints with metrics.yaml")
+    metrics = [yaml.safe_load((d / "metrics.yaml").read_text(encoding="utf-8")) for d in steps]
+    last = metrics[-1]
+    validated = [m for m in metrics if "valid_r1" in m]
+    r1 = validated[-1]["valid_r1"] if validated else {}
+    cer_path = exp_dir / "decode" / cer_name
+    cer = read_cer_table(cer_path) if cer_path.is_file() else {}
+    minutes = (last.get("train_compute_s", 0.0) + last.get("train_data_wait_s", 0.0)) / 60
+    return {"name": exp_dir.name, **levers(exp_dir), "steps": last["step"], "minutes": minutes, "r1": r1,
+            "r1_step": validated[-1]["valid_step"] if validated else None, "cer": cer}
+
+
+def ablation_table(exp_dirs: list[Path], cer_name: str, out: Path, order: list[str] | None = None) -> Path:
+    """Markdown and TSV of the runs side by side; ``cer_name`` is a decode report under each run's
+    ``decode/`` (e.g. ``avg-last3/cer-goo-gi_dev-attention_beam.tsv``)."""
+    rows = [run_row(Path(e), cer_name) for e in exp_dirs]
+    layers = sorted({k for r in rows for k in r["r1"]})
+    dialects = [d for d in order or [] if any(d in r["cer"] for r in rows)]
+    dialects += sorted({d for r in rows for d in r["cer"]} - set(dialects) - {"overall"}) + ["overall"]
+    header = ["run", "targets", "trained", "guard", "data", *(f"R@1 L{k}" for k in layers), *dialects, "steps",
+              "minutes"]
+    lines = []
+    for r in rows:
+        lines.append([r["name"], r["targets"], r["trained"], r["guard"], r["data"],
+                      *(f"{r['r1'][k]:.1f}" if k in r["r1"] else "n/a" for k in layers),
+                      *(f"{r['cer'][d]:.1f}" if d in r["cer"] else "n/a" for d in dialects),
+                      str(r["steps"]), f"{r['minutes']:.1f}"])
+    _atomic(out.with_suffix(".tsv"), "\n".join("\t".join(x) for x in [header] + lines) + "\n")
+    md = (f"Runs side by side: dev YuBao-protocol SeqSim R@1 % (mean off-diagonal, at each run's last validation), "
+          f"CER % per variety from `{cer_name}`, training steps and minutes (compute + data wait).\n\n"
+          + "| " + " | ".join(header) + " |\n|" + "---|" * len(header) + "\n"
+          + "".join("| " + " | ".join(x) + " |\n" for x in lines))
+    _atomic(out.with_suffix(".md"), md)
+    return out.with_suffix(".md")

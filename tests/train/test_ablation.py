@@ -1,0 +1,44 @@
+"""speechalign ablation: rows from experiment dirs (config levers, last validation, a decode report)."""
+
+import yaml
+
+from speechalign.cli import main
+from speechalign.config import load_config, save_config
+
+
+def _fake_run(root, name, overrides, r1, cer):
+    exp = root / name
+    save_config(load_config(None, [f"data.train=[{{cuts: [d/goo-gi_cuts_train.jsonl.gz, d/kasu100_cuts_train.jsonl.gz]}}]",
+                                   *overrides]), exp / "config.yaml")
+    for step, valid in ((100, {"valid_step": 100, "valid_r1": {4: 1.0, 5: 2.0}}), (200, None)):
+        d = exp / "checkpoints" / f"step-{step}"
+        d.mkdir(parents=True)
+        (d / "model.safetensors").write_bytes(b"")
+        metrics = {"step": step, "train_compute_s": 60.0 * step / 100, "train_data_wait_s": 6.0 * step / 100}
+        if valid:
+            metrics.update(valid)
+        if step == 200:
+            metrics.update({"valid_step": 200, "valid_r1": r1})
+        (d / "metrics.yaml").write_text(yaml.safe_dump(metrics))
+    (exp / "decode" / "avg").mkdir(parents=True)
+    (exp / "decode" / "avg" / "cer-dev-attention_beam.tsv").write_text(
+        "# header\ndialect\tCER%\tutts\n" + "".join(f"{d}\t{c}\t1\n" for d, c in cer.items()))
+    return exp
+
+
+def test_ablation_rows_read_levers_validation_and_cer(tmp_path, capsys):
+    a = _fake_run(tmp_path, "full", ["model.guard.kind=none"], {4: 40.0, 5: 50.5}, {"Mandarin": 9.5, "overall": 30.0})
+    b = _fake_run(tmp_path, "lora", ["model.lora.rank=8", "model.decoder.pretrained=w", "model.guard.kind=distill",
+                                     "model.guard.weight=0.3", "model.decoder.targets=translation"],
+                  {4: 45.0, 5: 55.25}, {"Hakka": 40.0, "overall": 35.0})
+    main(["ablation", str(a), str(b), "--cer", "avg/cer-dev-attention_beam.tsv", "--out", str(tmp_path / "t"),
+          "--order", "Mandarin"])
+    rows = [line.split("\t") for line in (tmp_path / "t.tsv").read_text(encoding="utf-8").splitlines()]
+    header, full, lora = rows
+    assert header == ["run", "targets", "trained", "guard", "data", "R@1 L4", "R@1 L5", "Mandarin", "Hakka",
+                      "overall", "steps", "minutes"]
+    assert full == ["full", "transcript", "layers 0+ in full", "none", "goo-gi+kasu100", "40.0", "50.5", "9.5",
+                    "n/a", "30.0", "200", "2.2"]
+    assert lora[1:5] == ["translation (not ASR-only)", "LoRA r8", "distill 0.3", "goo-gi+kasu100"]
+    assert lora[5:7] == ["45.0", "55.2"] and lora[7] == "n/a"
+    assert str(tmp_path / "t.md") in capsys.readouterr().out
