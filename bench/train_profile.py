@@ -543,6 +543,18 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
+def profile_config(config, cuts=None, max_duration: float | None = None, threads: int = 2, overrides=()):
+    """The recipe as profiled: in-process loading on CPU, no validation; ``cuts`` replace data.train (one
+    corpus each), ``max_duration`` data.max_duration; ``overrides`` (``key=value``) are applied last."""
+    fixed = ["data.num_workers=0", "train.device=cpu", f"train.num_threads={threads}",
+             "data.dev=[]", "data.test=[]", "train.valid_at_start=false"]
+    if cuts:
+        fixed.append("data.train=[" + ", ".join(f"{{cuts: [{c}]}}" for c in cuts) + "]")
+    if max_duration is not None:
+        fixed.append(f"data.max_duration={max_duration}")
+    return load_config(config, fixed + list(overrides))
+
+
 def main(argv: list[str] | None = None) -> Profile:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = parse_args(argv)
@@ -551,13 +563,7 @@ def main(argv: list[str] | None = None) -> Profile:
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
                             datefmt="%H:%M:%S")
-    overrides = ["data.num_workers=0", "train.device=cpu", f"train.num_threads={args.threads}",
-                 "data.dev=[]", "data.test=[]", "train.valid_at_start=false"]
-    if args.cuts:
-        overrides.append("data.train=[" + ", ".join(f"{{cuts: [{c}]}}" for c in args.cuts) + "]")
-    if args.max_duration is not None:
-        overrides.append(f"data.max_duration={args.max_duration}")
-    cfg = load_config(args.config, overrides + args.overrides)
+    cfg = profile_config(args.config, args.cuts, args.max_duration, args.threads, args.overrides)
     torch.set_num_threads(args.threads)
     load_start = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="train_profile-") as exp:

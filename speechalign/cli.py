@@ -470,7 +470,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ct2-dir", type=Path, required=True,
                    help="CTranslate2 Whisper dir with model.bin and tokenizer.json (fetch-pretrained's <out>/ct2)")
     p.add_argument("--cuts", type=Path, nargs="+", required=True, help="cut manifests (.jsonl.gz) to decode")
-    p.add_argument("--out", type=Path, required=True, help="report directory (recogs-/errs-/cer-<set>-<mode>: whisper_greedy, whisper_beam, faster_whisper_beam<B>)")
+    p.add_argument("--out", type=Path, required=True, help="report directory (recogs-/errs-/cer-<set>-<mode>; modes "
+                   "whisper_greedy, whisper_beam, faster_whisper_beam<B>)")
     p.add_argument("--language", default="zh", help="Whisper language code forced in the prompt (default: zh)")
     p.add_argument("--beam", type=int, help="beam size; 1 = greedy (default: 1 for ct2-greedy, 5 for faster-whisper)")
     p.add_argument("--backend", default="ct2-greedy", choices=("ct2-greedy", "faster-whisper"),

@@ -108,6 +108,7 @@ def _within_window(cutset: CutSet, set_name: str) -> tuple[CutSet, list[str]]:
 
 
 BACKENDS = ("ct2-greedy", "faster-whisper")
+SAMPLING_SEED = 0
 
 
 class FasterWhisper:
@@ -135,13 +136,19 @@ class FasterWhisper:
         logging.getLogger("faster_whisper").setLevel(logging.WARNING)   # not one INFO line per utterance
 
     def transcribe(self, audio: np.ndarray) -> str:
+        import ctranslate2
+
+        # Its temperature fallback samples: seeded per utterance, so a rerun (or another batch size) gives
+        # the same hypotheses.
+        ctranslate2.set_random_seed(SAMPLING_SEED)
         segments, _ = self.model.transcribe(audio, language=self.language, task="transcribe", beam_size=self.beam)
         return "".join(s.text for s in segments).strip()
 
     def describe(self) -> str:
         return (f"faster-whisper {self.version} WhisperModel.transcribe at its defaults (beam_size={self.beam}, "
                 "best_of=5, temperature fallback 0.0-1.0, compression_ratio_threshold=2.4, log_prob_threshold=-1.0, "
-                f"no_speech_threshold=0.6, condition_on_previous_text=True), compute_type={self.compute_type}")
+                f"no_speech_threshold=0.6, condition_on_previous_text=True; sampling seed {SAMPLING_SEED} per "
+                f"utterance), compute_type={self.compute_type}")
 
 
 def decode_ct2_whisper(ct2_dir: str | Path, cuts: list[str | Path], out_dir: str | Path, language: str = "zh",

@@ -69,10 +69,16 @@ class ASRModel(nn.Module):
         return [self.att_vocab.encode(t) for t in texts]
 
     def set_train_vocab(self, ids: list[int] | None) -> None:
-        """Restrict the training softmax to ``ids`` (the tokens the training targets use, the end token
-        among them); evaluation always scores the whole vocabulary."""
-        self.train_vocab = None if ids is None else torch.tensor(sorted(set(ids)), dtype=torch.long,
-                                                                  device=self.ctc.weight.device)
+        """Restrict the decoder to ``ids`` (the tokens the training targets use, the end token among them):
+        the training softmax runs over them only, and decoding never outputs another token."""
+        device = self.ctc.weight.device
+        if ids is None:
+            self.train_vocab = self.decoder.allowed = None
+            return
+        self.train_vocab = torch.tensor(sorted(set(ids)), dtype=torch.long, device=device)
+        allowed = torch.zeros(self.att_vocab_size, dtype=torch.bool, device=device)
+        allowed[self.train_vocab] = True
+        self.decoder.allowed = allowed
 
     def encode(self, wav: torch.Tensor, wav_lens: torch.Tensor, start_layer: int | None = None) -> EncoderOutput:
         """Raw input, or with ``start_layer`` the (cached) input of that encoder layer and its frame counts."""
@@ -120,17 +126,18 @@ class ASRModel(nn.Module):
     def attention_loss(self, memory: torch.Tensor, lengths: torch.Tensor, targets: list[list[int]],
                        batch: int | None = None) -> tuple[torch.Tensor, torch.Tensor, dict]:
         """Teacher-forced cross-entropy (summed over tokens, divided by ``batch``), token accuracy, and
-        the decoder's inputs and logits. In training with a restricted vocabulary the softmax runs over
-        ``train_vocab`` only: the loss of a full softmax whose other logits are minus infinity."""
+        the decoder's inputs and logits. With a restricted vocabulary the softmax runs over ``train_vocab``
+        only: the loss of a full softmax whose other logits are minus infinity. A validation target token
+        outside it cannot be produced and is left out of the loss."""
         inp, gold, pad = self.teacher_forcing(targets, memory.device)
         memory_pad = padding_mask(lengths, memory.shape[1])
-        vocab = self.train_vocab if self.training else None
+        vocab = self.train_vocab
         logits = self.decoder(inp, memory, memory_pad, pad, vocab=vocab)
         if vocab is not None:
             remap = torch.full((self.att_vocab_size,), IGNORE, dtype=torch.long, device=gold.device)
             remap[vocab] = torch.arange(len(vocab), device=gold.device)
             mapped = torch.where(gold == IGNORE, gold, remap[gold.clamp(min=0)])
-            if bool(((mapped == IGNORE) & (gold != IGNORE)).any()):
+            if self.training and bool(((mapped == IGNORE) & (gold != IGNORE)).any()):
                 raise ValueError("model.decoder.train_vocab=targets: a training target uses a token outside the "
                                  "training vocabulary (the vocabulary is built from the training manifests)")
             gold = mapped

@@ -39,6 +39,9 @@ class AttentionDecoder(nn.Module):
         self.out = None if tie_output else nn.Linear(d_model, vocab_size)
         self.scale = math.sqrt(d_model) if scale_embedding else 1.0
         self.max_len = max_len
+        # Tokens a decoder trained with a restricted softmax may output: the others' logits were never
+        # trained down, and free, they win (byte fragments, runaway hypotheses). None = every token.
+        self.register_buffer("allowed", None, persistent=False)
 
     def forward(self, tokens: torch.Tensor, memory: torch.Tensor, memory_pad: torch.Tensor,
                 token_pad: torch.Tensor | None = None, vocab: torch.Tensor | None = None) -> torch.Tensor:
@@ -54,12 +57,16 @@ class AttentionDecoder(nn.Module):
         return self.project(x, vocab)
 
     def project(self, x: torch.Tensor, vocab: torch.Tensor | None = None) -> torch.Tensor:
-        """Output logits of decoder states, over every token or the rows ``vocab``."""
-        if self.out is not None:
-            if vocab is None:
-                return self.out(x)
-            return nn.functional.linear(x, self.out.weight[vocab], self.out.bias[vocab])
-        return nn.functional.linear(x, self.embed.weight if vocab is None else self.embed.weight[vocab])
+        """Output logits of decoder states, over the rows ``vocab``, or over every token (minus infinity
+        outside ``allowed`` when the decoder was trained on a restricted vocabulary)."""
+        if vocab is not None:
+            if self.out is not None:
+                return nn.functional.linear(x, self.out.weight[vocab], self.out.bias[vocab])
+            return nn.functional.linear(x, self.embed.weight[vocab])
+        logits = self.out(x) if self.out is not None else nn.functional.linear(x, self.embed.weight)
+        if self.allowed is not None:
+            logits = logits.masked_fill(~self.allowed, float("-inf"))
+        return logits
 
     def memory_kv(self, memory: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """Each layer's cross-attention keys and values of ``memory`` (B, T, D), as (B, heads, T, d_head):
@@ -95,5 +102,4 @@ class AttentionDecoder(nn.Module):
             att = nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=keep)
             x = x + mha.out_proj(att.transpose(1, 2).reshape(x.shape))
             x = x + layer.linear2(layer.activation(layer.linear1(layer.norm3(x))))
-        last = self.layers.norm(x[:, -1])
-        return self.out(last) if self.out is not None else nn.functional.linear(last, self.embed.weight)
+        return self.project(self.layers.norm(x[:, -1]))

@@ -15,6 +15,22 @@ from speechalign.models.lora import has_lora, merge_lora
 from speechalign.text import CharTokenizer
 
 STEP_DIR = re.compile(r"^step-(\d+)$")
+#: the decoder tokens of a model trained with model.decoder.train_vocab=targets (one id per line)
+ATT_TRAIN_VOCAB = "att_train_vocab.txt"
+
+
+def write_ids(path: Path, ids: list[int]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text("".join(f"{i}\n" for i in ids), encoding="utf-8")
+    tmp.replace(path)
+
+
+def read_ids(path: Path) -> list[int]:
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found: a model trained with model.decoder.train_vocab=targets needs "
+                                "the list of tokens it was trained on (written by speechalign train)")
+    return [int(line) for line in path.read_text(encoding="utf-8").split()]
 
 
 def list_checkpoints(ckpt_root: Path) -> list[Path]:
@@ -93,6 +109,8 @@ def build_experiment_model(exp_dir: str | Path) -> tuple[ExperimentConfig, CharT
         decoder_json = exp_dir / "decoder.json"
         att_vocab = WhisperVocab(exp_dir / "whisper_tokenizer.json", cfg.model.decoder.language)
     model = build_model(cfg, len(tokenizer), hf_config if hf_config.is_file() else None, decoder_json, att_vocab)
+    if cfg.model.decoder.train_vocab == "targets":
+        model.set_train_vocab(read_ids(exp_dir / ATT_TRAIN_VOCAB))
     return cfg, tokenizer, model
 
 

@@ -28,6 +28,7 @@ from speechalign.data.manifest import DuplicateIds, ManifestError, cut_meta, ope
 from speechalign.decode.cer import CerScorer
 from speechalign.decode.ctc import ctc_greedy
 from speechalign.models import ASRModel, build_model
+from speechalign.models.experiment import ATT_TRAIN_VOCAB, read_ids, write_ids
 from speechalign.retrieval.vectors import center_frames
 from speechalign.retrieval.yubao import mean_off_diagonal, yubao_protocol
 from speechalign.text import CharTokenizer
@@ -174,7 +175,12 @@ class Trainer:
         self.model.to(self.device)
         self._apply_freeze()
         if cfg.model.decoder.train_vocab == "targets":
-            self.model.set_train_vocab(self._training_att_vocab())
+            vocab_file = self.exp_dir / ATT_TRAIN_VOCAB
+            if self.resume_from is None and self.dist.main:
+                write_ids(vocab_file, training_att_vocab(cfg, self.model))
+            if self.dist.enabled:
+                torch.distributed.barrier()
+            self.model.set_train_vocab(read_ids(vocab_file))
         self.terms = build_terms(cfg, self.model)
         n = sum(p.numel() for p in self.model.parameters())
         trainable = sum(p.numel() for p in self.model.parameters() if p.requires_grad)
@@ -183,17 +189,6 @@ class Trainer:
                  f", training softmax over {len(self.model.train_vocab)} of {self.model.att_vocab_size} tokens"
                  if self.model.train_vocab is not None else "",
                  "".join(f", + {t.name} (weight {t.weight})" for t in self.terms))
-
-    def _training_att_vocab(self) -> list[int]:
-        """Every BPE token of the attention targets of the training cuts, plus the end token."""
-        ids = {self.model.att_eos}
-        translation = self.cfg.model.decoder.targets == "translation"
-        for cut in train_cuts(self.cfg.data.train, self.cfg.train.seed, True):
-            meta = cut_meta(cut)
-            text = meta["translation"] if translation else meta["text"]
-            if text:
-                ids.update(self.model.att_vocab.encode(text))
-        return sorted(ids)
 
     def _attention_vocab(self, resuming: bool):
         """Whisper's BPE vocabulary when the attention branch is Whisper's decoder; its architecture and
@@ -542,6 +537,18 @@ def dev_retrieval_r1(dev_cuts, ids: list[str], frames: dict[int, list[np.ndarray
                                 mode="seqsim", workers=1)
         out[layer] = mean_off_diagonal(result.table)
     return out
+
+
+def training_att_vocab(cfg: ExperimentConfig, model: ASRModel) -> list[int]:
+    """Every BPE token of the attention targets of the training cuts, plus the end token."""
+    ids = {model.att_eos}
+    translation = cfg.model.decoder.targets == "translation"
+    for cut in train_cuts(cfg.data.train, cfg.train.seed, True):
+        meta = cut_meta(cut)
+        text = meta["translation"] if translation else meta["text"]
+        if text:
+            ids.update(model.att_vocab.encode(text))
+    return sorted(ids)
 
 
 def train(cfg: ExperimentConfig, exp_dir: str | Path, resume: bool = False) -> Path | None:

@@ -142,3 +142,19 @@ def test_a_key_bias_is_dropped_without_changing_the_output():
         theirs = torch.nn.functional.linear(hf(input_ids=tokens, encoder_hidden_states=memory).last_hidden_state,
                                             hf.embed_tokens.weight)
     assert torch.allclose(ours, theirs, atol=1e-5)
+
+
+def test_fetch_pretrained_adds_hf_to_a_dir_imported_before_it_existed(tiny, tmp_path):
+    """No download: the model is already imported (keep_ct2, as fetch-pretrained does), only hf/ is missing."""
+    from transformers import WhisperForConditionalGeneration
+
+    from speechalign.models.fetch import fetch_pretrained
+
+    original, ct2_dir, _ = tiny
+    cache = import_whisper(ct2_dir, tmp_path / "whisper-base", keep_ct2=True, hf=False)
+    assert not (cache / "hf").exists()
+    assert fetch_pretrained("whisper-base", cache) == cache
+    ours = WhisperForConditionalGeneration.from_pretrained(cache / "hf").state_dict()
+    ref = WhisperForConditionalGeneration.from_pretrained(original).state_dict()
+    assert all(torch.equal(ours[k], v) for k, v in ref.items())
+    assert json.loads((cache / "hf/export_source.json").read_text())["whisper_dir"] == ".."

@@ -227,3 +227,25 @@ def test_a_translating_decoder_is_decoded_alone_and_scored_with_bleu(parallel_co
     recogs = (out / "recogs-par_dev-attention_beam.txt").read_text(encoding="utf-8").splitlines()[2:]
     refs = {line.split("\t")[2] for line in recogs if line}
     assert refs and all(set(r) <= set(TRANSLATED) for r in refs)
+
+
+def test_a_restricted_decoder_decodes_within_its_training_vocabulary(parallel_corpus, whisper_pair, tmp_path):
+    from speechalign.decode.attention import attention_beam
+    from speechalign.decode.run import decode
+
+    exp = tmp_path / "exp"
+    train(_cfg(parallel_corpus, whisper_pair, "model.decoder.train_vocab=targets"), exp)
+    ids = [int(x) for x in (exp / "att_train_vocab.txt").read_text().split()]
+    _, _, model = load_experiment(exp)
+    assert model.train_vocab.tolist() == sorted(ids) and int(model.decoder.allowed.sum()) == len(ids)
+    torch.manual_seed(0)
+    with torch.no_grad():
+        for _ in range(3):   # random memories: an unrestricted decoder would emit unseen tokens here
+            out = attention_beam(model, torch.randn(40, 64) * 3, beam=3)
+            assert set(out) <= set(ids)
+        # validation scores targets with unseen tokens (left out of the loss) instead of failing
+        enc = model.encode(torch.randn(1, 16000) * 0.1, torch.tensor([16000]))
+        loss, _, _ = model.attention_loss(enc.last, enc.lengths, [[5, 6, max(set(range(model.att_vocab_size)) - set(ids))]])
+    assert torch.isfinite(loss)
+    scorer = decode(exp, [parallel_corpus["dev"]], mode="attention_beam", beam=2)["par_dev"]
+    assert scorer.overall().utts == 12
