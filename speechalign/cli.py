@@ -161,7 +161,7 @@ def _cmd_decode_whisper(args) -> None:
     _require_cuts(args.cuts, "--cuts")
     decode_ct2_whisper(args.ct2_dir, args.cuts, args.out, language=args.language, beam=args.beam,
                        max_duration=args.max_duration, device=args.device, compute_type=args.compute_type,
-                       backend=args.backend)
+                       backend=args.backend, threads=args.threads)
 
 
 def _cmd_transcribe(args) -> None:
@@ -485,6 +485,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="auto = cuda when CTranslate2 sees a GPU, else cpu (default: auto)")
     p.add_argument("--compute-type", default="default",
                    help="CTranslate2 compute type: default, float32, float16, int8, int8_float16, ... (default: default)")
+    p.add_argument("--threads", type=int, default=0, help="CPU threads (default 0: CTranslate2's own, every core)")
     p.set_defaults(func=_cmd_decode_whisper)
 
     p = sub.add_parser("transcribe", help="print the transcript of audio files (any sample rate/channels)",

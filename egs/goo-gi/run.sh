@@ -140,10 +140,18 @@ if run_stage 4; then
     touch "$exp/lm/.done"
   fi
   if [ -f "$whisper/ct2/model.bin" ] && [ ! -f "$out/zero-shot/.done" ]; then
+    # Greedy CTranslate2 (labelled as such), and faster-whisper as users run it: its defaults (beam 5, temperature
+    # fallback, compression-ratio and log-prob thresholds), and beam 1. "Beats zero-shot" means beats beam 5.
     speechalign decode-whisper --ct2-dir "$whisper/ct2" --cuts "$data/goo-gi_cuts_test.jsonl.gz" --out "$out/zero-shot" \
       --language zh --beam 1
-    # The same output against the Mandarin sentences: the zero-shot row of the translation variant's BLEU/chrF.
-    speechalign score-translation --recogs "$out"/zero-shot/recogs-goo-gi_test-*.txt --cuts "$data/goo-gi_cuts_test.jsonl.gz"
+    for b in 5 1; do
+      speechalign decode-whisper --ct2-dir "$whisper/ct2" --cuts "$data/goo-gi_cuts_test.jsonl.gz" --out "$out/zero-shot" \
+        --language zh --backend faster-whisper --beam "$b"
+    done
+    # The same outputs against the Mandarin sentences: the zero-shot rows of the translation variant's BLEU/chrF.
+    for r in "$out"/zero-shot/recogs-goo-gi_test-*.txt; do
+      speechalign score-translation --recogs "$r" --cuts "$data/goo-gi_cuts_test.jsonl.gz"
+    done
     touch "$out/zero-shot/.done"
   fi
 fi
@@ -189,6 +197,26 @@ if run_stage 6; then
   done
 fi
 
+if run_stage 6; then
+  # The cascade: transcribe, then compare texts (TF-IDF over character 1-3-grams), through the same protocol.
+  log "stage 6: cascade retrieval over transcripts (references = the text ceiling)"
+  cascade() {   # cascade NAME TEXTS
+    [ -f "$out/retrieval/goo-gi-text/$1/.done" ] && return 0
+    speechalign retrieve-text --texts "$2" --cuts "$data/goo-gi_cuts_test.jsonl.gz" --protocol yubao \
+      --out "$out/retrieval/goo-gi-text/$1" --name "$1"
+    touch "$out/retrieval/goo-gi-text/$1/.done"
+  }
+  cascade text-reference "$data/goo-gi_cuts_test.jsonl.gz"
+  for r in "$out"/zero-shot/recogs-goo-gi_test-*.txt; do
+    [ -f "$r" ] || continue
+    mode=${r##*-goo-gi_test-}; cascade "text-zero-shot-${mode%.txt}" "$r"
+  done
+  for r in "$out"/*/decode/"$checkpoint"/recogs-goo-gi_test-*.txt "$exp"/decode/"$checkpoint"/recogs-goo-gi_test-*.txt; do
+    [ -f "$r" ] || continue
+    system=${r%/decode/*}; mode=${r##*-goo-gi_test-}; cascade "text-$(basename "$system")-${mode%.txt}" "$r"
+  done
+fi
+
 if run_stage 7; then
   log "stage 7: tables"
   cer=()
@@ -208,7 +236,9 @@ if run_stage 7; then
   speechalign compare-cer "${cer[@]}" --out "$out/cer-goo-gi-test" --title "goo-gi test split: per-variety CER" \
     --order Mandarin "Taiwanese Hokkien" "Kinmen Hokkien" "Matsu Eastern Min"
   yubao=()
-  for d in "$out"/retrieval/goo-gi/*/; do yubao+=("$(basename "$d")=$d"); done
+  for d in "$out"/retrieval/goo-gi/*/ "$out"/retrieval/goo-gi-text/*/; do
+    [ -d "$d" ] && yubao+=("$(basename "$d")=$d")
+  done
   speechalign compare-yubao "${yubao[@]}" --out "$out/yubao-goo-gi-test" \
     --title "goo-gi test split, YuBao protocol (3 subgroups, 10 sites)"
   if [ -d "$out/retrieval/tw-hokkien" ]; then

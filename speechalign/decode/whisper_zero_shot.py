@@ -75,7 +75,7 @@ def whisper_features(wav: torch.Tensor, wav_lens: torch.Tensor, mel: WhisperLogM
     return np.ascontiguousarray(feats.numpy(), dtype=np.float32)
 
 
-def load_whisper(ct2_dir: Path, device: str, compute_type: str):
+def load_whisper(ct2_dir: Path, device: str, compute_type: str, threads: int = 0):
     try:
         import ctranslate2
     except ImportError:  # a dependency of the package: only a broken or partial install lacks it
@@ -84,7 +84,7 @@ def load_whisper(ct2_dir: Path, device: str, compute_type: str):
 
     if device == "auto":
         device = "cuda" if ctranslate2.get_cuda_device_count() > 0 else "cpu"
-    return ctranslate2.models.Whisper(str(ct2_dir), device=device, compute_type=compute_type)
+    return ctranslate2.models.Whisper(str(ct2_dir), device=device, compute_type=compute_type, intra_threads=threads)
 
 
 def generate(model, feats: np.ndarray, text: WhisperText, beam: int, max_length: int) -> list[str]:
@@ -115,7 +115,7 @@ class FasterWhisper:
     """faster-whisper's ``WhisperModel`` on a local CTranslate2 dir, offline: its tokenizer.json is there,
     and without a preprocessor_config.json the feature extractor gets the model's mel bins."""
 
-    def __init__(self, ct2_dir: Path, device: str, compute_type: str, language: str, beam: int):
+    def __init__(self, ct2_dir: Path, device: str, compute_type: str, language: str, beam: int, threads: int = 0):
         try:
             import faster_whisper
             from faster_whisper.feature_extractor import FeatureExtractor
@@ -128,7 +128,8 @@ class FasterWhisper:
             device = "cuda" if ctranslate2.get_cuda_device_count() > 0 else "cpu"
         # "default" keeps the converted type, which CTranslate2 runs as float32 on CPU (float16 weights).
         compute_type = "float32" if compute_type == "default" and device == "cpu" else compute_type
-        self.model = faster_whisper.WhisperModel(str(ct2_dir), device=device, compute_type=compute_type)
+        self.model = faster_whisper.WhisperModel(str(ct2_dir), device=device, compute_type=compute_type,
+                                                 cpu_threads=threads)
         if self.model.feature_extractor.mel_filters.shape[0] != self.model.model.n_mels:
             self.model.feature_extractor = FeatureExtractor(feature_size=self.model.model.n_mels)
         self.language, self.beam, self.version = language, beam, faster_whisper.__version__
@@ -154,13 +155,13 @@ class FasterWhisper:
 def decode_ct2_whisper(ct2_dir: str | Path, cuts: list[str | Path], out_dir: str | Path, language: str = "zh",
                        beam: int | None = None, max_duration: float = 240.0, device: str = "cpu",
                        compute_type: str = "default", max_length: int = 448,
-                       backend: str = "ct2-greedy") -> dict[str, CerScorer]:
+                       backend: str = "ct2-greedy", threads: int = 0) -> dict[str, CerScorer]:
     """Decode each manifest zero-shot and write reports to ``out_dir``; returns scorers by set name.
 
     ``max_duration`` counts padded 30-s windows (what the encoder actually computes): 240 -> 8 per batch.
     ``backend``: ``ct2-greedy`` (beam default 1) or ``faster-whisper`` (beam default 5, its own default;
     one utterance at a time, as its ``transcribe`` takes them). Both skip cuts over 30 s, so every row
-    covers the same sentences.
+    covers the same sentences. ``threads``: CPU threads (0 = CTranslate2's default, every core).
     """
     if backend not in BACKENDS:
         raise ValueError(f"decode-whisper: unknown backend {backend!r}; choose from {', '.join(BACKENDS)}")
@@ -170,10 +171,10 @@ def decode_ct2_whisper(ct2_dir: str | Path, cuts: list[str | Path], out_dir: str
     ct2_dir, out_dir = check_ct2_dir(ct2_dir), Path(out_dir)
     text = WhisperText(ct2_dir / "tokenizer.json", language)
     if backend == "faster-whisper":
-        fw = FasterWhisper(ct2_dir, device, compute_type, language, beam)
+        fw = FasterWhisper(ct2_dir, device, compute_type, language, beam, threads)
         mode = f"faster_whisper_beam{beam}"
     else:
-        model = load_whisper(ct2_dir, device, compute_type)
+        model = load_whisper(ct2_dir, device, compute_type, threads)
         mel = WhisperLogMel(model.n_mels)
         mode = f"whisper_{'greedy' if beam == 1 else 'beam'}"
     results = {}
