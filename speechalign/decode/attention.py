@@ -28,7 +28,9 @@ def attention_scores(model: ASRModel, memory: torch.Tensor, hyps: list[tuple[int
     pad = torch.zeros(mem.shape[:2], dtype=torch.bool, device=memory.device)
     logp = model.decoder(inp, mem, pad, token_pad).float().log_softmax(-1)
     picked = logp.gather(-1, gold.clamp(min=0).unsqueeze(-1)).squeeze(-1)
-    return (picked * (gold != -1)).sum(-1)
+    # where, not a product: a padded position's placeholder token may be one a restricted decoder cannot
+    # output (log-prob -inf), and -inf * 0 is NaN, which would make every hypothesis tie
+    return torch.where(gold != -1, picked, torch.zeros_like(picked)).sum(-1)
 
 
 def attention_rescoring(model: ASRModel, log_probs: torch.Tensor, memory: torch.Tensor, beam: int,

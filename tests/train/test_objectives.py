@@ -249,3 +249,11 @@ def test_a_restricted_decoder_decodes_within_its_training_vocabulary(parallel_co
     assert torch.isfinite(loss)
     scorer = decode(exp, [parallel_corpus["dev"]], mode="attention_beam", beam=2)["par_dev"]
     assert scorer.overall().utts == 12
+    # rescoring pads hypotheses of unequal length with token 0, which this decoder cannot output: the scores
+    # must stay finite and distinct (a NaN made every hypothesis tie, so rescoring returned CTC's best)
+    from speechalign.decode.attention import attention_scores
+
+    assert 0 not in ids
+    short, long = [ids[1]], [ids[1], ids[2], ids[3]]
+    scores = attention_scores(model, torch.randn(40, 64), [short, long])
+    assert torch.isfinite(scores).all() and scores[0] != scores[1]
