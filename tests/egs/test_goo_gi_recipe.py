@@ -16,7 +16,7 @@ def corpora(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("real")
     (root / "tiny").mkdir()
-    hf = make_tiny_whisper(root / "tiny")
+    hf = make_tiny_whisper(root / "tiny", whisper_vocab=True)   # faster-whisper looks Whisper's tokens up
     whisper = import_whisper(convert_to_ct2(hf, root / "ct2"), root / "whisper", keep_ct2=True)
     return {"goo-gi": fake_corpora.goo_gi_tree(root / "goo-gi"), "lan-lai": fake_corpora.lan_lai_tree(root / "lan-lai"),
             "tw-hokkien": fake_corpora.hokkien_tree(root / "tw"), "whisper": whisper,
