@@ -24,7 +24,7 @@ from lhotse import CutSet, Recording, SupervisionSegment
 from lhotse.cut import Cut
 
 from speechalign.data.audio import quiet_id3
-from speechalign.data.contamination import PrepReport
+from speechalign.data.contamination import PrepReport, drop_contaminated
 from speechalign.text import normalize
 
 log = logging.getLogger("speechalign.data_prep")
@@ -311,6 +311,26 @@ def decoded_recordings(items: list[tuple[Path, str]], report: PrepReport,
         report.note(f"{len(lying)} of {len(items)} files: decoded length differs from the header by more than "
                     f"{tolerance * 1000:.0f} ms (the decoded length is used): " + ", ".join(lying))
     return out
+
+
+def save_training_corpus(cuts: list[Cut], output_dir: str | Path, corpus: str, report: PrepReport,
+                         exclude_texts_from: list[str | Path] | None = None) -> dict[str, CutSet]:
+    """A corpus that is training data only: drop cuts whose text is in an evaluation manifest (counted),
+    write the train split and the report."""
+    if exclude_texts_from:
+        cuts = drop_contaminated(cuts, exclude_texts_from, report)
+    out = {"train": save_split(cuts, output_dir, corpus, "train", report)}
+    report.write(output_dir)
+    return out
+
+
+def add_training_corpus_cli(subparsers, name: str, help: str, layout: str, prepare: Callable) -> None:
+    """``speechalign prepare <name> --corpus-dir D --output-dir O [--exclude-texts-from M ...]``."""
+    p = subparsers.add_parser(name, help=help)
+    p.add_argument("--corpus-dir", required=True, type=Path, help=f"{name} root ({layout})")
+    p.add_argument("--output-dir", required=True, type=Path, help="where the manifest and the report are written")
+    add_exclude_option(p)
+    p.set_defaults(func=lambda a: prepare(a.corpus_dir, a.output_dir, exclude_texts_from=a.exclude_texts_from))
 
 
 def add_exclude_option(parser, required: bool = False) -> None:

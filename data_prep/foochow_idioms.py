@@ -23,11 +23,10 @@ from pathlib import Path
 
 from lhotse import CutSet
 
-from data_prep.common import (PrepReport, add_exclude_option, clean_transcript, decoded_recordings, dialect_label,
+from data_prep.common import (PrepReport, add_training_corpus_cli, clean_transcript, decoded_recordings, dialect_label,
                               make_cut, note_alternatives, note_unknown_spellings, require_dir, require_paths,
-                              save_split)
+                              save_training_corpus)
 from data_prep.component_spellings import COMPONENT_SPELLINGS, spellings_in
-from speechalign.data.contamination import drop_contaminated
 
 CORPUS = "foochow-idioms"
 VARIETY = "fuzhou"
@@ -95,17 +94,9 @@ def prepare_foochow_idioms(corpus_dir: str | Path, output_dir: str | Path,
     _note_replaced_spellings(report, replaced, replaced_in)
     note_unknown_spellings(report, unknown)
     note_alternatives(report, cuts)
-    if exclude_texts_from:
-        cuts = drop_contaminated(cuts, exclude_texts_from, report)
-    out = {"train": save_split(cuts, output_dir, CORPUS, "train", report)}
-    report.write(output_dir)
-    return out
+    return save_training_corpus(cuts, output_dir, CORPUS, report, exclude_texts_from)
 
 
 def add_cli(subparsers) -> None:
-    p = subparsers.add_parser("foochow-idioms", help="foochow-idioms: Fuzhou Eastern Min proverbs (training data)")
-    p.add_argument("--corpus-dir", required=True, type=Path, help="foochow-idioms root (offline_api/, www/)")
-    p.add_argument("--output-dir", required=True, type=Path, help="where the manifest and the report are written")
-    add_exclude_option(p)
-    p.set_defaults(func=lambda a: prepare_foochow_idioms(a.corpus_dir, a.output_dir,
-                                                         exclude_texts_from=a.exclude_texts_from))
+    add_training_corpus_cli(subparsers, CORPUS, "foochow-idioms: Fuzhou Eastern Min proverbs (training data)",
+                            "offline_api/, www/", prepare_foochow_idioms)

@@ -25,9 +25,8 @@ from pathlib import Path
 
 from lhotse import CutSet
 
-from data_prep.common import (PrepReport, add_exclude_option, decoded_recordings, dialect_label, make_cut,
-                              require_dir, require_paths, save_split)
-from speechalign.data.contamination import drop_contaminated
+from data_prep.common import (PrepReport, add_training_corpus_cli, decoded_recordings, dialect_label, make_cut,
+                              require_dir, require_paths, save_training_corpus)
 from speechalign.text import normalize
 
 CORPUS = "kasu100"
@@ -111,16 +110,9 @@ def prepare_kasu100(corpus_dir: str | Path, output_dir: str | Path, exclude_text
                        variety=VARIETY, translation=card["back"] or None, romanization=card["pinyin"] or None)
         if cut is not None:
             cuts.append(cut)
-    if exclude_texts_from:
-        cuts = drop_contaminated(cuts, exclude_texts_from, report)
-    out = {"train": save_split(cuts, output_dir, CORPUS, "train", report)}
-    report.write(output_dir)
-    return out
+    return save_training_corpus(cuts, output_dir, CORPUS, report, exclude_texts_from)
 
 
 def add_cli(subparsers) -> None:
-    p = subparsers.add_parser("kasu100", help="kasu100: Zhao'an Hakka everyday phrases with Mandarin (training data)")
-    p.add_argument("--corpus-dir", required=True, type=Path, help="kasu100 root (data.js, kNNN.mp3)")
-    p.add_argument("--output-dir", required=True, type=Path, help="where the manifest and the report are written")
-    add_exclude_option(p)
-    p.set_defaults(func=lambda a: prepare_kasu100(a.corpus_dir, a.output_dir, exclude_texts_from=a.exclude_texts_from))
+    add_training_corpus_cli(subparsers, CORPUS, "kasu100: Zhao'an Hakka everyday phrases with Mandarin (training data)",
+                            "data.js, kNNN.mp3", prepare_kasu100)

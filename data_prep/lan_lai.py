@@ -21,9 +21,8 @@ from pathlib import Path
 
 from lhotse import CutSet
 
-from data_prep.common import (PrepReport, add_exclude_option, clean_transcript, decoded_recordings, dialect_label,
-                              make_cut, note_unknown_spellings, require_dir, save_split)
-from speechalign.data.contamination import drop_contaminated
+from data_prep.common import (PrepReport, add_training_corpus_cli, clean_transcript, decoded_recordings, dialect_label,
+                              make_cut, note_unknown_spellings, require_dir, save_training_corpus)
 
 CORPUS = "lan-lai"
 LAYOUT = """  <corpus_dir>/csv/3-1.csv, 3-2.csv  (header: Iah, Tsiunn, Ho, Hanji, Lomaji, Huagi, Imtong or ImTong)
@@ -77,16 +76,9 @@ def prepare_lan_lai(corpus_dir: str | Path, output_dir: str | Path, exclude_text
             cut.supervisions[0].custom["raw_text"] = row["Hanji"]
             cuts.append(cut)
     note_unknown_spellings(report, unknown)
-    if exclude_texts_from:
-        cuts = drop_contaminated(cuts, exclude_texts_from, report)
-    out = {"train": save_split(cuts, output_dir, CORPUS, "train", report)}
-    report.write(output_dir)
-    return out
+    return save_training_corpus(cuts, output_dir, CORPUS, report, exclude_texts_from)
 
 
 def add_cli(subparsers) -> None:
-    p = subparsers.add_parser("lan-lai", help="lan-lai: Taiwanese Hokkien course sentences (training data)")
-    p.add_argument("--corpus-dir", required=True, type=Path, help="lan-lai root (csv/, mp3/03/)")
-    p.add_argument("--output-dir", required=True, type=Path, help="where the manifest and the report are written")
-    add_exclude_option(p)
-    p.set_defaults(func=lambda a: prepare_lan_lai(a.corpus_dir, a.output_dir, exclude_texts_from=a.exclude_texts_from))
+    add_training_corpus_cli(subparsers, CORPUS, "lan-lai: Taiwanese Hokkien course sentences (training data)",
+                            "csv/, mp3/03/", prepare_lan_lai)
