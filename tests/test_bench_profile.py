@@ -2,20 +2,14 @@
 encoder layer is in the table, frozen layers cost forward only, and the totals are positive."""
 
 import importlib.util
-import json
 import sys
 from pathlib import Path
 
 import pytest
-import torch
-from safetensors.torch import save_file
 
-from speechalign.models.decoder import AttentionDecoder
+from tests.train.conftest import make_whisper_like_dir
 
 ROOT = Path(__file__).resolve().parents[1]
-SPECIALS = ["<|endoftext|>", "<|startoftranscript|>", "<|zh|>", "<|transcribe|>", "<|notimestamps|>"]
-ARCH = dict(d_model=32, num_layers=1, num_heads=2, ffn_dim=64, max_len=64, activation="gelu",
-            learned_positions=True, scale_embedding=False, tie_output=True)
 
 
 @pytest.fixture(scope="module")
@@ -32,21 +26,7 @@ def bench():
 
 @pytest.fixture(scope="module")
 def decoder_dir(tmp_path_factory):
-    """What fetch-pretrained leaves: decoder.json, decoder.safetensors and a byte-level BPE tokenizer.json."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
-
-    root = tmp_path_factory.mktemp("whisper_like")
-    alphabet = sorted(pre_tokenizers.ByteLevel.alphabet())
-    tok = Tokenizer(models.BPE(vocab={c: i for i, c in enumerate(alphabet)}, merges=[]))
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    tok.add_special_tokens(SPECIALS)
-    tok.save(str(root / "tokenizer.json"))
-    arch = {"vocab_size": tok.get_vocab_size(), **ARCH}
-    torch.manual_seed(1)
-    save_file(AttentionDecoder(**arch, dropout=0.0).state_dict(), str(root / "decoder.safetensors"))
-    (root / "decoder.json").write_text(json.dumps(arch))
-    return root
+    return make_whisper_like_dir(tmp_path_factory.mktemp("whisper_like"))
 
 
 def _args(corpus, decoder_dir, out, *extra):

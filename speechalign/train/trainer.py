@@ -360,6 +360,10 @@ class Trainer:
             log.warning("dropped %d unreadable training item(s); first: %s", self.bad["total"],
                         "; ".join(self.bad["first"][:5]))
         log.info("%s", self._timing_line())
+        if self.cache is not None:
+            log.info("cached encoder states: %d utterances, %.0f MB; %d of %d batch items read from the cache",
+                     len(self.cache.states), self.cache.megabytes(), self.cache.hits,
+                     self.cache.hits + self.cache.misses)
         if self.dist.enabled:
             self._check_ranks_in_sync()
         if self.writer:
