@@ -7,7 +7,10 @@ import os
 import re
 from pathlib import Path
 
-from speechalign.decode.report import lm_effect_table
+from speechalign.decode.report import lm_effect_table, read_cer_table
+from speechalign.models.experiment import list_checkpoints
+from speechalign.retrieval.compare import TEXT_KEY, yubao_runs
+from speechalign.train.checkpoint import read_metrics
 
 PAIR_OF_INTEREST = ("Cantonese", "Mandarin")
 
@@ -59,6 +62,39 @@ def training_curve(exp_dir: Path, out_png: Path) -> Path | None:
     return out_png
 
 
+def training_extent(exp_dir: Path) -> str | None:
+    """How far training went, from the newest checkpoint's metrics; a time cap is named, because
+    then the numbers below depend on the machine's speed."""
+    step_dirs = list_checkpoints(exp_dir / "checkpoints") if (exp_dir / "checkpoints").is_dir() else []
+    if not step_dirs:
+        return None
+    m = read_metrics(step_dirs[-1])
+    step, planned = m.get("step"), m.get("max_steps")
+    if m.get("stopped_by") == "max_minutes":
+        return (f"Training stopped at step {step} of {planned}: the {m['max_minutes']:g}-minute cap "
+                "(`train.max_minutes`) ran out, so these results depend on this machine's speed.")
+    return f"Trained {step} steps" + (f" of {planned} planned." if planned and planned != step else ".")
+
+
+def headline_tables(decode_dir: Path, ret_dir: Path) -> str | None:
+    """The headline numbers in one place (README copies this block as it is): CER per variety for every
+    decode mode, and the mean off-diagonal R@1 of every YuBao-style matrix of the trained model."""
+    cer = {p.stem.split("-", 2)[2]: read_cer_table(p) for p in sorted(decode_dir.glob("cer-*.tsv"))} \
+        if decode_dir.is_dir() else {}
+    parts = []
+    if cer:
+        varieties = sorted({v for t in cer.values() for v in t} - {"overall"}) + ["overall"]
+        parts.append(_md_table(["test CER %", *varieties],
+                               [[mode, *(f"{t[v]:.2f}" if v in t else "n/a" for v in varieties)] for mode, t in cer.items()]))
+    runs = yubao_runs(ret_dir / "trained") if (ret_dir / "trained").is_dir() else {}
+    means = [[mode, str(layer), "dialect" if centered else "none", f"{r1:.2f}"]
+             for (mode, centered), by_layer in sorted(runs.items()) if mode != TEXT_KEY[0]
+             for layer, r1 in sorted(by_layer.items())]
+    if means:
+        parts.append(_md_table(["YuBao-style matrix", "layer", "centering", "mean off-diagonal R@1 %"], means))
+    return "\n".join(parts) if parts else None
+
+
 def _read_tsv(path: Path) -> list[dict]:
     lines = [line for line in path.read_text(encoding="utf-8").splitlines() if not line.startswith("#")]
     return list(csv.DictReader(lines, delimiter="\t"))
@@ -105,13 +141,18 @@ def write_report(out_dir: str | Path, exp_dir: str | Path, retrieval_dir: str | 
     if (out_dir / "retrieval.html").is_file():
         parts += ["Listen to the retrieval results: [retrieval.html](retrieval.html) (each query's top 5 with audio, "
                   "filters by source, layer and dialect pair).", ""]
+    decode_dir = exp_dir / "decode" / checkpoint
+    headline = headline_tables(decode_dir, ret_dir)
+    if headline:
+        parts += ["## Summary", "", headline]
     stats = out_dir / "stats.txt"
     if stats.is_file():
         parts += ["## Data", "", "```", stats.read_text(encoding="utf-8").rstrip(), "```", ""]
     curve = training_curve(exp_dir, out_dir / "training_curve.png") if (exp_dir / "tensorboard").is_dir() else None
-    if curve:
-        parts += ["## Training", "", f"![training curve]({os.path.relpath(curve, out_dir)})", ""]
-    decode_dir = exp_dir / "decode" / checkpoint
+    extent = training_extent(exp_dir)
+    if curve or extent:
+        parts += ["## Training", ""] + ([extent, ""] if extent else [])
+        parts += [f"![training curve]({os.path.relpath(curve, out_dir)})", ""] if curve else []
     tables = sorted(decode_dir.glob("cer-*.md")) if decode_dir.is_dir() else []
     if tables:
         parts += ["## ASR: CER per dialect (test split)", ""]

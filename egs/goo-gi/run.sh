@@ -7,6 +7,10 @@
 #   egs/goo-gi/run.sh --goo-gi DIR --lan-lai DIR --tw-hokkien DIR [--foochow-idioms DIR] [--kasu100 DIR]
 #     [--out exp/goo-gi] [--stage N] [--stop-stage N] [--config recipes/real_whisper_base_*.yaml]
 #     [--train-ids 001-120 --dev-ids 121-140 --test-ids 141-170] [--whisper-dir DIR] [--dry-run]
+#     [--peer [--peer-minutes 60] [--peer-steps 150]]
+#     --peer also fine-tunes Whisper-base the way the transformers guide does (bench/peer_hf_whisper.py:
+#     Seq2SeqTrainer, 30-s windows, decoder loss) on the same cuts, into OUT/transformers-peer; it becomes a
+#     row of every table (CER, YuBao on its encoder with pad30, the cascade, Hokkien -> Mandarin).
 #     foochow-idioms (Fuzhou = Matsu Eastern Min) and kasu100 (Zhao'an Hakka) join the training mix when given.
 #     The experiment is named after the config (real_whisper_base_hybrid.yaml -> whisper_base_hybrid).
 #   egs/goo-gi/run.sh --eval-only --goo-gi DIR --tw-hokkien DIR --exp EXP [--checkpoint C (default avg-last3)] [--out DIR]
@@ -20,6 +24,7 @@ set -euo pipefail
 source "$(dirname "$0")/../path.sh"
 
 stage=0; stop_stage=100; out=""; dry_run=false; eval_only=false
+peer=false; peer_minutes=60; peer_steps=150
 goo_gi=""; lan_lai=""; tw_hokkien=""; foochow=""; kasu100=""; exp=""; encoder_dir=""; checkpoint=avg-last3
 split_args=()
 whisper=${SPEECHALIGN_HOME:-$HOME/.cache/speechalign}/whisper-base
@@ -41,6 +46,9 @@ while [ $# -gt 0 ]; do
     --stage) stage=$2; shift 2 ;;
     --stop-stage) stop_stage=$2; shift 2 ;;
     --eval-only) eval_only=true; shift ;;
+    --peer) peer=true; shift ;;
+    --peer-minutes) peer_minutes=$2; shift 2 ;;
+    --peer-steps) peer_steps=$2; shift 2 ;;
     --dry-run) dry_run=true; shift ;;
     *) echo "unknown option $1 (see the header of $0)" >&2; exit 1 ;;
   esac
@@ -104,6 +112,14 @@ if run_stage 2 && ! $eval_only; then
     --set "model.whisper.pretrained=$whisper" --set "model.decoder.pretrained=$whisper" \
     --set "data.train=[$mix]" \
     --set "data.dev=[$data/goo-gi_cuts_dev.jsonl.gz]" --set "data.test=[$data/goo-gi_cuts_test.jsonl.gz]"
+fi
+
+if run_stage 2 && $peer && ! $eval_only && [ ! -f "$peer_dir/summary.json" ]; then
+  log "stage 2: the transformers peer (Seq2SeqTrainer, the fine-tune Whisper guide's settings; $peer_minutes min cap)"
+  peer_extra=(); $dry_run && peer_extra=(--dry-run)
+  python "$repo_root/bench/peer_hf_whisper.py" --whisper-hf "$whisper/hf" --train "${train_sets[@]}" \
+    --dev "$data/goo-gi_cuts_dev.jsonl.gz" --eval "${test_sets[@]}" --out "$peer_dir" \
+    --max-minutes "$peer_minutes" --max-steps "$peer_steps" "${peer_extra[@]}"
 fi
 
 if run_stage 3 && ! $eval_only && ! $dry_run; then
@@ -173,6 +189,9 @@ if run_stage 5; then
     fi
     [ -n "$exp" ] && embed_once "$set" "$(basename "$exp")" --exp-dir "$exp" --checkpoint "$checkpoint"
     [ -n "$encoder_dir" ] && embed_once "$set" encoder --encoder-dir "$encoder_dir"
+    # The peer was trained on 30-s windows, so it is embedded as it was trained.
+    [ -f "$peer_dir/encoder/config.json" ] && embed_once "$set" transformers-peer --encoder-dir "$peer_dir/encoder" \
+      --length-mode pad30
   done
 fi
 
@@ -211,6 +230,8 @@ if run_stage 6; then
     [ -f "$r" ] || continue
     mode=${r##*-goo-gi_test-}; cascade "text-zero-shot-${mode%.txt}" "$r"
   done
+  [ -f "$peer_dir/decode/recogs-goo-gi_test-score.txt" ] &&
+    cascade text-transformers-peer-greedy "$peer_dir/decode/recogs-goo-gi_test-score.txt"
   for r in "$out"/*/decode/"$checkpoint"/recogs-goo-gi_test-*.txt "$exp"/decode/"$checkpoint"/recogs-goo-gi_test-*.txt; do
     [ -f "$r" ] || continue
     system=${r%/decode/*}; mode=${r##*-goo-gi_test-}; cascade "text-$(basename "$system")-${mode%.txt}" "$r"
@@ -233,6 +254,8 @@ if run_stage 7; then
          cer+=("$system ($mode)=$f") ;;
     esac
   done
+  [ -f "$peer_dir/decode/cer-goo-gi_test-score.tsv" ] &&
+    cer+=("transformers peer (greedy generate)=$peer_dir/decode/cer-goo-gi_test-score.tsv")
   speechalign compare-cer "${cer[@]}" --out "$out/cer-goo-gi-test" --title "goo-gi test split: per-variety CER" \
     --order Mandarin "Taiwanese Hokkien" "Kinmen Hokkien" "Matsu Eastern Min"
   yubao=()

@@ -338,7 +338,7 @@ class Trainer:
                 # Every rank must take the same branch, or the collectives below would pair up wrongly.
                 out_of_time = not self.dist.all_true(time.monotonic() - start <= budget)
                 if self.step % cfg.save_every == 0 or self.step >= cfg.max_steps or out_of_time:
-                    last_saved, saved_step = self._save(acc), self.step
+                    last_saved, saved_step = self._save(acc, out_of_time), self.step
                 if self.step >= cfg.max_steps or out_of_time:
                     break
             if batch is None and micro == 0 and not resumed_mid_epoch:
@@ -353,7 +353,7 @@ class Trainer:
         if out_of_time:
             log.info("time budget of %.1f min reached at step %d", cfg.max_minutes, self.step)
         if saved_step != self.step:
-            last_saved = self._save({})
+            last_saved = self._save({}, out_of_time)
         if self.nan_total:
             log.warning("skipped %d batches with a non-finite loss", self.nan_total)
         if self.bad["total"]:
@@ -507,7 +507,7 @@ class Trainer:
             epoch_stats["kept_batches"], epoch_stats["discarded_batches"] = self.consumed, 0
         return state
 
-    def _save(self, stats: dict) -> Path | None:
+    def _save(self, stats: dict, out_of_time: bool = False) -> Path | None:
         per_rank = self.dist.gather({"sampler": self._sampler_state(), "rng": rng_state(),
                                      "consumed": self.consumed})
         if not self.dist.main:
@@ -516,7 +516,9 @@ class Trainer:
                  "step": self.step, "epoch": self.epoch, "nan_total": self.nan_total, "per_rank": per_rank,
                  "bad": self.bad}
         log.info("step %d: %s", self.step, self._timing_line())
-        metrics = {"step": self.step, "epoch": self.epoch,
+        # A time cap makes results depend on the machine's speed: the report says so.
+        stopped = {"stopped_by": "max_minutes", "max_minutes": self.cfg.train.max_minutes} if out_of_time else {}
+        metrics = {"step": self.step, "max_steps": self.cfg.train.max_steps, **stopped, "epoch": self.epoch,
                    **{f"train_{k}": round(v, 5) for k, v in stats.items() if isinstance(v, float)},
                    "train_data_wait_s": round(self.timing["data_wait"], 3),
                    "train_compute_s": round(self.timing["compute"], 3),

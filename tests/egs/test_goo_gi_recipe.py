@@ -34,21 +34,22 @@ def test_recipe_dry_run_then_eval_only(corpora, tmp_path):
     run_egs("goo-gi", "--goo-gi", corpora["goo-gi"], "--lan-lai", corpora["lan-lai"], "--tw-hokkien",
             corpora["tw-hokkien"], "--foochow-idioms", corpora["foochow-idioms"], "--kasu100", corpora["kasu100"],
             "--whisper-dir", corpora["whisper"], "--out", out, "--train-ids", "001-003",
-            "--dev-ids", "004", "--test-ids", "005-006", "--dry-run")
+            "--dev-ids", "004", "--test-ids", "005-006", "--peer", "--dry-run")
     dry = out / "dry-run"
     cer = _rows(dry / "cer-goo-gi-test.md")
     assert {"fbank", "whisper-base-random", "whisper-base-trim", "whisper-base-pad30",
             "zero-shot Whisper-base (whisper_greedy)", "zero-shot Whisper-base (faster_whisper_beam5)",
             "zero-shot Whisper-base (faster_whisper_beam1)", "whisper_base_hybrid (ctc_greedy)",
             "whisper_base_hybrid (attention_rescoring)", "whisper_base_hybrid (ctc_prefix_beam+lm)",
-            "whisper_base_hybrid (attention_rescoring+lm)"} <= cer
+            "whisper_base_hybrid (attention_rescoring+lm)", "transformers peer (greedy generate)"} <= cer
     assert (dry / "whisper_base_hybrid" / "decode" / "latest" / "lm-effect.md").is_file()
     rows = _rows(dry / "yubao-goo-gi-test.md")
     yubao = {r for r in rows if not r.startswith("text-")}
-    assert yubao == {"fbank", "whisper-base-random", "whisper-base-trim", "whisper-base-pad30", "whisper_base_hybrid"}
+    assert yubao == {"fbank", "whisper-base-random", "whisper-base-trim", "whisper-base-pad30", "whisper_base_hybrid",
+                     "transformers-peer"}
     # the cascade rows: reference transcripts (the ceiling), zero-shot and the fine-tuned model's transcripts
     assert {"text-reference", "text-zero-shot-whisper_greedy", "text-zero-shot-faster_whisper_beam5",
-            "text-whisper_base_hybrid-attention_rescoring"} <= rows
+            "text-whisper_base_hybrid-attention_rescoring", "text-transformers-peer-greedy"} <= rows
     assert (dry / "yubao-goo-gi-test.png").stat().st_size > 0
     assert {r.split("/")[0] for r in _rows(dry / "hokkien-to-mandarin.md")} == yubao
     page = (dry / "retrieval.html").read_text(encoding="utf-8")
@@ -67,5 +68,5 @@ def test_recipe_dry_run_then_eval_only(corpora, tmp_path):
     report = (copy / "data" / "goo-gi_prep_report.txt").read_text()
     assert "kept test: 17;" in report   # every sentence of the copy (g 002 has no audio), no train/dev split
     assert "whisper_base_hybrid (ctc_greedy)" in _rows(copy / "cer-goo-gi-test.md")
-    assert {r for r in _rows(copy / "yubao-goo-gi-test.md") if not r.startswith("text-")} == yubao
+    assert {r for r in _rows(copy / "yubao-goo-gi-test.md") if not r.startswith("text-")} == yubao - {"transformers-peer"}
     assert not (copy / "whisper_base_hybrid").exists()

@@ -15,7 +15,7 @@ def test_quick_demo_writes_full_report(tmp_path):
     report_path = tmp_path / "synth" / "REPORT.md"
     assert f"report written to {report_path}" in out.stdout
     report = report_path.read_text(encoding="utf-8")
-    for section in ("## Data", "## Training", "## ASR: CER per dialect", "## Retrieval", "### Best layer",
+    for section in ("## Summary", "## Data", "## Training", "## ASR: CER per dialect", "## Retrieval", "### Best layer",
                     "### YuBao-style matrix"):
         assert section in report, section
     for mode in ("ctc_greedy", "ctc_prefix_beam", "attention_rescoring"):
@@ -27,6 +27,9 @@ def test_quick_demo_writes_full_report(tmp_path):
     assert re.search(r"#### synth_test-ctc_prefix_beam: LM char4\.arpa \(weight [\d.]+, word score [\d.]+\)", report)
     assert "### cer-synth_test-attention_rescoring+lm" in report
     assert re.search(r"\| trained \| seqsim \| 2 \| dialect \|  \| \d\.\d{3} \| \d\.\d{3} \|", report)
+    assert re.search(r"\| seqsim \| 2 \| none \| \d+\.\d\d \|", report)   # the summary's YuBao mean
+    assert re.search(r"\| attention_rescoring \| (\d+\.\d\d \| ){3}\d+\.\d\d \|", report)
+    assert "Trained 30 steps." in report
     for png in re.findall(r"!\[[^\]]*\]\(([^)]+\.png)\)", report):
         assert (report_path.parent / png).stat().st_size > 1000, png
     assert len(re.findall(r"\.png\)", report)) >= 5

@@ -46,6 +46,19 @@ def test_run_writes_experiment_dir(reference_run):
     assert any(p.name.startswith("events.out.tfevents") for p in (exp / "tensorboard").iterdir())
 
 
+def test_report_says_whether_a_time_cap_stopped_training(reference_run, tone_corpus, tmp_path):
+    from speechalign.report import training_extent
+
+    _, exp, _ = reference_run
+    assert training_extent(exp) == "Trained 24 steps."
+    cfg = load_config(None, tiny_train_overrides(tone_corpus) + ["data.num_workers=0", "train.max_minutes=1e-6"])
+    capped = tmp_path / "capped"
+    train(cfg, capped)
+    metrics = yaml.safe_load((list_checkpoints(capped / "checkpoints")[-1] / "metrics.yaml").read_text())
+    assert metrics["stopped_by"] == "max_minutes" and metrics["step"] == 1
+    assert training_extent(capped).startswith("Training stopped at step 1 of 24: the 1e-06-minute cap")
+
+
 def _kill_at_step_8_then_resume(tmp_path, overrides: list[str]) -> Path:
     exp = tmp_path / "exp"
     (tmp_path / "cfg.yaml").write_text(yaml.safe_dump({}), encoding="utf-8")
