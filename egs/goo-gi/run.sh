@@ -72,6 +72,7 @@ data=$out/data
 test_sets=("$data/goo-gi_cuts_test.jsonl.gz")
 [ -n "$tw_hokkien" ] && test_sets+=("$data/tw-hokkien_cuts_test.jsonl.gz")
 beam=5; $dry_run && beam=2
+peer_dir=$out/transformers-peer
 
 if run_stage 0 && [ ! -f "$data/.done" ]; then
   log "stage 0: manifests (audio stays in place; MP3 lengths from decoding)"
@@ -100,14 +101,15 @@ if run_stage 1 && [ ! -f "$whisper/decoder.safetensors" ] && ! $dry_run; then
   speechalign fetch-pretrained whisper-base --out "$whisper"
 fi
 
+train_sets=("$data/goo-gi_cuts_train.jsonl.gz" "$data/lan-lai_cuts_train.jsonl.gz")   # after stage 0 wrote them
+for corpus in foochow-idioms kasu100; do
+  [ -f "$data/${corpus}_cuts_train.jsonl.gz" ] && train_sets+=("$data/${corpus}_cuts_train.jsonl.gz")
+done
 if run_stage 2 && ! $eval_only; then
   log "stage 2: fine-tuning ($config; resumes after any interruption)"
   extra=(--resume)
   $dry_run && extra=(--dry-run)
-  mix="{cuts: [$data/goo-gi_cuts_train.jsonl.gz]}, {cuts: [$data/lan-lai_cuts_train.jsonl.gz]}"
-  for corpus in foochow-idioms kasu100; do
-    [ -f "$data/${corpus}_cuts_train.jsonl.gz" ] && mix+=", {cuts: [$data/${corpus}_cuts_train.jsonl.gz]}"
-  done
+  mix=$(printf '{cuts: [%s]}, ' "${train_sets[@]}"); mix=${mix%, }
   speechalign train --config "$config" --exp-dir "$exp" "${extra[@]}" \
     --set "model.whisper.pretrained=$whisper" --set "model.decoder.pretrained=$whisper" \
     --set "data.train=[$mix]" \
