@@ -161,7 +161,7 @@ def _cmd_decode_whisper(args) -> None:
     _require_cuts(args.cuts, "--cuts")
     decode_ct2_whisper(args.ct2_dir, args.cuts, args.out, language=args.language, beam=args.beam,
                        max_duration=args.max_duration, device=args.device, compute_type=args.compute_type,
-                       backend=args.backend, threads=args.threads)
+                       backend=args.backend, threads=args.threads, max_length=args.max_length)
 
 
 def _cmd_transcribe(args) -> None:
@@ -486,6 +486,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--compute-type", default="default",
                    help="CTranslate2 compute type: default, float32, float16, int8, int8_float16, ... (default: default)")
     p.add_argument("--threads", type=int, default=0, help="CPU threads (default 0: CTranslate2's own, every core)")
+    p.add_argument("--max-length", type=int, help="most tokens generated per utterance (default: 448 for ct2-greedy, "
+                   "faster-whisper's own limit)")
     p.set_defaults(func=_cmd_decode_whisper)
 
     p = sub.add_parser("transcribe", help="print the transcript of audio files (any sample rate/channels)",

@@ -64,14 +64,16 @@ else
 fi
 name=$(basename "$config" .yaml); name=${name#real_}
 $eval_only || exp=${exp:-$out/$name}
-$dry_run && out=$out/dry-run && exp=$out/$name && checkpoint=latest
+# --dry-run: a pipeline check (one training step, small beams, short zero-shot outputs); with --eval-only it
+# evaluates the given experiment that way.
+$dry_run && ! $eval_only && out=$out/dry-run && exp=$out/$name && checkpoint=latest
 mkdir -p "$out"
 exec > >(tee -a "$out/run.log") 2>&1
 run_stage() { [ "$stage" -le "$1" ] && [ "$stop_stage" -ge "$1" ]; }
 data=$out/data
 test_sets=("$data/goo-gi_cuts_test.jsonl.gz")
 [ -n "$tw_hokkien" ] && test_sets+=("$data/tw-hokkien_cuts_test.jsonl.gz")
-beam=5; $dry_run && beam=2
+beam=5; zs_cap=(); $dry_run && beam=2 && zs_cap=(--max-length 8)
 peer_dir=$out/transformers-peer
 
 if run_stage 0 && [ ! -f "$data/.done" ]; then
@@ -161,10 +163,10 @@ if run_stage 4; then
     # Greedy CTranslate2 (labelled as such), and faster-whisper as users run it: its defaults (beam 5, temperature
     # fallback, compression-ratio and log-prob thresholds), and beam 1. "Beats zero-shot" means beats beam 5.
     speechalign decode-whisper --ct2-dir "$whisper/ct2" --cuts "$data/goo-gi_cuts_test.jsonl.gz" --out "$out/zero-shot" \
-      --language zh --beam 1
+      --language zh --beam 1 "${zs_cap[@]}"
     for b in 5 1; do
       speechalign decode-whisper --ct2-dir "$whisper/ct2" --cuts "$data/goo-gi_cuts_test.jsonl.gz" --out "$out/zero-shot" \
-        --language zh --backend faster-whisper --beam "$b"
+        --language zh --backend faster-whisper --beam "$b" "${zs_cap[@]}"
     done
     # The same outputs against the Mandarin sentences: the zero-shot rows of the translation variant's BLEU/chrF.
     for r in "$out"/zero-shot/recogs-goo-gi_test-*.txt; do

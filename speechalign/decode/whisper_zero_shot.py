@@ -115,7 +115,8 @@ class FasterWhisper:
     """faster-whisper's ``WhisperModel`` on a local CTranslate2 dir, offline: its tokenizer.json is there,
     and without a preprocessor_config.json the feature extractor gets the model's mel bins."""
 
-    def __init__(self, ct2_dir: Path, device: str, compute_type: str, language: str, beam: int, threads: int = 0):
+    def __init__(self, ct2_dir: Path, device: str, compute_type: str, language: str, beam: int, threads: int = 0,
+                 max_new_tokens: int | None = None):
         try:
             import faster_whisper
             from faster_whisper.feature_extractor import FeatureExtractor
@@ -133,7 +134,7 @@ class FasterWhisper:
         if self.model.feature_extractor.mel_filters.shape[0] != self.model.model.n_mels:
             self.model.feature_extractor = FeatureExtractor(feature_size=self.model.model.n_mels)
         self.language, self.beam, self.version = language, beam, faster_whisper.__version__
-        self.compute_type = compute_type
+        self.compute_type, self.max_new_tokens = compute_type, max_new_tokens
         logging.getLogger("faster_whisper").setLevel(logging.WARNING)   # not one INFO line per utterance
 
     def transcribe(self, audio: np.ndarray) -> str:
@@ -142,19 +143,21 @@ class FasterWhisper:
         # Its temperature fallback samples: seeded per utterance, so a rerun (or another batch size) gives
         # the same hypotheses.
         ctranslate2.set_random_seed(SAMPLING_SEED)
-        segments, _ = self.model.transcribe(audio, language=self.language, task="transcribe", beam_size=self.beam)
+        segments, _ = self.model.transcribe(audio, language=self.language, task="transcribe", beam_size=self.beam,
+                                            max_new_tokens=self.max_new_tokens)
         return "".join(s.text for s in segments).strip()
 
     def describe(self) -> str:
         return (f"faster-whisper {self.version} WhisperModel.transcribe at its defaults (beam_size={self.beam}, "
                 "best_of=5, temperature fallback 0.0-1.0, compression_ratio_threshold=2.4, log_prob_threshold=-1.0, "
                 f"no_speech_threshold=0.6, condition_on_previous_text=True; sampling seed {SAMPLING_SEED} per "
-                f"utterance), compute_type={self.compute_type}")
+                f"utterance), compute_type={self.compute_type}"
+                + (f", max_new_tokens={self.max_new_tokens}" if self.max_new_tokens else ""))
 
 
 def decode_ct2_whisper(ct2_dir: str | Path, cuts: list[str | Path], out_dir: str | Path, language: str = "zh",
                        beam: int | None = None, max_duration: float = 240.0, device: str = "cpu",
-                       compute_type: str = "default", max_length: int = 448,
+                       compute_type: str = "default", max_length: int | None = None,
                        backend: str = "ct2-greedy", threads: int = 0) -> dict[str, CerScorer]:
     """Decode each manifest zero-shot and write reports to ``out_dir``; returns scorers by set name.
 
@@ -162,6 +165,7 @@ def decode_ct2_whisper(ct2_dir: str | Path, cuts: list[str | Path], out_dir: str
     ``backend``: ``ct2-greedy`` (beam default 1) or ``faster-whisper`` (beam default 5, its own default;
     one utterance at a time, as its ``transcribe`` takes them). Both skip cuts over 30 s, so every row
     covers the same sentences. ``threads``: CPU threads (0 = CTranslate2's default, every core).
+    ``max_length``: most tokens generated per utterance (None: 448 for ct2-greedy, faster-whisper's own limit).
     """
     if backend not in BACKENDS:
         raise ValueError(f"decode-whisper: unknown backend {backend!r}; choose from {', '.join(BACKENDS)}")
@@ -171,7 +175,7 @@ def decode_ct2_whisper(ct2_dir: str | Path, cuts: list[str | Path], out_dir: str
     ct2_dir, out_dir = check_ct2_dir(ct2_dir), Path(out_dir)
     text = WhisperText(ct2_dir / "tokenizer.json", language)
     if backend == "faster-whisper":
-        fw = FasterWhisper(ct2_dir, device, compute_type, language, beam, threads)
+        fw = FasterWhisper(ct2_dir, device, compute_type, language, beam, threads, max_length)
         mode = f"faster_whisper_beam{beam}"
     else:
         model = load_whisper(ct2_dir, device, compute_type, threads)
@@ -187,7 +191,7 @@ def decode_ct2_whisper(ct2_dir: str | Path, cuts: list[str | Path], out_dir: str
             if backend == "faster-whisper":
                 hyps = [fw.transcribe(batch.wav[i, : int(n)].numpy()) for i, n in enumerate(batch.wav_lens)]
             else:
-                hyps = generate(model, whisper_features(batch.wav, batch.wav_lens, mel), text, beam, max_length)
+                hyps = generate(model, whisper_features(batch.wav, batch.wav_lens, mel), text, beam, max_length or 448)
             audio += float(batch.wav_lens.sum()) / SAMPLE_RATE
             utts += [Utterance(i, d, r, h) for i, d, r, h in zip(batch.ids, batch.dialects, batch.texts, hyps)]
         rtf = (time.perf_counter() - start) / max(audio, 1e-9)
@@ -195,6 +199,7 @@ def decode_ct2_whisper(ct2_dir: str | Path, cuts: list[str | Path], out_dir: str
         what = (f"zero-shot {fw.describe()} on CTranslate2 Whisper {ct2_dir}" if backend == "faster-whisper"
                 else f"zero-shot CTranslate2 Whisper {ct2_dir}")
         note = (f"{what}, language={language}, beam={beam}, RTF={rtf:.4f}"
+                + (f", max_length={max_length}" if max_length else "")
                 + (f", skipped {len(skipped)} cut(s) > {WINDOW_S} s" if skipped else ""))
         results[set_name] = report_set(out_dir, set_name, mode, utts, rtf, note)
     return results

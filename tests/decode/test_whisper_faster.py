@@ -87,3 +87,18 @@ def test_default_backend_is_still_ct2_greedy(ct2_dir, two_cuts, tmp_path):
                  "--device", "cpu"]) == 0
     assert (tmp_path / "recogs-two_test-whisper_greedy.txt").is_file()
     assert "zero-shot CTranslate2 Whisper" in (tmp_path / "cer-two_test-whisper_greedy.tsv").read_text(encoding="utf-8")
+
+
+def test_max_length_caps_what_each_backend_generates(ct2_dir, two_cuts, tmp_path):
+    """--max-length bounds a looping model's output: greedy's capped hypothesis is a prefix of the uncapped one."""
+    base = ["decode-whisper", "--ct2-dir", str(ct2_dir), "--cuts", str(two_cuts), "--device", "cpu"]
+    assert main(base + ["--out", str(tmp_path / "full")]) == 0
+    assert main(base + ["--out", str(tmp_path / "cap"), "--max-length", "4"]) == 0
+    full = _recogs(tmp_path / "full" / "recogs-two_test-whisper_greedy.txt")
+    capped = _recogs(tmp_path / "cap" / "recogs-two_test-whisper_greedy.txt")
+    assert "max_length=4" in (tmp_path / "cap" / "cer-two_test-whisper_greedy.tsv").read_text(encoding="utf-8")
+    for cut_id, row in capped.items():
+        assert len(row[2]) < len(full[cut_id][2]) and full[cut_id][2].startswith(row[2])
+    assert main(base + ["--out", str(tmp_path / "fw"), "--backend", "faster-whisper", "--beam", "1",
+                        "--max-length", "4"]) == 0
+    assert "max_new_tokens=4" in (tmp_path / "fw" / "cer-two_test-faster_whisper_beam1.tsv").read_text(encoding="utf-8")

@@ -64,7 +64,7 @@ def test_recipe_dry_run_then_eval_only(corpora, tmp_path):
     copy = tmp_path / "eval"
     run_egs("goo-gi", "--eval-only", "--goo-gi", corpora["goo-gi"], "--tw-hokkien", corpora["tw-hokkien"],
             "--exp", dry / "whisper_base_hybrid", "--checkpoint", "latest", "--whisper-dir", corpora["whisper"],
-            "--out", copy)
+            "--out", copy, "--dry-run")
     report = (copy / "data" / "goo-gi_prep_report.txt").read_text()
     assert "kept test: 17;" in report   # every sentence of the copy (g 002 has no audio), no train/dev split
     assert "whisper_base_hybrid (ctc_greedy)" in _rows(copy / "cer-goo-gi-test.md")
