@@ -110,6 +110,12 @@ def _cmd_compare_cer(args) -> None:
                       args.order))
 
 
+def _cmd_compare_systems(args) -> None:
+    from speechalign.systems import compare_systems, parse_spec
+
+    print(compare_systems([parse_spec(s) for s in args.systems], args.out, args.title, args.mandarin))
+
+
 def _cmd_ablation(args) -> None:
     from speechalign.train.ablation import ablation_table
 
@@ -660,6 +666,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--title", default="CER", help="table title")
     p.add_argument("--order", nargs="*", help="dialect column order (others follow alphabetically, overall last)")
     p.set_defaults(func=_cmd_compare_cer)
+
+    p = sub.add_parser("compare-systems", help="whole systems side by side: dialect and Mandarin CER, YuBao R@1 "
+                       "by embedding and by cascade, training steps and minutes")
+    p.add_argument("systems", nargs="+",
+                   help="LABEL:cer=CER_TSV,yubao=RETRIEVAL_DIR,cascade=TEXT_RETRIEVAL_DIR,training=EXP_DIR_OR_SUMMARY_JSON "
+                        "(every key optional; a missing one is n/a, no training = a pretrained model)")
+    p.add_argument("--out", type=Path, required=True, help="output path without suffix (.md and .tsv written)")
+    p.add_argument("--title", default="Systems", help="table title")
+    p.add_argument("--mandarin", default="Mandarin", help="the variety kept out of the dialect mean (default Mandarin)")
+    p.set_defaults(func=_cmd_compare_systems)
 
     p = sub.add_parser("ablation", help="training runs side by side: dev R@1, per-variety CER, steps, minutes",
                        formatter_class=argparse.RawDescriptionHelpFormatter,

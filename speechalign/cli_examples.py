@@ -47,6 +47,12 @@ EXAMPLES: dict[str, str] = {
              "    --out exp/demo/emb --frames",
     "retrieve": "speechalign retrieve --emb-dir exp/demo/emb --protocol pooled seqsim yubao --layer all",
     "sweep": "speechalign sweep --emb-dir exp/demo/emb --center dialect",
+    "compare-systems": "speechalign compare-systems \\\n"
+                       "    'zero-shot:cer=exp/real/zero-shot/cer-goo-gi_test-faster_whisper_beam5.tsv,"
+                       "cascade=exp/real/retrieval/goo-gi-text/text-zero-shot-faster_whisper_beam5' \\\n"
+                       "    'recipe:cer=exp/real/whisper_base_hybrid/decode/avg-last3/cer-goo-gi_test-attention_beam.tsv,"
+                       "yubao=exp/real/retrieval/goo-gi/whisper_base_hybrid,training=exp/real/whisper_base_hybrid' \\\n"
+                       "    --out exp/real/alternatives",
     "compare": "speechalign compare exp/r/*/pooled-L6-mean.tsv --query Cantonese --gallery Mandarin --out exp/r/compare",
     "report": "speechalign report --out-dir exp/synth --exp-dir exp/synth/conformer_ctc "
               "--retrieval-dir exp/synth/retrieval --html",

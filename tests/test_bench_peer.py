@@ -94,7 +94,8 @@ def test_peer_dry_run_writes_model_hypotheses_and_an_embeddable_encoder(bench, w
     assert {r.split("\t")[0] for r in rows[1:]} >= {"A", "B", "overall"}
     # settings that differ from the guide: in settings.md and at the top of the log
     settings = (out / "settings.md").read_text(encoding="utf-8")
-    for row in ("| device / precision | CUDA GPU, fp16=True | CPU, fp32 |", "| time budget |", "| max_steps | 5000 |",
+    assert "| time budget |" not in settings   # a step budget, as the guide's: no row
+    for row in ("| device / precision | CUDA GPU, fp16=True | CPU, fp32 |", "| max_steps | 5000 |",
                 "| gradient_checkpointing | True | False |", "| dry run |"):
         assert row in settings, row
     assert "settings that differ from the fine-tune Whisper guide" in (out / "peer.log").read_text(encoding="utf-8")
@@ -117,7 +118,8 @@ def test_time_budget_stops_training_and_reports_the_steps(bench, whisper_dir, to
                          "--max-steps", "50", "--max-minutes", "1e-6"])
     assert summary["steps"] == 1 and summary["stopped_by"] == "time budget"
     assert "steps reached: 1 of 50" in capsys.readouterr().out
-    assert "| max_steps | 5000 | 50 |" in (tmp_path / "p/settings.md").read_text(encoding="utf-8")
+    settings = (tmp_path / "p/settings.md").read_text(encoding="utf-8")
+    assert "| max_steps | 5000 | 50 |" in settings and "| time budget | none (max_steps only) | 1e-06 min" in settings
 
 
 def test_throughput_dry_configuration(bench, whisper_dir, tone_corpus, tmp_path):

@@ -29,6 +29,8 @@ fi
 
 [ -x .venv/bin/python ] || python3 -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip
-.venv/bin/python -m pip install -q -e ".${extra}"
+# setuptools warns on every editable install that a folder named like the package shadows it: here that
+# folder is the package itself, so the notice says nothing a user must act on.
+PYTHONWARNINGS="ignore:Editable installation" .venv/bin/python -m pip install -q -e ".${extra}"
 tools/install_kenlm.sh   # KenLM's lmplz for `speechalign train-lm` (no package ships the binary)
 echo "install.sh: speechalign installed in $(pwd)/.venv"

@@ -27,8 +27,15 @@ trap 'rm -rf "$work"' EXIT
 .venv/bin/python -m pip download -q --no-deps --no-binary kenlm "kenlm==$version" -d "$work"
 tar xzf "$work/kenlm-$version.tar.gz" -C "$work"
 # KENLM_MAX_ORDER 10: character LMs want longer contexts than word LMs.
-cmake -S "$work/kenlm-$version" -B "$work/build" -DCMAKE_BUILD_TYPE=Release -DKENLM_MAX_ORDER=10 \
-  -DCOMPILE_TESTS=OFF >/dev/null
-cmake --build "$work/build" --target lmplz build_binary -j "$(nproc)" >/dev/null
+# The compiler's deprecation warnings about KenLM's C++ are not the user's concern: the build log is shown
+# only when the build fails.
+build_log=$work/build.log
+if ! { cmake -S "$work/kenlm-$version" -B "$work/build" -DCMAKE_BUILD_TYPE=Release -DKENLM_MAX_ORDER=10 \
+         -DCOMPILE_TESTS=OFF && cmake --build "$work/build" --target lmplz build_binary -j "$(nproc)"; } \
+       >"$build_log" 2>&1; then
+  tail -n 40 "$build_log" >&2
+  echo "install_kenlm.sh: building KenLM failed (the last 40 lines of its build log are above)" >&2
+  exit 1
+fi
 install -m 755 "$work/build/bin/lmplz" "$work/build/bin/build_binary" .venv/bin/
 echo "install_kenlm.sh: lmplz and build_binary installed in $(pwd)/.venv/bin"

@@ -7,10 +7,12 @@
 #   egs/goo-gi/run.sh --goo-gi DIR --lan-lai DIR --tw-hokkien DIR [--foochow-idioms DIR] [--kasu100 DIR]
 #     [--out exp/goo-gi] [--stage N] [--stop-stage N] [--config recipes/real_whisper_base_*.yaml]
 #     [--train-ids 001-120 --dev-ids 121-140 --test-ids 141-170] [--whisper-dir DIR] [--dry-run]
-#     [--peer [--peer-minutes 60] [--peer-steps 150]]
+#     [--peer [--peer-steps 110] [--peer-minutes M]]
 #     --peer also fine-tunes Whisper-base the way the transformers guide does (bench/peer_hf_whisper.py:
 #     Seq2SeqTrainer, 30-s windows, decoder loss) on the same cuts, into OUT/transformers-peer; it becomes a
-#     row of every table (CER, YuBao on its encoder with pad30, the cascade, Hokkien -> Mandarin).
+#     row of every table (CER, YuBao on its encoder with pad30, the cascade, Hokkien -> Mandarin). Its budget is
+#     steps: 110 updates of 16 utterances are what 60 minutes reach on an idle 2-core machine (~30 s each,
+#     bench/train_throughput.py), so a slower machine trains the same model; --peer-minutes M adds a wall-clock cap.
 #     foochow-idioms (Fuzhou = Matsu Eastern Min) and kasu100 (Zhao'an Hakka) join the training mix when given.
 #     The experiment is named after the config (real_whisper_base_hybrid.yaml -> whisper_base_hybrid).
 #   egs/goo-gi/run.sh --eval-only --goo-gi DIR --tw-hokkien DIR --exp EXP [--checkpoint C (default avg-last3)] [--out DIR]
@@ -24,7 +26,7 @@ set -euo pipefail
 source "$(dirname "$0")/../path.sh"
 
 stage=0; stop_stage=100; out=""; dry_run=false; eval_only=false
-peer=false; peer_minutes=60; peer_steps=150
+peer=false; peer_minutes=0; peer_steps=110
 goo_gi=""; lan_lai=""; tw_hokkien=""; foochow=""; kasu100=""; exp=""; encoder_dir=""; checkpoint=avg-last3
 split_args=()
 whisper=${SPEECHALIGN_HOME:-$HOME/.cache/speechalign}/whisper-base
@@ -119,7 +121,7 @@ if run_stage 2 && ! $eval_only; then
 fi
 
 if run_stage 2 && $peer && ! $eval_only && [ ! -f "$peer_dir/summary.json" ]; then
-  log "stage 2: the transformers peer (Seq2SeqTrainer, the fine-tune Whisper guide's settings; $peer_minutes min cap)"
+  log "stage 2: the transformers peer (Seq2SeqTrainer, the fine-tune Whisper guide's settings; $peer_steps steps)"
   peer_extra=(); $dry_run && peer_extra=(--dry-run)
   python "$repo_root/bench/peer_hf_whisper.py" --whisper-hf "$whisper/hf" --train "${train_sets[@]}" \
     --dev "$data/goo-gi_cuts_dev.jsonl.gz" --eval "${test_sets[@]}" --out "$peer_dir" \
@@ -272,7 +274,25 @@ if run_stage 7; then
     speechalign compare "$out"/retrieval/tw-hokkien/*/*.tsv --query Hokkien --gallery Mandarin --best-per-system \
       --out "$out/hokkien-to-mandarin" --title "tw-hokkien: Hokkien speech -> Mandarin TTS of the translation"
   fi
+  # What a user would run instead, side by side (README's "against the alternatives"): every part that exists.
+  system_spec() {   # system_spec LABEL key=path...: LABEL:key=path,... over the paths that exist
+    local spec=$1 sep=":"; shift
+    for kv in "$@"; do [ -e "${kv#*=}" ] && spec+="$sep$kv" && sep=","; done
+    echo "$spec"
+  }
+  rt=$out/retrieval
+  alternatives=("$(system_spec "zero-shot Whisper-base (faster-whisper defaults, beam 5; embedding: pretrained, trim)" \
+    "cer=$out/zero-shot/cer-goo-gi_test-faster_whisper_beam5.tsv" "yubao=$rt/goo-gi/whisper-base-trim" \
+    "cascade=$rt/goo-gi-text/text-zero-shot-faster_whisper_beam5")")
+  [ -f "$peer_dir/summary.json" ] && alternatives+=("$(system_spec "transformers peer (Seq2SeqTrainer, greedy generate)" \
+    "cer=$peer_dir/decode/cer-goo-gi_test-score.tsv" "yubao=$rt/goo-gi/transformers-peer" \
+    "cascade=$rt/goo-gi-text/text-transformers-peer-greedy" "training=$peer_dir/summary.json")")
+  [ -n "$exp" ] && [ -d "$exp/checkpoints" ] && alternatives+=("$(system_spec "speechalign $(basename "$exp") (attention_beam)" \
+    "cer=$exp/decode/$checkpoint/cer-goo-gi_test-attention_beam.tsv" "yubao=$rt/goo-gi/$(basename "$exp")" \
+    "cascade=$rt/goo-gi-text/text-$(basename "$exp")-attention_beam" "training=$exp")")
+  speechalign compare-systems "${alternatives[@]}" --out "$out/alternatives" \
+    --title "goo-gi test split: speechalign against what users would run instead"
   # YuBao heatmaps and layer plots per system; Hokkien queries with their top 5 Mandarin recordings.
   speechalign report --out-dir "$out" --retrieval-dir "$out/retrieval" --html
 fi
-log "done: $out/cer-goo-gi-test.md, $out/yubao-goo-gi-test.md, $out/hokkien-to-mandarin.md, $out/retrieval.html"
+log "done: $out/alternatives.md, $out/cer-goo-gi-test.md, $out/yubao-goo-gi-test.md, $out/hokkien-to-mandarin.md, $out/retrieval.html"

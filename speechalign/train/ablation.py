@@ -27,18 +27,27 @@ def levers(exp_dir: Path) -> dict[str, str]:
             "data": "+".join(corpora)}
 
 
-def run_row(exp_dir: Path, cer_name: str) -> dict:
+def checkpoint_metrics(exp_dir: Path) -> list[dict]:
+    """Every checkpoint's metrics.yaml, oldest first."""
     steps = [d for d in list_checkpoints(exp_dir / "checkpoints") if (d / "metrics.yaml").is_file()]
     if not steps:
-        raise FileNotFoundError(f"ablation: {exp_dir} has no checkpoints with metrics.yaml")
-    metrics = [yaml.safe_load((d / "metrics.yaml").read_text(encoding="utf-8")) for d in steps]
+        raise FileNotFoundError(f"{exp_dir} has no checkpoints with metrics.yaml")
+    return [yaml.safe_load((d / "metrics.yaml").read_text(encoding="utf-8")) for d in steps]
+
+
+def training_minutes(metrics: dict) -> float:
+    """Compute + data wait, as the trainer measured them (validation and saving left out)."""
+    return (metrics.get("train_compute_s", 0.0) + metrics.get("train_data_wait_s", 0.0)) / 60
+
+
+def run_row(exp_dir: Path, cer_name: str) -> dict:
+    metrics = checkpoint_metrics(exp_dir)
     last = metrics[-1]
     validated = [m for m in metrics if "valid_r1" in m]
     r1 = validated[-1]["valid_r1"] if validated else {}
     cer_path = exp_dir / "decode" / cer_name
     cer = read_cer_table(cer_path) if cer_path.is_file() else {}
-    minutes = (last.get("train_compute_s", 0.0) + last.get("train_data_wait_s", 0.0)) / 60
-    return {"name": exp_dir.name, **levers(exp_dir), "steps": last["step"], "minutes": minutes, "r1": r1,
+    return {"name": exp_dir.name, **levers(exp_dir), "steps": last["step"], "minutes": training_minutes(last), "r1": r1,
             "r1_step": validated[-1]["valid_step"] if validated else None, "cer": cer}
 
 

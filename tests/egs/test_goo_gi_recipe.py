@@ -43,6 +43,16 @@ def test_recipe_dry_run_then_eval_only(corpora, tmp_path):
             "whisper_base_hybrid (attention_rescoring)", "whisper_base_hybrid (ctc_prefix_beam+lm)",
             "whisper_base_hybrid (attention_rescoring+lm)", "transformers peer (greedy generate)"} <= cer
     assert (dry / "whisper_base_hybrid" / "decode" / "latest" / "lm-effect.md").is_file()
+    # the alternatives table: every part of every row found (the labels say which output each row is)
+    alt = {r.split(" | ")[0].lstrip("| "): r.rstrip(" |").split(" | ")[1:]
+           for r in (dry / "alternatives.md").read_text(encoding="utf-8").splitlines()
+           if r.startswith("| ") and not r.startswith("| system")}
+    assert [k.split(" (")[0] for k in alt] == ["zero-shot Whisper-base", "transformers peer",
+                                               "speechalign whisper_base_hybrid"]
+    assert all("n/a" not in v for v in alt.values()), alt
+    assert alt["transformers peer (Seq2SeqTrainer, greedy generate)"][4] == "2"   # the dry run's 2 steps
+    assert alt["speechalign whisper_base_hybrid (attention_beam)"][4] == "1"
+    assert alt["zero-shot Whisper-base (faster-whisper defaults, beam 5; embedding: pretrained, trim)"][4:] == ["0", "0"]
     rows = _rows(dry / "yubao-goo-gi-test.md")
     yubao = {r for r in rows if not r.startswith("text-")}
     assert yubao == {"fbank", "whisper-base-random", "whisper-base-trim", "whisper-base-pad30", "whisper_base_hybrid",

@@ -1,0 +1,1 @@
+/work/main/data_prep/__init__.py

@@ -1,0 +1,1 @@
+/work/main/data_prep/foochow_idioms.py

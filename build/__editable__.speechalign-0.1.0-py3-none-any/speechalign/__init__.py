@@ -1,0 +1,1 @@
+/work/main/speechalign/__init__.py

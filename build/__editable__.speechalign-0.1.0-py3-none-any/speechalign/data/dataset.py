@@ -1,0 +1,1 @@
+/work/main/speechalign/data/dataset.py

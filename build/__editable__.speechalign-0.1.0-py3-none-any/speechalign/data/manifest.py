@@ -1,0 +1,1 @@
+/work/main/speechalign/data/manifest.py

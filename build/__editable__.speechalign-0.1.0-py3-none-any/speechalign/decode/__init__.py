@@ -1,0 +1,1 @@
+/work/main/speechalign/decode/__init__.py

@@ -1,0 +1,1 @@
+/work/main/speechalign/decode/attention.py

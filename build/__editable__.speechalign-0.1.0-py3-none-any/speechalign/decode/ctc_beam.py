@@ -1,0 +1,1 @@
+/work/main/speechalign/decode/ctc_beam.py

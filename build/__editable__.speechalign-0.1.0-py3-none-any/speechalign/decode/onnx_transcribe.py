@@ -1,0 +1,1 @@
+/work/main/speechalign/decode/onnx_transcribe.py

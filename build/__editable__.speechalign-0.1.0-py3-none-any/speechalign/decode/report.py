@@ -1,0 +1,1 @@
+/work/main/speechalign/decode/report.py

@@ -1,0 +1,1 @@
+/work/main/speechalign/decode/whisper_zero_shot.py

@@ -1,0 +1,1 @@
+/work/main/speechalign/models/__init__.py

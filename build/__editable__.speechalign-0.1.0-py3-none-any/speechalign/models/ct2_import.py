@@ -1,0 +1,1 @@
+/work/main/speechalign/models/ct2_import.py

@@ -1,0 +1,1 @@
+/work/main/speechalign/models/encoders.py

@@ -1,0 +1,1 @@
+/work/main/speechalign/models/onnx_ctc.py

@@ -1,0 +1,1 @@
+/work/main/speechalign/retrieval/compare.py

@@ -1,0 +1,1 @@
+/work/main/speechalign/text/whisper_vocab.py

@@ -1,0 +1,1 @@
+/work/main/speechalign/train/state_cache.py
