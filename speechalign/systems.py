@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,11 +31,13 @@ class SystemSpec:
 
 def parse_spec(item: str) -> SystemSpec:
     """``LABEL:cer=TSV,yubao=DIR,cascade=DIR,training=EXP_OR_JSON`` (every key optional)."""
-    label, sep, rest = item.partition(":")
-    if not sep or not label:
+    # The label ends at the first ':' that starts a key=: labels may hold ':' and ',' themselves.
+    m = re.match(r"^(.+?):(?=[a-z]+=|$)", item)
+    if not m:
         raise ValueError(f"compare-systems: {item!r} is not LABEL:key=path,... (keys: {', '.join(SPEC_KEYS)})")
+    label, rest = m.group(1), item[m.end():]
     parts: dict[str, Path] = {}
-    for field in filter(None, rest.split(",")):
+    for field in filter(None, re.split(r",(?=[a-z]+=)", rest)):
         key, eq, value = field.partition("=")
         if not eq or key not in SPEC_KEYS:
             raise ValueError(f"compare-systems: {label}: {field!r} is not one of {', '.join(k + '=PATH' for k in SPEC_KEYS)}")

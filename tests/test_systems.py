@@ -50,6 +50,9 @@ def test_one_row_per_system_with_the_dialect_mean_the_best_layer_and_the_trainin
         parse_spec(f"recipe:cer={o['cer']},yubao={o['emb']},cascade={o['text']},training={o['exp']}"),
         parse_spec(f"peer:training={o['peer']}"),
     ], tmp_path / "alt", "t").read_text(encoding="utf-8")
+    # labels may hold ':' and ',' (the recipe's do)
+    assert parse_spec(f"a (b, c: d):cer={o['cer']},yubao={o['emb']}") == parse_spec(f"a (b, c: d):yubao={o['emb']},cer={o['cer']}")
+    assert parse_spec(f"a (b, c: d):cer={o['cer']}").label == "a (b, c: d)"
     rows = [r for r in md.splitlines() if r.startswith("| ") and not r.startswith("| system")]
     # mean dialect CER = (40 + 60) / 2, not the overall column and not counting Mandarin
     assert rows[0] == "| zero-shot | 50.0 | 30.0 | n/a | 33.3 | 0 | 0 |"
