@@ -1,1 +1,0 @@
-/work/main/data_prep/fleurs.py

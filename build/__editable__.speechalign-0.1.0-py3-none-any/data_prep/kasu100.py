@@ -1,1 +1,0 @@
-/work/main/data_prep/kasu100.py

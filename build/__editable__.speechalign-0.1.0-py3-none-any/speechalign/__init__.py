@@ -1,1 +1,0 @@
-/work/main/speechalign/__init__.py

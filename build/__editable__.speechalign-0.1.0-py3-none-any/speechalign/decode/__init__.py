@@ -1,1 +1,0 @@
-/work/main/speechalign/decode/__init__.py

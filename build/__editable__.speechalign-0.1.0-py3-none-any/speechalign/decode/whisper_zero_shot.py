@@ -1,1 +1,0 @@
-/work/main/speechalign/decode/whisper_zero_shot.py

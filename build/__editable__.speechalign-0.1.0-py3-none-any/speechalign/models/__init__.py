@@ -1,1 +1,0 @@
-/work/main/speechalign/models/__init__.py

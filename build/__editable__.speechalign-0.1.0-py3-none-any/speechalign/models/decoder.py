@@ -1,1 +1,0 @@
-/work/main/speechalign/models/decoder.py

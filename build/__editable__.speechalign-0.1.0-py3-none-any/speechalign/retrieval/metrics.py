@@ -1,1 +1,0 @@
-/work/main/speechalign/retrieval/metrics.py

@@ -1,1 +1,0 @@
-/work/main/speechalign/text/__init__.py

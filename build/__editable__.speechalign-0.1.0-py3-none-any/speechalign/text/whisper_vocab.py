@@ -1,1 +1,0 @@
-/work/main/speechalign/text/whisper_vocab.py

@@ -1,1 +1,0 @@
-/work/main/speechalign/train/ablation.py

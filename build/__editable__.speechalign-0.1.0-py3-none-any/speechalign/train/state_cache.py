@@ -1,1 +1,0 @@
-/work/main/speechalign/train/state_cache.py
