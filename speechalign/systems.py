@@ -8,13 +8,12 @@ experiment dir, or the transformers peer's ``summary.json``). Any part may be mi
 from __future__ import annotations
 
 import json
-import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
 from speechalign.decode.report import _atomic, read_cer_table
-from speechalign.retrieval.compare import yubao_runs
+from speechalign.retrieval.compare import best_run, describe_run, yubao_runs
 from speechalign.train.ablation import checkpoint_metrics, training_minutes
 
 SPEC_KEYS = ("cer", "yubao", "cascade", "training")
@@ -64,10 +63,8 @@ def best_yubao(retrieval_dir: Path) -> tuple[float, str]:
     runs = yubao_runs(retrieval_dir)
     if not runs:
         raise ValueError(f"compare-systems: {retrieval_dir} has no yubao-*.tsv tables")
-    value, (mode, centered), layer = max((v, k, layer) for k, layers in runs.items() for layer, v in layers.items()
-                                         if not math.isnan(v))
-    where = ", ".join(x for x in (mode if layer is not None else "", "centered" if centered else "",
-                                  f"L{layer}" if layer is not None else "") if x)
+    value, key, layer = best_run(runs)
+    where = describe_run(key, layer)
     return value, where
 
 

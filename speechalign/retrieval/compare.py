@@ -93,6 +93,18 @@ def _at(layer: int | None) -> str:
     return "" if layer is None else f"L{layer}"
 
 
+def best_run(runs: dict[tuple[str, bool], dict[int | None, float]]) -> tuple[float, tuple[str, bool], int | None]:
+    """(R@1, (mode, centered), layer) of the best table of one system's ``yubao_runs`` (empty tables skipped)."""
+    return max(((v, k, layer) for k, layers in runs.items() for layer, v in layers.items() if not np.isnan(v)),
+               key=lambda t: (t[0], t[1], -1 if t[2] is None else t[2]))
+
+
+def describe_run(key: tuple[str, bool], layer: int | None) -> str:
+    """"seqsim, centered, L5"; a text table (no layer) is "text"."""
+    mode, centered = key
+    return ", ".join(x for x in (mode, "centered" if centered else "", _at(layer)) if x)
+
+
 def compare_yubao(systems: list[tuple[str, Path]], out: Path, title: str) -> Path:
     """One row per system: the best layer's mean off-diagonal R@1 for every scoring mode and centering,
     and a layer-sweep plot (one panel per mode/centering, one line per system). A text system
@@ -111,11 +123,9 @@ def compare_yubao(systems: list[tuple[str, Path]], out: Path, title: str) -> Pat
             layer = max(layers, key=layers.get) if layers else None
             cell = f"{layers[layer]:.1f}" if layers else ""
             cells.append(cell + (f" ({_at(layer)})" if layer is not None else ""))
-        best_of[label] = max(((v, k, layer) for k, layers in r.items() for layer, v in layers.items()),
-                             key=lambda t: (t[0], t[1], -1 if t[2] is None else t[2]))
-        v, (mode, c), layer = best_of[label]
-        where = ", ".join(x for x in (mode, "centered" if c else "", _at(layer)) if x)
-        rows.append([label, *cells, f"{v:.1f} ({where})"])
+        best_of[label] = best_run(r)
+        v, key, layer = best_of[label]
+        rows.append([label, *cells, f"{v:.1f} ({describe_run(key, layer)})"])
     rows.sort(key=lambda x: -best_of[x[0]][0])
     _write(out.with_suffix(".tsv"), "\n".join("\t".join(x) for x in [header] + rows) + "\n")
     png = _layer_panels(runs, keys, out.with_suffix(".png"), title)
