@@ -7,6 +7,7 @@ import os
 import re
 from pathlib import Path
 
+from speechalign.atomic import save_figure, write_text
 from speechalign.decode.report import lm_effect_table, read_cer_table
 from speechalign.models.experiment import list_checkpoints
 from speechalign.retrieval.compare import TEXT_KEY, yubao_runs
@@ -57,9 +58,7 @@ def training_curve(exp_dir: Path, out_png: Path) -> Path | None:
     else:
         ax2.set_axis_off()
     fig.tight_layout()
-    fig.savefig(out_png, dpi=110)
-    plt.close(fig)
-    return out_png
+    return save_figure(fig, out_png, dpi=110)
 
 
 def training_extent(exp_dir: Path) -> str | None:
@@ -176,9 +175,5 @@ def write_report(out_dir: str | Path, exp_dir: str | Path, retrieval_dir: str | 
             parts += [f"### YuBao-style matrix: {table.stem}", "", table.read_text(encoding="utf-8").rstrip(), ""]
         for png in sorted(ret_dir.glob("*/yubao-*.png")) + sorted(ret_dir.glob("*/sweep-*.png")):
             parts += [f"![{png.parent.name} {png.stem}]({os.path.relpath(png, out_dir)})", ""]
-    path = out_dir / "REPORT.md"
-    tmp = path.with_name(".REPORT.md.tmp")
-    tmp.write_text("\n".join(parts), encoding="utf-8")
-    os.replace(tmp, path)
-    return path
+    return write_text(out_dir / "REPORT.md", "\n".join(parts))
 

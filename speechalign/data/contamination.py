@@ -9,7 +9,6 @@ the corpus adapters and ``prepare filter`` (``data_prep/``, ``--exclude-texts-fr
 from __future__ import annotations
 
 import logging
-import os
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,6 +16,7 @@ from typing import Iterable
 
 from lhotse.cut import Cut
 
+from speechalign.atomic import write_text
 from speechalign.data.manifest import iter_cuts
 from speechalign.text import normalize
 
@@ -54,16 +54,9 @@ class PrepReport:
         lines += [f"note\t{n}" for n in self.notes]
         lines += [f"skip\t{item}\t{reason}" for item, reason in self.skipped]
         path = Path(output_dir) / f"{self.corpus}_prep_report.txt"
-        atomic_write_text(path, "\n".join(lines) + "\n")
+        write_text(path, "\n".join(lines) + "\n")
         log.info("%s (report: %s)", self.summary(), path)
         return path
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
 
 
 def texts_of(manifest: str | Path) -> set[str]:

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import logging
-import os
 import re
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
+from speechalign.atomic import write_text
 from speechalign.decode.cer import CerScorer
 from speechalign.text import describe, normalize
 
@@ -26,13 +26,6 @@ class Utterance:
 # The recogs file's first two lines, written by write_reports and checked by read_recogs.
 _RECOGS_HEADER = re.compile(r"^# set=(\S+) mode=(\S+) ")
 _RECOGS_COLUMNS = "id\tdialect\treference\thypothesis"
-
-
-def _atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
 
 
 def _alignment_lines(ref: str, hyp: str, chunks) -> tuple[str, str, list[tuple[str, str, str]]]:
@@ -92,20 +85,20 @@ def write_reports(out_dir: Path, set_name: str, mode: str, utts: list[Utterance]
         note = f"{note}; {skipped}" if note else skipped
     header = f"# set={set_name} mode={mode} normalization: {describe(**kwargs)}{'; ' + note if note else ''}\n"
     stem = f"{set_name}-{mode}"
-    _atomic(out_dir / f"recogs-{stem}.txt", header + _RECOGS_COLUMNS + "\n" + "\n".join(recogs) + "\n")
+    write_text(out_dir / f"recogs-{stem}.txt", header + _RECOGS_COLUMNS + "\n" + "\n".join(recogs) + "\n")
     summary = ["", f"# most frequent errors (top {top})"]
     for kind in ("sub", "del", "ins"):
         summary.append(f"## {kind}")
         summary += [f"{n}\t{a}->{b}" if kind == "sub" else f"{n}\t{a or b}"
                     for (k, a, b), n in events.most_common() if k == kind][:top]
-    _atomic(out_dir / f"errs-{stem}.txt", header + "\n".join(errs) + "\n" + "\n".join(summary) + "\n")
-    _atomic(out_dir / f"cer-{stem}.tsv", header + cer_table(scorer, "tsv"))
+    write_text(out_dir / f"errs-{stem}.txt", header + "\n".join(errs) + "\n" + "\n".join(summary) + "\n")
+    write_text(out_dir / f"cer-{stem}.tsv", header + cer_table(scorer, "tsv"))
     listed = ""
     if scorer.skipped:
         ids = [f"`{i}` ({d})" for i, d in scorer.skipped[:max_named]]
         more = f", ... and {len(scorer.skipped) - max_named} more" if len(scorer.skipped) > max_named else ""
         listed = f"\nNot scored, empty reference ({len(scorer.skipped)}): {', '.join(ids)}{more}.\n"
-    _atomic(out_dir / f"cer-{stem}.md", f"CER (micro-averaged per dialect), set `{set_name}`, mode `{mode}`.\n"
+    write_text(out_dir / f"cer-{stem}.md", f"CER (micro-averaged per dialect), set `{set_name}`, mode `{mode}`.\n"
             f"Normalization (reference and hypothesis): {describe(**kwargs)}.{' ' + note if note else ''}\n\n"
             + cer_table(scorer, "md") + listed)
     return scorer
@@ -172,11 +165,11 @@ def compare_cer(systems: list[tuple[str, Path | None]], out: Path, title: str, o
     dialects += sorted({d for t in tables.values() for d in t} - set(dialects) - {"overall"}) + ["overall"]
     header = ["system", *dialects]
     rows = [[label, *(f"{t[d]:.1f}" if d in t else "n/a" for d in dialects)] for label, t in tables.items()]
-    _atomic(out.with_suffix(".tsv"), "\n".join("\t".join(r) for r in [header] + rows) + "\n")
+    write_text(out.with_suffix(".tsv"), "\n".join("\t".join(r) for r in [header] + rows) + "\n")
     md = (f"{title}\n\nCER % (micro-averaged per variety; n/a = no transcripts: the system has no ASR output).\n\n"
           + "| " + " | ".join(header) + " |\n|" + "---|" * len(header) + "\n"
           + "".join("| " + " | ".join(r) + " |\n" for r in rows))
-    _atomic(out.with_suffix(".md"), md)
+    write_text(out.with_suffix(".md"), md)
     return out.with_suffix(".md")
 
 
@@ -206,5 +199,5 @@ def lm_effect(decode_dir: Path) -> Path | None:
     if table is None:
         return None
     out = Path(decode_dir) / "lm-effect.md"
-    _atomic(out, table)
+    write_text(out, table)
     return out

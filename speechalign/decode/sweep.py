@@ -17,7 +17,7 @@ import torch
 from speechalign.data.dataset import eval_loader
 from speechalign.decode.cer import CerScorer
 from speechalign.decode.lm import CharLM, LMOptions
-from speechalign.decode.report import _atomic
+from speechalign.atomic import write_text
 from speechalign.decode.run import decode_encoded, hyp_text, make_ctc_search, open_cuts
 from speechalign.models.experiment import load_experiment
 
@@ -69,10 +69,10 @@ def write_sweep(stem: Path, rows: list[dict], set_name: str, mode: str, beam: in
     dialects = [k for k in rows[0] if k not in keys + ["seconds", "overall"]] + ["overall"]
     header = keys + [f"CER% {d}" for d in dialects] + ["seconds"]
     body = [[f"{r[k]:g}" for k in keys] + [f"{r[d]:.2f}" for d in dialects] + [f"{r['seconds']:.1f}"] for r in rows]
-    _atomic(stem.with_suffix(".tsv"), "\n".join("\t".join(x) for x in [header] + body) + "\n")
+    write_text(stem.with_suffix(".tsv"), "\n".join("\t".join(x) for x in [header] + body) + "\n")
     md = (f"Decode sweep, set `{set_name}`, mode `{mode}`, beam {beam}, LM `{lm_path or 'none'}`; best first.\n\n"
           "| " + " | ".join(header) + " |\n|" + "---|" * len(header) + "\n"
           + "".join("| " + " | ".join(x) + " |\n" for x in body))
-    _atomic(stem.with_suffix(".md"), md)
+    write_text(stem.with_suffix(".md"), md)
     log.info("sweep table: %s", stem.with_suffix(".md"))
     return stem.with_suffix(".md")

@@ -24,7 +24,8 @@ from lhotse.cut import Cut
 from sacrebleu.metrics import BLEU, CHRF
 
 from speechalign.data.manifest import cut_meta, open_cuts
-from speechalign.decode.report import _atomic, read_recogs
+from speechalign.atomic import write_text
+from speechalign.decode.report import read_recogs
 from speechalign.text import describe, normalize
 
 log = logging.getLogger("speechalign.decode")
@@ -132,7 +133,7 @@ def write_translation_reports(out_dir: str | Path, set_name: str, mode: str, row
     stem = f"{set_name}-{mode}"
     tsv_head = [f"# set={set_name} mode={mode}: {TASK}", f"# normalization (reference and hypothesis alike): {norm}",
                 f"# BLEU signature: {bleu_sig}", f"# chrF signature: {chrf_sig}"] + ([f"# {notes}"] if notes else [])
-    _atomic(out_dir / f"bleu-{stem}.tsv", "\n".join(tsv_head) + "\n" + translation_table(rows, "tsv", skipped))
+    write_text(out_dir / f"bleu-{stem}.tsv", "\n".join(tsv_head) + "\n" + translation_table(rows, "tsv", skipped))
     md = [f"Translation scores, set `{set_name}`, mode `{mode}`: {TASK}.", "",
           "Corpus BLEU (sacrebleu, zh tokenizer: one token per Han character) and chrF, per dialect and overall.",
           f"Normalization (reference and hypothesis alike): {norm}.", "",
@@ -144,7 +145,7 @@ def write_translation_reports(out_dir: str | Path, set_name: str, mode: str, row
         md += ["", f"## Skipped: no Mandarin translation ({len(skipped)})", ""]
         md += [f"- `{cut_id}` ({dialect})" for cut_id, dialect in named[:max_named]]
         md += [f"- ... and {len(named) - max_named} more"] if len(named) > max_named else []
-    _atomic(out_dir / f"bleu-{stem}.md", "\n".join(md) + "\n")
+    write_text(out_dir / f"bleu-{stem}.md", "\n".join(md) + "\n")
     return out_dir / f"bleu-{stem}.md"
 
 

@@ -9,6 +9,7 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file
 
+from speechalign.atomic import write_text
 from speechalign.config import ExperimentConfig, load_config
 from speechalign.models.asr import ASRModel, build_model
 from speechalign.models.lora import has_lora, merge_lora
@@ -20,10 +21,7 @@ ATT_TRAIN_VOCAB = "att_train_vocab.txt"
 
 
 def write_ids(path: Path, ids: list[int]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text("".join(f"{i}\n" for i in ids), encoding="utf-8")
-    tmp.replace(path)
+    write_text(path, "".join(f"{i}\n" for i in ids))
 
 
 def read_ids(path: Path) -> list[int]:

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
-from speechalign.retrieval.report import _md, _write
+from speechalign.atomic import save_figure, write_text
+from speechalign.retrieval.report import _md
 from speechalign.retrieval.yubao import mean_off_diagonal
 
 log = logging.getLogger("speechalign.retrieval")
@@ -49,8 +50,8 @@ def compare(tables: list[tuple[str, Path]], query: str, gallery: str, out: Path,
         seen = set()
         rows = [r for r in rows if not (r[0].split("/")[0] in seen or seen.add(r[0].split("/")[0]))]
     md = f"{title}\n\n{query} → {gallery}; sorted by R@1.\n\n" + _md(header, rows)
-    _write(out.with_suffix(".tsv"), "\n".join("\t".join(x) for x in [header] + rows) + "\n")
-    path = _write(out.with_suffix(".md"), md)
+    write_text(out.with_suffix(".tsv"), "\n".join("\t".join(x) for x in [header] + rows) + "\n")
+    path = write_text(out.with_suffix(".md"), md)
     log.info("comparison of %d systems -> %s", len(rows), path)
     return path
 
@@ -127,9 +128,9 @@ def compare_yubao(systems: list[tuple[str, Path]], out: Path, title: str) -> Pat
         v, key, layer = best_of[label]
         rows.append([label, *cells, f"{v:.1f} ({describe_run(key, layer)})"])
     rows.sort(key=lambda x: -best_of[x[0]][0])
-    _write(out.with_suffix(".tsv"), "\n".join("\t".join(x) for x in [header] + rows) + "\n")
+    write_text(out.with_suffix(".tsv"), "\n".join("\t".join(x) for x in [header] + rows) + "\n")
     png = _layer_panels(runs, keys, out.with_suffix(".png"), title)
-    path = _write(out.with_suffix(".md"), f"{title}\n\nMean off-diagonal YuBao R@1 (%) at the best layer (in brackets); "
+    path = write_text(out.with_suffix(".md"), f"{title}\n\nMean off-diagonal YuBao R@1 (%) at the best layer (in brackets); "
                   f"layer sweep: {png.name}.\n\n" + _md(header, rows))
     log.info("YuBao comparison of %d systems -> %s", len(rows), path)
     return path
@@ -160,8 +161,4 @@ def _layer_panels(runs: dict, keys: list, path: Path, title: str) -> Path:
     axes[0][-1].legend(fontsize=6)
     fig.suptitle(title, fontsize=9)
     fig.tight_layout()
-    tmp = path.with_name(f".{path.stem}.tmp.png")
-    fig.savefig(tmp, dpi=110)
-    plt.close(fig)
-    tmp.replace(path)
-    return path
+    return save_figure(fig, path, dpi=110)

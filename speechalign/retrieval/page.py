@@ -20,7 +20,7 @@ from pathlib import Path
 import yaml
 
 from speechalign.retrieval.compare import read_pair_table
-from speechalign.retrieval.report import _write
+from speechalign.atomic import write_text
 
 log = logging.getLogger("speechalign.retrieval")
 RUN_NAME = re.compile(r"^(?P<protocol>[a-z]+)-L(?P<layer>\d+)-(?P<pool>[a-z]+)(?P<center>-center)?(?P<map>-procrustes)?$")
@@ -167,7 +167,7 @@ def write_page(retrieval_dir: str | Path, out: str | Path, embed_audio: bool = F
     # No "<" at all inside the <script> block ("</script>" or "<!--" in a text would change how it parses);
     # JSON reads the \u003c escape back as "<".
     page = TEMPLATE.replace("%TITLE%", html.escape(title)).replace("%DATA%", data.replace("<", "\\u003c"))
-    path = _write(out, page)
+    path = write_text(out, page)
     log.info("retrieval page: %d runs, %d figures, %d utterances -> %s (%d bytes)", len(runs), len(figs), len(utts),
              path, path.stat().st_size)
     return path

@@ -2,22 +2,14 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
 
+from speechalign.atomic import save_figure, write_text
 from speechalign.retrieval.yubao import YubaoResult, mean_off_diagonal
 
 METRICS = ("R@1", "R@5", "R@10", "MRR")
-
-
-def _write(path: Path, text: str) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-    return path
 
 
 def _md(header: list[str], rows: list[list]) -> str:
@@ -29,8 +21,8 @@ def write_pair_table(rows: list[dict], out_dir: Path, name: str, title: str) -> 
     header = ["query", "gallery", *METRICS, "queries", "skipped"]
     body = [[r["query"], r["gallery"], *[f"{r[m]:.4f}" for m in METRICS], r["queries"], r["skipped"]] for r in rows]
     tsv = "\n".join("\t".join(map(str, x)) for x in [header] + body) + "\n"
-    return {"tsv": _write(out_dir / f"{name}.tsv", f"# {title}\n" + tsv),
-            "md": _write(out_dir / f"{name}.md", f"{title}\n\n" + _md(header, body))}
+    return {"tsv": write_text(out_dir / f"{name}.tsv", f"# {title}\n" + tsv),
+            "md": write_text(out_dir / f"{name}.md", f"{title}\n\n" + _md(header, body))}
 
 
 def write_neighbours(neighbours: list[tuple], utt_ids: list[str], path: Path, title: str) -> Path:
@@ -38,7 +30,7 @@ def write_neighbours(neighbours: list[tuple], utt_ids: list[str], path: Path, ti
     In a ``neighbours/`` subdirectory, so globs over a run's pair tables do not pick it up."""
     lines = [f"# {title}", "query\tquery_dialect\tgallery_dialect\trank\tneighbour\tscore\tcorrect"]
     lines += [f"{utt_ids[q]}\t{a}\t{b}\t{r}\t{utt_ids[g]}\t{s:.4f}\t{int(c)}" for a, b, q, r, g, s, c in neighbours]
-    return _write(path, "\n".join(lines) + "\n")
+    return write_text(path, "\n".join(lines) + "\n")
 
 
 def _cell(v: float) -> str:
@@ -54,12 +46,12 @@ def write_yubao(result: YubaoResult, out_dir: Path, name: str, title: str) -> di
     mean = mean_off_diagonal(result.table)
     summary = f"mean over off-diagonal subgroup pairs: {mean:.2f}"
     paths = {
-        "tsv": _write(out_dir / f"{name}.tsv", f"# {title}; R@1 %, rows = source, columns = target; {note}\n"
+        "tsv": write_text(out_dir / f"{name}.tsv", f"# {title}; R@1 %, rows = source, columns = target; {note}\n"
                       + "\n".join("\t".join(r) for r in [["source\\target", *g]] + rows) + "\n"),
-        "md": _write(out_dir / f"{name}.md", f"{title}\n\nR@1 (%), rows = source subgroup, columns = target; "
+        "md": write_text(out_dir / f"{name}.md", f"{title}\n\nR@1 (%), rows = source subgroup, columns = target; "
                      f"{note}; {summary}.\n\n" + _md(["source \\ target", *g], rows)),
-        "tex": _write(out_dir / f"{name}.tex", _latex(g, result.table, title, note)),
-        "sites": _write(out_dir / f"{name}-site-pairs.tsv", "source_group\ttarget_group\tsource_site\ttarget_site\t"
+        "tex": write_text(out_dir / f"{name}.tex", _latex(g, result.table, title, note)),
+        "sites": write_text(out_dir / f"{name}-site-pairs.tsv", "source_group\ttarget_group\tsource_site\ttarget_site\t"
                         "sentences\tR@1\n" + "".join("\t".join(map(str, r[:5])) + f"\t{r[5]:.2f}\n"
                                                       for r in result.per_site_pair)),
     }
@@ -108,12 +100,7 @@ def heatmap(table: np.ndarray, labels: list[str], path: Path, title: str) -> Pat
     # Centred on the figure, not on the axes (which the colorbar pushes left), so it can use the full width.
     fig.suptitle(wrap_title(title, fig.get_figwidth() * 0.9, 9), fontsize=9)
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp.png")
-    fig.savefig(tmp, dpi=120)
-    plt.close(fig)
-    os.replace(tmp, path)
-    return path
+    return save_figure(fig, path, dpi=120)
 
 
 def sweep_plot(layers: list[int], series: dict[str, list[float]], path: Path, title: str) -> Path:
@@ -133,9 +120,4 @@ def sweep_plot(layers: list[int], series: dict[str, list[float]], path: Path, ti
     ax.legend(fontsize=7)
     ax.set_title(wrap_title(title, fig.get_figwidth() * 0.9, 9), fontsize=9)
     fig.tight_layout()
-    tmp = path.with_name(f".{path.stem}.tmp.png")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(tmp, dpi=120)
-    plt.close(fig)
-    os.replace(tmp, path)
-    return path
+    return save_figure(fig, path, dpi=120)

@@ -9,7 +9,8 @@ from pathlib import Path
 import numpy as np
 
 from speechalign.retrieval.embed import EmbeddingStore
-from speechalign.retrieval.report import _write, sweep_plot, write_neighbours, write_pair_table, write_yubao
+from speechalign.atomic import write_text
+from speechalign.retrieval.report import sweep_plot, write_neighbours, write_pair_table, write_yubao
 from speechalign.retrieval.search import IndexConfig, retrieve
 from speechalign.retrieval.vectors import center, center_frames, l2_normalize, procrustes
 from speechalign.retrieval.yubao import yubao_protocol
@@ -146,7 +147,7 @@ def run_sweep(emb_dir: str | Path, out_dir: str | Path, opts: RetrievalOptions, 
     tag = opts.pool + ("-center" if opts.center else "")
     out_dir = Path(out_dir)
     lines = ["layer\tmethod\tquery\tgallery\tR@1"] + [f"{l}\t{m}\t{q}\t{g}\t{v:.4f}" for l, m, q, g, v in table]
-    _write(out_dir / f"sweep-{tag}.tsv", "\n".join(lines) + "\n")
+    write_text(out_dir / f"sweep-{tag}.tsv", "\n".join(lines) + "\n")
     series = {}
     for layer, method, q, g, v in table:
         label = f"{method}: {q}→{g}" if q != "mean" else f"{method}: mean"
@@ -155,7 +156,7 @@ def run_sweep(emb_dir: str | Path, out_dir: str | Path, opts: RetrievalOptions, 
     best = max(((v, l, m) for l, m, q, g, v in table if q == "mean"), default=None)
     summary = f"best layer: {best[1]} ({best[2]}, mean R@1 {best[0]:.3f})" if best else "no results"
     png = sweep_plot(layers, pairs, out_dir / f"sweep-{tag}.png", f"Layer sweep ({tag}); {summary}")
-    _write(out_dir / f"sweep-{tag}.md", f"Layer sweep ({tag}): {summary}\n\n| layer | method | query | gallery | R@1 |\n"
+    write_text(out_dir / f"sweep-{tag}.md", f"Layer sweep ({tag}): {summary}\n\n| layer | method | query | gallery | R@1 |\n"
            "|---|---|---|---|---|\n" + "".join(f"| {l} | {m} | {q} | {g} | {v:.4f} |\n" for l, m, q, g, v in table))
     log.info("sweep: %s -> %s", summary, png)
     return {"table": table, "best": best, "png": png}

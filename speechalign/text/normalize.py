@@ -1,7 +1,7 @@
 """One text normalization for references, hypotheses, vocabularies and manifests alike.
 
 Steps, in order: drop YuBao alternates ("甲。/乙。" keeps "甲。"), Unicode NFKC (full-width to
-half-width), traditional to simplified (OpenCC t2s), lower-case, then remove every character whose
+half-width), traditional to simplified (OpenCC t2s, with its variant pairs merged), lower-case, then remove every character whose
 Unicode category is punctuation (P*), separator/whitespace (Z*), control/format (C*) or symbol (S*).
 Digits are kept unless ``keep_digits=False``; ``han_only=True`` keeps Han characters only.
 """
@@ -21,6 +21,29 @@ def _t2s():
     import opencc
 
     return opencc.OpenCC("t2s")
+
+
+# The Han blocks whose characters are checked for OpenCC variant pairs (Extension A and the URO).
+_VARIANT_SCAN = ((0x3400, 0x4DBF), (0x4E00, 0x9FFF))
+
+
+@lru_cache(maxsize=1)
+def _variants() -> dict[int, str]:
+    """OpenCC's t2s leaves 16 simplified variants alone (锺, 馀, 侭, ...) while it maps their traditional
+    forms to the standard character (鍾 -> 钟), so a reference and a hypothesis that differ only in
+    script would not match. Each such pair is merged: onto the form reached through the traditional one
+    when t2s keeps that form, else onto t2s's own output. Derived from the installed tables, not typed."""
+    import opencc
+
+    s2t, t2s = opencc.OpenCC("s2t"), _t2s()
+    table = {}
+    for lo, hi in _VARIANT_SCAN:
+        for code in range(lo, hi + 1):
+            direct, via = t2s.convert(chr(code)), t2s.convert(s2t.convert(chr(code)))
+            if direct != via and len(direct) == len(via) == 1:
+                canon = via if t2s.convert(via) == via else direct
+                table.update({ord(direct): canon, ord(via): canon})
+    return {k: v for k, v in table.items() if chr(k) != v}
 
 
 def is_han(ch: str) -> bool:
@@ -43,7 +66,7 @@ def _one_pass(text: str, keep_digits: bool, han_only: bool) -> str:
     # Lone surrogates cannot be UTF-8 encoded for OpenCC; they are category Cs and dropped anyway.
     text = "".join(ch for ch in text if not 0xD800 <= ord(ch) <= 0xDFFF)
     text = unicodedata.normalize("NFKC", text)
-    text = _t2s().convert(text).lower()
+    text = _t2s().convert(text).translate(_variants()).lower()
     return "".join(ch for ch in text if _keep(ch, keep_digits, han_only))
 
 

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import os
 from collections import Counter
 from pathlib import Path
 from typing import Iterable
+
+from speechalign.atomic import write_text
 
 BLANK, UNK, SOS_EOS = "<blank>", "<unk>", "<sos/eos>"
 SPECIALS = (BLANK, UNK, SOS_EOS)
@@ -58,10 +59,7 @@ class CharTokenizer:
         return "".join(self.tokens[i] for i in ids if i >= len(SPECIALS) or i == self.unk_id)
 
     def save(self, path: str | Path) -> None:
-        path = Path(path)
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text("".join(f"{t} {i}\n" for i, t in enumerate(self.tokens)), encoding="utf-8")
-        os.replace(tmp, path)
+        write_text(path, "".join(f"{t} {i}\n" for i, t in enumerate(self.tokens)))
 
     @classmethod
     def load(cls, path: str | Path) -> "CharTokenizer":

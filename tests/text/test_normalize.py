@@ -72,3 +72,11 @@ def test_traditional_form_normalizes_like_simplified(text):
     import opencc
 
     assert normalize(opencc.OpenCC("s2t").convert(text)) == normalize(text)
+
+
+def test_opencc_variant_pairs_are_merged():
+    # t2s keeps these simplified variants but maps their traditional forms to the standard character.
+    assert normalize("锺鍾钟") == "钟钟钟"
+    assert normalize("馀餘余") == "余余余"
+    assert normalize("侭儘尽") == "尽尽尽"
+    assert normalize("苧苎") == "苎苎"   # t2s maps 苧 itself, so the pair goes to t2s's own output
