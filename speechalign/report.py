@@ -11,6 +11,7 @@ from speechalign.atomic import save_figure, write_text
 from speechalign.decode.report import lm_effect_table, read_cer_table
 from speechalign.models.experiment import list_checkpoints
 from speechalign.retrieval.compare import TEXT_KEY, yubao_runs
+from speechalign.train.arithmetic import describe as describe_arithmetic
 from speechalign.train.checkpoint import read_metrics
 
 PAIR_OF_INTEREST = ("Cantonese", "Mandarin")
@@ -70,9 +71,14 @@ def training_extent(exp_dir: Path) -> str | None:
     m = read_metrics(step_dirs[-1])
     step, planned = m.get("step"), m.get("max_steps")
     if m.get("stopped_by") == "max_minutes":
-        return (f"Training stopped at step {step} of {planned}: the {m['max_minutes']:g}-minute cap "
-                "(`train.max_minutes`) ran out, so these results depend on this machine's speed.")
-    return f"Trained {step} steps" + (f" of {planned} planned." if planned and planned != step else ".")
+        extent = (f"Training stopped at step {step} of {planned}: the {m['max_minutes']:g}-minute cap "
+                  "(`train.max_minutes`) ran out, so these results depend on this machine's speed.")
+    else:
+        extent = f"Trained {step} steps" + (f" of {planned} planned." if planned and planned != step else ".")
+    if "arithmetic" in m:
+        extent += (f" Arithmetic: {describe_arithmetic(m['arithmetic'])}; a run with the same corpus and these "
+                   "settings gives the same numbers.")
+    return extent
 
 
 def headline_tables(decode_dir: Path, ret_dir: Path) -> str | None:

@@ -33,6 +33,7 @@ from speechalign.retrieval.vectors import center_frames
 from speechalign.retrieval.yubao import mean_off_diagonal, yubao_protocol
 from speechalign.text import CharTokenizer
 from speechalign.text.whisper_vocab import WhisperVocab
+from speechalign.train.arithmetic import arithmetic
 from speechalign.train.checkpoint import latest_valid, save_checkpoint
 from speechalign.train.objectives import add_terms, build_terms
 from speechalign.train.schedule import build_scheduler
@@ -523,6 +524,7 @@ class Trainer:
                    "train_data_wait_s": round(self.timing["data_wait"], 3),
                    "train_compute_s": round(self.timing["compute"], 3),
                    "train_bad_items": self.bad["total"], **({"train_bad_first": self.bad["first"][:5]} if self.bad["total"] else {}),
+                   "arithmetic": arithmetic(self.device),
                    **(self.last_valid if self.last_valid.get("valid_step") == self.step else {})}
         return save_checkpoint(self.ckpt_root, self.step, self.model, state, metrics, self.cfg.train.keep_last)
 

@@ -50,7 +50,10 @@ def test_report_says_whether_a_time_cap_stopped_training(reference_run, tone_cor
     from speechalign.report import training_extent
 
     _, exp, _ = reference_run
-    assert training_extent(exp) == "Trained 24 steps."
+    extent = training_extent(exp)
+    assert extent.startswith(f"Trained 24 steps. Arithmetic: torch {torch.__version__}, "
+                             f"{torch.backends.cpu.get_cpu_capability()} kernels")
+    assert f"{torch.get_num_threads()} threads" in extent
     cfg = load_config(None, tiny_train_overrides(tone_corpus) + ["data.num_workers=0", "train.max_minutes=1e-6"])
     capped = tmp_path / "capped"
     train(cfg, capped)
