@@ -17,9 +17,9 @@ PORTABLE = {"ATEN_CPU_CAPABILITY": "avx2", "MKL_CBWR": "AVX2", "ONEDNN_MAX_CPU_I
 def arithmetic(device: torch.device) -> dict:
     """The settings two runs must share to give the same numbers, as recorded beside each checkpoint."""
     if device.type != "cpu":
-        return {"torch": torch.__version__, "device": torch.cuda.get_device_name(device) if device.type == "cuda"
+        return {"torch": str(torch.__version__), "device": torch.cuda.get_device_name(device) if device.type == "cuda"
                 else device.type}
-    return {"torch": torch.__version__, "kernels": torch.backends.cpu.get_cpu_capability(),
+    return {"torch": str(torch.__version__), "kernels": torch.backends.cpu.get_cpu_capability(),
             "threads": torch.get_num_threads(),
             **{name.lower(): os.environ.get(name) or "default" for name in ("MKL_CBWR", "ONEDNN_MAX_CPU_ISA")}}
 
