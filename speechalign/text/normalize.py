@@ -91,6 +91,6 @@ def describe(*, keep_digits: bool = True, han_only: bool = False) -> str:
     """A one-line description of the normalization, recorded in every report header."""
     kept = "Han only" if han_only else ("digits kept" if keep_digits else "digits removed")
     return (
-        "NFKC + OpenCC t2s + lower-case; YuBao alternates dropped; "
+        "NFKC + OpenCC t2s (variant pairs merged) + lower-case; YuBao alternates dropped; "
         f"Unicode categories P/Z/C/S removed; {kept}"
     )
