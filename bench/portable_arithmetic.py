@@ -4,7 +4,7 @@ them). Each setting runs in a fresh process (the variables are read when the lib
 same seed and the same batches of random audio, forward + backward + AdamW. Prints steps per second, the
 ratio, and how far the losses and final weights of the two settings drift apart; a repeat of the native
 setting must give identical weights.
-Usage: python bench/portable_arithmetic.py [--steps 40] [--batch 4] [--seconds 6] [--threads 2]
+Usage: python bench/portable_arithmetic.py [--steps 30] [--batch 8] [--seconds 5] [--threads 2] [--vocab 1795]
 """
 
 from __future__ import annotations
@@ -20,17 +20,17 @@ import json, sys, time, torch
 from speechalign.config import load_config
 from speechalign.models import build_model
 from speechalign.train.arithmetic import arithmetic, describe
-steps, batch, seconds, threads, config = int(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
+steps, batch, seconds, threads, config, vocab = int(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3]), int(sys.argv[4]), sys.argv[5], int(sys.argv[7])
 torch.set_num_threads(threads)
 torch.manual_seed(0)
-model = build_model(load_config(config, []), vocab_size=200)
+model = build_model(load_config(config, []), vocab_size=vocab)
 model.train()
 opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
 n = int(seconds * 16000)
 losses, elapsed = [], 0.0
 for i in range(steps + 1):
     wav, lens = torch.randn(batch, n) * 0.1, torch.full((batch,), n)
-    targets = [torch.randint(3, 200, (int(seconds * 4),)).tolist() for _ in range(batch)]
+    targets = [torch.randint(3, vocab, (int(seconds * 4),)).tolist() for _ in range(batch)]
     start = time.perf_counter()
     loss = model(wav, lens, targets)["loss"]
     opt.zero_grad()
@@ -48,7 +48,8 @@ print(json.dumps({"steps_per_s": steps / elapsed, "losses": losses, "arithmetic"
 def run(env_pins: dict, args, out: str) -> dict:
     env = {k: v for k, v in os.environ.items() if k not in ("ATEN_CPU_CAPABILITY", "MKL_CBWR", "ONEDNN_MAX_CPU_ISA")}
     proc = subprocess.run([sys.executable, "-c", CHILD, str(args.steps), str(args.batch), str(args.seconds),
-                           str(args.threads), args.config, out], env=env | env_pins, capture_output=True, text=True)
+                           str(args.threads), args.config, out, str(args.vocab)], env=env | env_pins,
+                          capture_output=True, text=True)
     if proc.returncode:
         sys.exit(f"child failed:\n{proc.stderr[-2000:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
@@ -57,10 +58,11 @@ def run(env_pins: dict, args, out: str) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", default="recipes/synth_conformer_ctc.yaml")
-    parser.add_argument("--steps", type=int, default=40)
-    parser.add_argument("--batch", type=int, default=4)
-    parser.add_argument("--seconds", type=float, default=6.0)
+    parser.add_argument("--steps", type=int, default=30)
+    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--vocab", type=int, default=1795, help="output tokens (the demo's character vocabulary)")
     parser.add_argument("--work-dir", default="/tmp/portable_arithmetic")
     args = parser.parse_args()
     import torch
