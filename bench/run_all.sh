@@ -45,6 +45,8 @@ whisper_args=()
 bench "Whisper trim vs pad30" "trim >= 5x faster on 3-s utterances" bench/whisper_length.py "${whisper_args[@]}"
 bench "Conformer subsampling: d_model vs 64 channels" "cheaper training steps on CPU" bench/subsampling.py
 bench "Dynamic bucketing vs unsorted batches" "less padding, faster epochs" bench/bucketing.py
+bench "Native vs portable (AVX2) kernels, the demo's training step" "repeats identical; the pin's cost stated" \
+  bench/portable_arithmetic.py
 bench "SeqSim: vectorized vs per-pair loop" ">= 100x, scores equal; >= 50% of measured matmul GFLOP/s" bench/seqsim.py
 bench "FAISS IVF/HNSW vs Flat" ">= 10x at recall@10 >= 0.95" bench/faiss_ann.py
 bench "YuBao protocol at full size (rerank)" "<= 10 min on 2 cores; rerank within 1 point of full SeqSim" \
