@@ -1,8 +1,9 @@
 """One text normalization for references, hypotheses, vocabularies and manifests alike.
 
 Steps, in order: drop YuBao alternates ("甲。/乙。" keeps "甲。"), Unicode NFKC (full-width to
-half-width), traditional to simplified (OpenCC t2s, with its variant pairs merged), lower-case, then remove every character whose
-Unicode category is punctuation (P*), separator/whitespace (Z*), control/format (C*) or symbol (S*).
+half-width), traditional to simplified (OpenCC t2s, with its variant pairs merged), lower-case, then
+remove every character whose Unicode category is punctuation (P*), separator/whitespace (Z*),
+control/format (C*) or symbol (S*).
 Digits are kept unless ``keep_digits=False``; ``han_only=True`` keeps Han characters only.
 """
 
@@ -29,10 +30,11 @@ _VARIANT_SCAN = ((0x3400, 0x4DBF), (0x4E00, 0x9FFF))
 
 @lru_cache(maxsize=1)
 def _variants() -> dict[int, str]:
-    """OpenCC's t2s leaves 16 simplified variants alone (锺, 馀, 侭, ...) while it maps their traditional
-    forms to the standard character (鍾 -> 钟), so a reference and a hypothesis that differ only in
-    script would not match. Each such pair is merged: onto the form reached through the traditional one
-    when t2s keeps that form, else onto t2s's own output. Derived from the installed tables, not typed."""
+    """OpenCC's t2s leaves some simplified variants alone (锺, 馀, 侭, ...; 22 characters with today's
+    OpenCC) while it maps their traditional forms to the standard character (鍾 -> 钟), so a reference
+    and a hypothesis that differ only in script would not match. Each such pair is merged: onto the form
+    reached through the traditional one when t2s keeps that form, else onto t2s's own output. Derived
+    from the installed tables, not typed."""
     import opencc
 
     s2t, t2s = opencc.OpenCC("s2t"), _t2s()
