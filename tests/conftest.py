@@ -63,15 +63,3 @@ def tiny_train_overrides(manifests: dict[str, Path]) -> list[str]:
 @pytest.fixture(scope="session")
 def tone_corpus(tmp_path_factory):
     return make_tone_corpus(tmp_path_factory.mktemp("tones"))
-
-
-# The longest test files, slowest first. pytest-xdist hands whole files (--dist loadfile) to whichever worker is
-# free; with these at the front of the queue (and pyproject's --no-loadscope-reorder, which keeps xdist from
-# sorting files by their number of tests, a one-test file last), the 10-minute recipe test starts at once
-# beside everything else instead of after it.
-SLOWEST_FILES = ("tests/egs/test_goo_gi_recipe.py", "tests/egs/test_egs_dry_run.py")
-
-
-def pytest_collection_modifyitems(config, items):
-    rank = {path: i for i, path in enumerate(SLOWEST_FILES)}
-    items.sort(key=lambda item: rank.get(item.nodeid.split("::")[0], len(rank)))
