@@ -24,10 +24,15 @@ def _identical(a: dict, b: dict) -> bool:
     return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
+# The kill -9 tests compare this in-process run with a subprocess: both pin their threads, since another
+# test in this worker may have changed torch's (a different thread count sums in a different order).
+PINNED = ["train.num_threads=2"]
+
+
 @pytest.fixture(scope="module")
 def reference_run(tone_corpus, tmp_path_factory):
     exp = tmp_path_factory.mktemp("ref")
-    cfg = load_config(None, tiny_train_overrides(tone_corpus) + ["data.num_workers=0"])
+    cfg = load_config(None, tiny_train_overrides(tone_corpus) + ["data.num_workers=0"] + PINNED)
     last = train(cfg, exp)
     return cfg, exp, last
 
@@ -88,7 +93,7 @@ def test_kill_9_then_resume_with_loader_workers_gives_bit_identical_weights(refe
     """Workers prefetch ahead of the step; the saved sampler state must still be the consumed one.
     The reference ran without workers, so this also shows workers do not change the batches."""
     _, ref_exp, _ = reference_run
-    exp = _kill_at_step_8_then_resume(tmp_path, tiny_train_overrides(tone_corpus) + ["data.num_workers=2"])
+    exp = _kill_at_step_8_then_resume(tmp_path, tiny_train_overrides(tone_corpus) + ["data.num_workers=2"] + PINNED)
     assert _identical(_weights(exp / "checkpoints" / "step-24"), _weights(ref_exp / "checkpoints" / "step-24"))
 
 
@@ -97,7 +102,7 @@ def test_kill_9_then_resume_on_a_shar_corpus_gives_bit_identical_weights(referen
 
     _, ref_exp, _ = reference_run
     shar = export_shar([tone_corpus["train"]], tmp_path / "shar", shard_size=16)
-    overrides = tiny_train_overrides(tone_corpus) + [f"data.train=[{{shar: {shar}}}]", "data.num_workers=2"]
+    overrides = tiny_train_overrides(tone_corpus) + [f"data.train=[{{shar: {shar}}}]", "data.num_workers=2"] + PINNED
     exp = _kill_at_step_8_then_resume(tmp_path, overrides)
     assert _identical(_weights(exp / "checkpoints" / "step-24"), _weights(ref_exp / "checkpoints" / "step-24"))
 
