@@ -24,7 +24,7 @@ from lhotse import CutSet, Recording, SupervisionSegment
 from lhotse.cut import Cut
 
 from speechalign.data.audio import quiet_id3
-from speechalign.data.contamination import PrepReport, drop_contaminated
+from speechalign.data.contamination import PrepReport, add_exclude_option, drop_contaminated  # noqa: F401 (re-export)
 from speechalign.text import normalize
 
 log = logging.getLogger("speechalign.data_prep")
@@ -333,9 +333,3 @@ def add_training_corpus_cli(subparsers, name: str, help: str, layout: str, prepa
     p.set_defaults(func=lambda a: prepare(a.corpus_dir, a.output_dir, exclude_texts_from=a.exclude_texts_from))
 
 
-def add_exclude_option(parser, required: bool = False) -> None:
-    """``--exclude-texts-from MANIFEST ...``: the contamination guard every training adapter offers."""
-    parser.add_argument("--exclude-texts-from", nargs="+", type=Path, metavar="MANIFEST", required=required,
-                        default=None if required else (),
-                        help="drop training cuts whose normalized text equals a text of these evaluation manifests "
-                             "(counted in the prep report)")

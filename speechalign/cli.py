@@ -11,12 +11,14 @@ from pathlib import Path
 log = logging.getLogger("speechalign")
 
 
-def _add_prepare(subparsers) -> None:
+def _add_prepare(subparsers, adapters: bool = True) -> None:
+    """``adapters=False`` registers the command without its corpora: the adapters import lhotse and torch
+    (2 s), which a command that does not prepare a corpus should not wait for."""
     from data_prep import ADAPTERS
 
     p = subparsers.add_parser("prepare", help="write Lhotse cut manifests for a corpus")
     corpora = p.add_subparsers(dest="corpus", required=True, metavar="<corpus>")
-    for name in ADAPTERS:
+    for name in ADAPTERS if adapters else ():
         importlib.import_module(f"data_prep.{name}").add_cli(corpora)
 
 
@@ -325,7 +327,7 @@ def _add_data_commands(sub) -> None:
 
 
 def _add_search_options(p, several: bool = False) -> None:
-    from speechalign.retrieval.search import INDEXES
+    from speechalign.retrieval import INDEXES
 
     p.add_argument("--emb-dir", type=Path, required=True, help="output of `speechalign embed`")
     p.add_argument("--out", type=Path, help="result dir (default: <emb-dir>/retrieval)")
@@ -344,11 +346,12 @@ def _add_search_options(p, several: bool = False) -> None:
     p.add_argument("--gallery", help="only this gallery dialect")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """Every command; with ``command`` given (other than prepare), prepare's corpora are left out."""
     parser = argparse.ArgumentParser(prog="speechalign", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True, metavar="<command>")
-    _add_prepare(sub)
+    _add_prepare(sub, adapters=command in (None, "prepare"))
     _add_data_commands(sub)
 
     p = sub.add_parser("stats", help="utterances and hours per dialect and split, with data warnings")
@@ -411,7 +414,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "(default: the one <whisper-dir>/ct2_source.json names)")
     p.set_defaults(func=_cmd_export_whisper_hf)
 
-    from speechalign.decode.run import MODES
+    from speechalign.decode import MODES
 
     p = sub.add_parser("decode", help="decode manifests; per-dialect CER reports in <exp>/decode/<checkpoint>/")
     p.add_argument("--exp-dir", type=Path, required=True, help="trained experiment directory")
@@ -435,7 +438,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_skip_bad(p)
     p.set_defaults(func=_cmd_decode)
 
-    from data_prep.common import add_exclude_option
+    from speechalign.data.contamination import add_exclude_option
 
     p = sub.add_parser("train-lm", help="character n-gram LM (KenLM lmplz, ARPA) on training transcripts")
     p.add_argument("--cuts", type=Path, nargs="+", required=True, help="training cut manifests")
@@ -711,7 +714,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    command = next((a for a in argv if not a.startswith("-")), None)
+    args = build_parser(command).parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
     try:

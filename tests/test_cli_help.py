@@ -64,3 +64,17 @@ if __name__ == "__main__":
         print("no help:", line)
     for line in commands_without_example(build_parser()):
         print("no example:", line)
+
+
+def test_a_command_that_prepares_no_corpus_parses_without_importing_torch():
+    """Every CLI call builds the whole parser; the corpus adapters (lhotse, torch) only for prepare."""
+    import subprocess
+    import sys
+
+    probe = ("import sys; from speechalign.cli import build_parser; p = build_parser({!r}); "
+             "p.parse_args({!r}); print('torch' in sys.modules, 'lhotse' in sys.modules)")
+    run = lambda cmd, argv: subprocess.run([sys.executable, "-c", probe.format(cmd, argv)], capture_output=True,
+                                           text=True, check=True).stdout.split()
+    assert run("compare-cer", ["compare-cer", "a=b.tsv", "--out", "x"]) == ["False", "False"]
+    assert run("retrieve", ["retrieve", "--emb-dir", "e"]) == ["False", "False"]
+    assert run("prepare", ["prepare", "goo-gi", "--corpus-dir", "c", "--output-dir", "o"]) == ["True", "True"]

@@ -12,13 +12,13 @@ import logging
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable
-
-from lhotse.cut import Cut
+from typing import TYPE_CHECKING, Iterable
 
 from speechalign.atomic import write_text
-from speechalign.data.manifest import iter_cuts
 from speechalign.text import normalize
+
+if TYPE_CHECKING:   # lhotse imports torch (2 s); the CLI builds its parser from this module's option
+    from lhotse.cut import Cut
 
 log = logging.getLogger("speechalign.data")
 
@@ -61,6 +61,8 @@ class PrepReport:
 
 def texts_of(manifest: str | Path) -> set[str]:
     """The normalized texts of a manifest's supervisions (empty texts left out)."""
+    from speechalign.data.manifest import iter_cuts
+
     return {normalize(s.text or "") for cut in iter_cuts(manifest) for s in cut.supervisions} - {""}
 
 
@@ -81,3 +83,11 @@ def drop_contaminated(cuts: Iterable[Cut], eval_manifests: Iterable[str | Path],
         else:
             report.skip(cut.id, f"contaminated: text {cut.supervisions[0].text!r} is in {hit}")
     return kept
+
+
+def add_exclude_option(parser, required: bool = False) -> None:
+    """``--exclude-texts-from MANIFEST ...``: the guard's option, on every training adapter and train-lm."""
+    parser.add_argument("--exclude-texts-from", nargs="+", type=Path, metavar="MANIFEST", required=required,
+                        default=None if required else (),
+                        help="drop training cuts whose normalized text equals a text of these evaluation manifests "
+                             "(counted in the prep report)")

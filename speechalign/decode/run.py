@@ -13,6 +13,7 @@ import torch
 from tqdm import tqdm
 
 from speechalign.data.audio import quiet_id3
+from speechalign.decode import ATTENTION_MODES, MODES
 from speechalign.data.dataset import collate_audio, eval_loader
 from speechalign.data.manifest import check_unique_ids, open_cuts
 from speechalign.decode.attention import attention_beam, attention_rescoring, joint_beam
@@ -23,8 +24,6 @@ from speechalign.decode.report import Utterance, lm_effect, report_set, write_re
 from speechalign.models.experiment import load_experiment
 
 log = logging.getLogger("speechalign.decode")
-MODES = ("ctc_greedy", "ctc_prefix_beam", "attention_rescoring", "joint_beam", "attention_beam")
-ATTENTION_MODES = ("attention_rescoring", "joint_beam", "attention_beam")
 
 
 def supported_modes(model) -> list[str]:

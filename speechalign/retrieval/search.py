@@ -13,12 +13,12 @@ from dataclasses import dataclass
 import faiss
 import numpy as np
 
+from speechalign.retrieval import INDEXES
 from speechalign.retrieval.metrics import ranks, summarize
 from speechalign.retrieval.seqsim import FrameSet, seqsim_block, seqsim_pairs
 
 log = logging.getLogger("speechalign.retrieval")
 PROTOCOLS = ("pooled", "seqsim", "rerank")
-INDEXES = ("flat", "ivf", "hnsw")
 
 
 @dataclass
