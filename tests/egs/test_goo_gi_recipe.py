@@ -1,10 +1,10 @@
-"""egs/goo-gi/run.sh on fake goo-gi / lan-lai / tw-hokkien trees: the full recipe as a dry run (miniature
-training) with a tiny imported Whisper for the baseline rows, then --eval-only on another copy."""
+"""egs/goo-gi/run.sh on fake goo-gi / lan-lai / tw-hokkien / foochow-idioms / kasu100 trees: the full recipe
+as a dry run (miniature training, the transformers peer) with a tiny imported Whisper for the baseline rows.
+``--eval-only`` on another copy is tested in test_goo_gi_eval_only.py (its own file, so the two run in parallel)."""
 
 import pytest
 
-from speechalign.models.ct2_import import import_whisper
-from tests import fake_corpora
+from tests.egs.goo_gi import goo_gi_material, recipe_args, table_rows
 from tests.egs.test_egs_dry_run import run_egs
 
 pytest.importorskip("ctranslate2", reason="the zero-shot Whisper row needs ctranslate2")
@@ -12,31 +12,14 @@ pytest.importorskip("ctranslate2", reason="the zero-shot Whisper row needs ctran
 
 @pytest.fixture(scope="module")
 def corpora(tmp_path_factory):
-    from tests.tiny_whisper import convert_to_ct2, make_tiny_whisper
-
-    root = tmp_path_factory.mktemp("real")
-    (root / "tiny").mkdir()
-    hf = make_tiny_whisper(root / "tiny", whisper_vocab=True)   # faster-whisper looks Whisper's tokens up
-    whisper = import_whisper(convert_to_ct2(hf, root / "ct2"), root / "whisper", keep_ct2=True)
-    return {"goo-gi": fake_corpora.goo_gi_tree(root / "goo-gi"), "lan-lai": fake_corpora.lan_lai_tree(root / "lan-lai"),
-            "tw-hokkien": fake_corpora.hokkien_tree(root / "tw"), "whisper": whisper,
-            "foochow-idioms": fake_corpora.foochow_idioms_tree(root / "foochow"),
-            "kasu100": fake_corpora.kasu100_tree(root / "kasu100")}
+    return goo_gi_material(tmp_path_factory.mktemp("real"))
 
 
-def _rows(md_path):
-    return {line.split(" | ")[0].lstrip("| ") for line in md_path.read_text(encoding="utf-8").splitlines()
-            if line.startswith("| ") and not line.startswith("| system")}
-
-
-def test_recipe_dry_run_then_eval_only(corpora, tmp_path):
+def test_recipe_dry_run(corpora, tmp_path):
     out = tmp_path / "exp"
-    run_egs("goo-gi", "--goo-gi", corpora["goo-gi"], "--lan-lai", corpora["lan-lai"], "--tw-hokkien",
-            corpora["tw-hokkien"], "--foochow-idioms", corpora["foochow-idioms"], "--kasu100", corpora["kasu100"],
-            "--whisper-dir", corpora["whisper"], "--out", out, "--train-ids", "001-003",
-            "--dev-ids", "004", "--test-ids", "005-006", "--peer", "--dry-run")
+    run_egs("goo-gi", *recipe_args(corpora, out), "--peer")
     dry = out / "dry-run"
-    cer = _rows(dry / "cer-goo-gi-test.md")
+    cer = table_rows(dry / "cer-goo-gi-test.md")
     assert {"fbank", "whisper-base-random", "whisper-base-trim", "whisper-base-pad30",
             "zero-shot Whisper-base (whisper_greedy)", "zero-shot Whisper-base (faster_whisper_beam5)",
             "zero-shot Whisper-base (faster_whisper_beam1)", "whisper_base_hybrid (ctc_greedy)",
@@ -53,7 +36,7 @@ def test_recipe_dry_run_then_eval_only(corpora, tmp_path):
     assert alt["transformers peer (Seq2SeqTrainer, greedy generate)"][4] == "2"   # the dry run's 2 steps
     assert alt["speechalign whisper_base_hybrid (attention_beam)"][4] == "1"
     assert alt["zero-shot Whisper-base (faster-whisper defaults, beam 5; embedding: pretrained, trim)"][4:] == ["0", "0"]
-    rows = _rows(dry / "yubao-goo-gi-test.md")
+    rows = table_rows(dry / "yubao-goo-gi-test.md")
     yubao = {r for r in rows if not r.startswith("text-")}
     assert yubao == {"fbank", "whisper-base-random", "whisper-base-trim", "whisper-base-pad30", "whisper_base_hybrid",
                      "transformers-peer"}
@@ -61,7 +44,7 @@ def test_recipe_dry_run_then_eval_only(corpora, tmp_path):
     assert {"text-reference", "text-zero-shot-whisper_greedy", "text-zero-shot-faster_whisper_beam5",
             "text-whisper_base_hybrid-attention_rescoring", "text-transformers-peer-greedy"} <= rows
     assert (dry / "yubao-goo-gi-test.png").stat().st_size > 0
-    assert {r.split("/")[0] for r in _rows(dry / "hokkien-to-mandarin.md")} == yubao
+    assert {r.split("/")[0] for r in table_rows(dry / "hokkien-to-mandarin.md")} == yubao
     page = (dry / "retrieval.html").read_text(encoding="utf-8")
     assert '"source":"tw-hokkien/whisper_base_hybrid"' in page and '"source":"goo-gi/fbank","name":"yubao-' in page
     # the training manifest never holds a dev/test sentence id, in any variety
@@ -70,13 +53,3 @@ def test_recipe_dry_run_then_eval_only(corpora, tmp_path):
     config = (dry / "whisper_base_hybrid" / "config.yaml").read_text(encoding="utf-8")
     assert "foochow-idioms_cuts_train" in config and "kasu100_cuts_train" in config
     assert list((dry / "zero-shot").glob("bleu-goo-gi_test-*.md"))
-
-    copy = tmp_path / "eval"
-    run_egs("goo-gi", "--eval-only", "--goo-gi", corpora["goo-gi"], "--tw-hokkien", corpora["tw-hokkien"],
-            "--exp", dry / "whisper_base_hybrid", "--checkpoint", "latest", "--whisper-dir", corpora["whisper"],
-            "--out", copy, "--dry-run")
-    report = (copy / "data" / "goo-gi_prep_report.txt").read_text()
-    assert "kept test: 17;" in report   # every sentence of the copy (g 002 has no audio), no train/dev split
-    assert "whisper_base_hybrid (ctc_greedy)" in _rows(copy / "cer-goo-gi-test.md")
-    assert {r for r in _rows(copy / "yubao-goo-gi-test.md") if not r.startswith("text-")} == yubao - {"transformers-peer"}
-    assert not (copy / "whisper_base_hybrid").exists()
