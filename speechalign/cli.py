@@ -232,7 +232,7 @@ def _retrieval_options(args):
         center=args.center == "dialect",
         map_train=getattr(args, "map_train", None), rerank_k=args.rerank_k, query=args.query, gallery=args.gallery,
         index=IndexConfig(args.index, args.nlist, args.nprobe, args.hnsw_m, args.ef_search),
-        yubao_mode=getattr(args, "yubao_mode", "seqsim"), fleurs_mode=getattr(args, "fleurs_mode", "seqsim"),
+        yubao_mode=getattr(args, "yubao_mode", ["seqsim"])[0], fleurs_mode=getattr(args, "fleurs_mode", "seqsim"),
         diagonal=getattr(args, "diagonal", False))
 
 
@@ -256,9 +256,11 @@ def _cmd_retrieve(args) -> None:
     # One process for every combination: loading torch and the embeddings once is most of a small run.
     for center in dict.fromkeys(centers):
         for protocol in dict.fromkeys(args.protocol):
-            for layer in layers:
-                run_retrieve(args.emb_dir, args.out or Path(args.emb_dir) / "retrieval",
-                             replace(opts, layer=layer, protocol=protocol, center=center == "dialect"))
+            for yubao_mode in dict.fromkeys(args.yubao_mode) if protocol == "yubao" else [opts.yubao_mode]:
+                for layer in layers:
+                    run_retrieve(args.emb_dir, args.out or Path(args.emb_dir) / "retrieval",
+                                 replace(opts, layer=layer, protocol=protocol, center=center == "dialect",
+                                         yubao_mode=yubao_mode))
 
 
 def _cmd_sweep(args) -> None:
@@ -591,8 +593,8 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     p.add_argument("--protocol", nargs="+", default=["pooled"], choices=("pooled", "seqsim", "rerank", "yubao", "fleurs"),
                    help="pooled cosine, exact SeqSim, pooled shortlist re-ranked by SeqSim, the YuBao site-pair "
                         "protocol, or FLEURS (first recording per prompt)")
-    p.add_argument("--yubao-mode", default="seqsim", choices=("pooled", "seqsim", "rerank"),
-                   help="scoring inside --protocol yubao")
+    p.add_argument("--yubao-mode", nargs="+", default=["seqsim"], choices=("pooled", "seqsim", "rerank"),
+                   help="scoring inside --protocol yubao (several: each one)")
     p.add_argument("--fleurs-mode", default="seqsim", choices=("pooled", "seqsim", "rerank"),
                    help="scoring inside --protocol fleurs")
     p.add_argument("--diagonal", action="store_true", help="YuBao: fill the diagonal from distinct sites (extension)")

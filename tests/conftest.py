@@ -63,3 +63,21 @@ def tiny_train_overrides(manifests: dict[str, Path]) -> list[str]:
 @pytest.fixture(scope="session")
 def tone_corpus(tmp_path_factory):
     return make_tone_corpus(tmp_path_factory.mktemp("tones"))
+
+
+# The files that take minutes, longest first (seconds alone on 2 cores, 2026-12-01). xdist (--dist loadfile,
+# --no-loadscope-reorder in pyproject.toml) hands out whole files in collection order, two per worker at
+# the start: the long ones then run side by side from the first second, and the short files fill in behind
+# them, instead of the longest file starting last and running alone.
+LONG_FILES = ("egs/test_goo_gi_recipe.py",    # 355 s
+              "egs/test_egs_dry_run.py",      # ~350 s over its tests
+              "egs/test_goo_gi_eval_only.py",  # 291 s
+              "egs/test_synth_demo.py")       # 140 s
+
+
+def pytest_collection_modifyitems(items):
+    def rank(item) -> int:
+        path = item.nodeid.split("::")[0]
+        return next((i for i, name in enumerate(LONG_FILES) if path.endswith(name)), len(LONG_FILES))
+
+    items.sort(key=rank)   # stable: every other file keeps its place

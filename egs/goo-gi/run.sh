@@ -206,10 +206,8 @@ if run_stage 6; then
   for emb in "$out"/emb/goo-gi/*/; do
     name=$(basename "$emb")
     [ -f "$out/retrieval/goo-gi/$name/.done" ] && continue
-    speechalign retrieve --emb-dir "$emb" --out "$out/retrieval/goo-gi/$name" --protocol yubao --yubao-mode seqsim \
-      --center none dialect --layer all
-    speechalign retrieve --emb-dir "$emb" --out "$out/retrieval/goo-gi/$name" --protocol yubao --yubao-mode pooled \
-      --center none dialect --layer all
+    speechalign retrieve --emb-dir "$emb" --out "$out/retrieval/goo-gi/$name" --protocol yubao \
+      --yubao-mode seqsim pooled --center none dialect --layer all
     touch "$out/retrieval/goo-gi/$name/.done"
   done
   for emb in "$out"/emb/tw-hokkien/*/; do

@@ -55,12 +55,8 @@ fi
 
 if run_stage 2; then
   log "stage 2: YuBao matrices (top layer)"
-  for center in none dialect; do
-    for mode in seqsim rerank pooled; do
-      speechalign retrieve --emb-dir "$out/emb" --out "$out/retrieval" --protocol yubao --yubao-mode "$mode" \
-        --center "$center" --diagonal
-    done
-  done
+  speechalign retrieve --emb-dir "$out/emb" --out "$out/retrieval" --protocol yubao --yubao-mode seqsim rerank pooled \
+    --center none dialect --diagonal
 fi
 
 if run_stage 3; then

@@ -39,7 +39,8 @@ ASR = {  # recipe -> (fake tree builder, test sets decoded)
 @pytest.mark.parametrize("recipe", sorted(ASR))
 def test_asr_recipe_dry_run(recipe, tmp_path):
     build, test_sets = ASR[recipe]
-    run_egs(recipe, "--corpus-dir", build(tmp_path / "corpus"), "--out", tmp_path / "exp", "--dry-run")
+    args = ("--corpus-dir", build(tmp_path / "corpus"), "--out", tmp_path / "exp", "--dry-run")
+    run_egs(recipe, *args)
     out = tmp_path / "exp" / "dry-run"
     assert (out / "asr" / "avg-last1.safetensors").is_file() and (out / "asr" / "checkpoints" / "step-1").is_dir()
     for test_set in test_sets:
@@ -51,13 +52,9 @@ def test_asr_recipe_dry_run(recipe, tmp_path):
         table = (out / "retrieval" / "fleurs-L2-mean-center.md").read_text(encoding="utf-8")
         assert "| Cantonese | Mandarin |" in table
         assert (out / "retrieval" / "sweep-mean-center.png").is_file()
-
-
-def test_dry_run_is_idempotent(tmp_path):
-    args = ("--corpus-dir", fake_corpora.mdcc_tree(tmp_path / "corpus"), "--out", tmp_path / "exp", "--dry-run")
-    run_egs("mdcc", *args)
-    again = run_egs("mdcc", *args)
-    assert "stage 0" not in again.stdout and "stage 2" not in again.stdout and "stage 3" in again.stdout
+    if recipe == "mdcc":   # idempotent: a second run skips what is done (one recipe shows it for all)
+        again = run_egs(recipe, *args)
+        assert "stage 0" not in again.stdout and "stage 2" not in again.stdout and "stage 3" in again.stdout
 
 
 def test_multidialect_then_yubao_dry_run(tmp_path):

@@ -44,6 +44,9 @@ def test_recipe_dry_run(corpora, tmp_path):
     assert {"text-reference", "text-zero-shot-whisper_greedy", "text-zero-shot-faster_whisper_beam5",
             "text-whisper_base_hybrid-attention_rescoring", "text-transformers-peer-greedy"} <= rows
     assert (dry / "yubao-goo-gi-test.png").stat().st_size > 0
+    # one retrieve call per system: both YuBao scorings, both centerings, every layer
+    assert {p.name for p in (dry / "retrieval" / "goo-gi" / "whisper_base_hybrid").glob("yubao-*-L2-*.md")} == {
+        f"yubao-{mode}-L2-mean{c}.md" for mode in ("seqsim", "pooled") for c in ("", "-center")}
     assert {r.split("/")[0] for r in table_rows(dry / "hokkien-to-mandarin.md")} == yubao
     page = (dry / "retrieval.html").read_text(encoding="utf-8")
     assert '"source":"tw-hokkien/whisper_base_hybrid"' in page and '"source":"goo-gi/fbank","name":"yubao-' in page
