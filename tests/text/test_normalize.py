@@ -1,3 +1,4 @@
+import functools
 import unicodedata
 
 import pytest
@@ -66,12 +67,17 @@ def test_han_only_keeps_only_han(text):
     assert all(is_han(ch) for ch in normalize(text, han_only=True))
 
 
+@functools.cache
+def _s2t():
+    import opencc
+
+    return opencc.OpenCC("s2t")   # loading its dictionaries takes 0.1 s: once, not per example
+
+
 @settings(max_examples=200, deadline=None)
 @given(st.text(alphabet=han, max_size=20))
 def test_traditional_form_normalizes_like_simplified(text):
-    import opencc
-
-    assert normalize(opencc.OpenCC("s2t").convert(text)) == normalize(text)
+    assert normalize(_s2t().convert(text)) == normalize(text)
 
 
 def test_opencc_variant_pairs_are_merged():
