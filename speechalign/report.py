@@ -13,6 +13,7 @@ from speechalign.models.experiment import list_checkpoints
 from speechalign.retrieval.compare import TEXT_KEY, yubao_runs
 from speechalign.train.arithmetic import describe as describe_arithmetic
 from speechalign.train.checkpoint import read_metrics
+from speechalign.tables import markdown
 
 PAIR_OF_INTEREST = ("Cantonese", "Mandarin")
 
@@ -89,14 +90,14 @@ def headline_tables(decode_dir: Path, ret_dir: Path) -> str | None:
     parts = []
     if cer:
         varieties = sorted({v for t in cer.values() for v in t} - {"overall"}) + ["overall"]
-        parts.append(_md_table(["test CER %", *varieties],
+        parts.append(markdown(["test CER %", *varieties],
                                [[mode, *(f"{t[v]:.2f}" if v in t else "n/a" for v in varieties)] for mode, t in cer.items()]))
     runs = yubao_runs(ret_dir / "trained") if (ret_dir / "trained").is_dir() else {}
     means = [[mode, str(layer), "dialect" if centered else "none", f"{r1:.2f}"]
              for (mode, centered), by_layer in sorted(runs.items()) if mode != TEXT_KEY[0]
              for layer, r1 in sorted(by_layer.items())]
     if means:
-        parts.append(_md_table(["YuBao-style matrix", "layer", "centering", "mean off-diagonal R@1 %"], means))
+        parts.append(markdown(["YuBao-style matrix", "layer", "centering", "mean off-diagonal R@1 %"], means))
     return "\n".join(parts) if parts else None
 
 
@@ -135,9 +136,6 @@ def best_layers(ret_dir: Path) -> list[list[str]]:
     return rows
 
 
-def _md_table(header: list[str], rows: list[list[str]]) -> str:
-    return "\n".join(["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-                     + ["| " + " | ".join(r) + " |" for r in rows]) + "\n"
 
 
 def write_report(out_dir: str | Path, exp_dir: str | Path, retrieval_dir: str | Path, checkpoint: str = "latest") -> Path:
@@ -171,11 +169,11 @@ def write_report(out_dir: str | Path, exp_dir: str | Path, retrieval_dir: str | 
         if summary:
             parts += ["## Retrieval", "", f"R@1 for {PAIR_OF_INTEREST[0]} → {PAIR_OF_INTEREST[1]} and the mean over all "
                       "ordered variety pairs (top layer unless noted; chance ≈ 1/number of test sentences).", "",
-                      _md_table(["embeddings", "protocol", "layer", "centering", "map", "Cantonese→Mandarin R@1",
+                      markdown(["embeddings", "protocol", "layer", "centering", "map", "Cantonese→Mandarin R@1",
                                  "mean R@1", "mean MRR"], summary)]
         layers = best_layers(ret_dir)
         if layers:
-            parts += ["### Best layer (layer sweep)", "", _md_table(["embeddings", "sweep", "method", "best layer",
+            parts += ["### Best layer (layer sweep)", "", markdown(["embeddings", "sweep", "method", "best layer",
                                                                    "Cantonese→Mandarin R@1"], layers)]
         for table in sorted(ret_dir.glob("trained/yubao-*.md")):
             parts += [f"### YuBao-style matrix: {table.stem}", "", table.read_text(encoding="utf-8").rstrip(), ""]

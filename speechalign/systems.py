@@ -16,6 +16,7 @@ from speechalign.atomic import write_text
 from speechalign.decode.report import read_cer_table
 from speechalign.retrieval.compare import best_run, describe_run, yubao_runs
 from speechalign.train.ablation import checkpoint_metrics, training_minutes
+from speechalign.tables import markdown, tsv
 
 SPEC_KEYS = ("cer", "yubao", "cascade", "training")
 
@@ -110,12 +111,11 @@ def system_row(spec: SystemSpec, mandarin: str) -> list[str]:
 def compare_systems(specs: list[SystemSpec], out: Path, title: str, mandarin: str = "Mandarin") -> Path:
     """Write ``out``.tsv and ``out``.md: one row per system, in the order given."""
     rows = [system_row(s, mandarin) for s in specs]
-    write_text(out.with_suffix(".tsv"), "\n".join("\t".join(r) for r in [HEADER] + rows) + "\n")
+    write_text(out.with_suffix(".tsv"), tsv(HEADER, rows))
     md = (f"{title}\n\nMean dialect CER: every variety but {mandarin} weighs the same. YuBao R@1: mean off-diagonal, "
           "the embedding's best scoring mode, centering and layer; the cascade compares transcripts (TF-IDF over "
           "character n-grams). Training minutes: the trainer's own measure (speechalign: compute + data wait; "
           "the peer: wall time).\n\n"
-          + "| " + " | ".join(HEADER) + " |\n|" + "---|" * len(HEADER) + "\n"
-          + "".join("| " + " | ".join(r) + " |\n" for r in rows))
+          + markdown(HEADER, rows))
     write_text(out.with_suffix(".md"), md)
     return out.with_suffix(".md")

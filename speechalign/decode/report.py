@@ -11,6 +11,7 @@ from pathlib import Path
 from speechalign.atomic import write_text
 from speechalign.decode.cer import CerScorer
 from speechalign.text import describe, normalize
+from speechalign.tables import markdown, tsv
 
 log = logging.getLogger("speechalign.decode")
 
@@ -55,9 +56,8 @@ def cer_table(scorer: CerScorer, fmt: str) -> str:
     header = ["dialect", "CER%", "chars", "correct", "sub", "del", "ins", "utts"]
     rows = [[d, f"{100 * c.cer:.2f}", c.chars, c.hits, c.subs, c.dels, c.ins, c.utts] for d, c in scorer.rows()]
     if fmt == "tsv":
-        return "\n".join("\t".join(map(str, r)) for r in [header] + rows) + "\n"
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(map(str, r)) + " |" for r in rows]
+        return tsv(header, rows)
+    lines = markdown(header, rows).splitlines()
     return "\n".join(lines) + "\n"
 
 
@@ -165,10 +165,9 @@ def compare_cer(systems: list[tuple[str, Path | None]], out: Path, title: str, o
     dialects += sorted({d for t in tables.values() for d in t} - set(dialects) - {"overall"}) + ["overall"]
     header = ["system", *dialects]
     rows = [[label, *(f"{t[d]:.1f}" if d in t else "n/a" for d in dialects)] for label, t in tables.items()]
-    write_text(out.with_suffix(".tsv"), "\n".join("\t".join(r) for r in [header] + rows) + "\n")
+    write_text(out.with_suffix(".tsv"), tsv(header, rows))
     md = (f"{title}\n\nCER % (micro-averaged per variety; n/a = no transcripts: the system has no ASR output).\n\n"
-          + "| " + " | ".join(header) + " |\n|" + "---|" * len(header) + "\n"
-          + "".join("| " + " | ".join(r) + " |\n" for r in rows))
+          + markdown(header, rows))
     write_text(out.with_suffix(".md"), md)
     return out.with_suffix(".md")
 

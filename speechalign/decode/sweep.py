@@ -20,6 +20,7 @@ from speechalign.decode.lm import CharLM, LMOptions
 from speechalign.atomic import write_text
 from speechalign.decode.run import decode_encoded, hyp_text, make_ctc_search, open_cuts
 from speechalign.models.experiment import load_experiment
+from speechalign.tables import markdown, tsv
 
 log = logging.getLogger("speechalign.decode")
 
@@ -69,10 +70,9 @@ def write_sweep(stem: Path, rows: list[dict], set_name: str, mode: str, beam: in
     dialects = [k for k in rows[0] if k not in keys + ["seconds", "overall"]] + ["overall"]
     header = keys + [f"CER% {d}" for d in dialects] + ["seconds"]
     body = [[f"{r[k]:g}" for k in keys] + [f"{r[d]:.2f}" for d in dialects] + [f"{r['seconds']:.1f}"] for r in rows]
-    write_text(stem.with_suffix(".tsv"), "\n".join("\t".join(x) for x in [header] + body) + "\n")
+    write_text(stem.with_suffix(".tsv"), tsv(header, body))
     md = (f"Decode sweep, set `{set_name}`, mode `{mode}`, beam {beam}, LM `{lm_path or 'none'}`; best first.\n\n"
-          "| " + " | ".join(header) + " |\n|" + "---|" * len(header) + "\n"
-          + "".join("| " + " | ".join(x) + " |\n" for x in body))
+          + markdown(header, body))
     write_text(stem.with_suffix(".md"), md)
     log.info("sweep table: %s", stem.with_suffix(".md"))
     return stem.with_suffix(".md")

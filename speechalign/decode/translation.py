@@ -27,6 +27,7 @@ from speechalign.data.manifest import cut_meta, open_cuts
 from speechalign.atomic import write_text
 from speechalign.decode.report import read_recogs
 from speechalign.text import describe, normalize
+from speechalign.tables import markdown, tsv
 
 log = logging.getLogger("speechalign.decode")
 
@@ -113,10 +114,7 @@ def translation_table(rows: list[TranslationRow], fmt: str, skipped: dict[str, s
     header = ["dialect", "BLEU", "chrF", "sentences", "hyp_tokens", "ref_tokens", "skipped"]
     body = [[d, *table.get(d, ["n/a", "n/a", 0, 0, 0]), per_dialect.get(d, 0)] for d in dialects]
     body.append(["overall", *table["overall"], sum(per_dialect.values())])
-    if fmt == "tsv":
-        return "\n".join("\t".join(map(str, r)) for r in [header] + body) + "\n"
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    return "\n".join(lines + ["| " + " | ".join(map(str, r)) + " |" for r in body]) + "\n"
+    return tsv(header, body) if fmt == "tsv" else markdown(header, body)
 
 
 def write_translation_reports(out_dir: str | Path, set_name: str, mode: str, rows: list[TranslationRow],

@@ -9,8 +9,9 @@ from pathlib import Path
 import numpy as np
 
 from speechalign.atomic import save_figure, write_text
-from speechalign.retrieval.report import _md
 from speechalign.retrieval.yubao import mean_off_diagonal
+from speechalign.tables import markdown, tsv
+
 
 log = logging.getLogger("speechalign.retrieval")
 COLUMNS = ("R@1", "R@5", "R@10", "MRR")
@@ -49,8 +50,8 @@ def compare(tables: list[tuple[str, Path]], query: str, gallery: str, out: Path,
     if best_per_system:
         seen = set()
         rows = [r for r in rows if not (r[0].split("/")[0] in seen or seen.add(r[0].split("/")[0]))]
-    md = f"{title}\n\n{query} → {gallery}; sorted by R@1.\n\n" + _md(header, rows)
-    write_text(out.with_suffix(".tsv"), "\n".join("\t".join(x) for x in [header] + rows) + "\n")
+    md = f"{title}\n\n{query} → {gallery}; sorted by R@1.\n\n" + markdown(header, rows)
+    write_text(out.with_suffix(".tsv"), tsv(header, rows))
     path = write_text(out.with_suffix(".md"), md)
     log.info("comparison of %d systems -> %s", len(rows), path)
     return path
@@ -128,10 +129,10 @@ def compare_yubao(systems: list[tuple[str, Path]], out: Path, title: str) -> Pat
         v, key, layer = best_of[label]
         rows.append([label, *cells, f"{v:.1f} ({describe_run(key, layer)})"])
     rows.sort(key=lambda x: -best_of[x[0]][0])
-    write_text(out.with_suffix(".tsv"), "\n".join("\t".join(x) for x in [header] + rows) + "\n")
+    write_text(out.with_suffix(".tsv"), tsv(header, rows))
     png = _layer_panels(runs, keys, out.with_suffix(".png"), title)
     path = write_text(out.with_suffix(".md"), f"{title}\n\nMean off-diagonal YuBao R@1 (%) at the best layer (in brackets); "
-                  f"layer sweep: {png.name}.\n\n" + _md(header, rows))
+                  f"layer sweep: {png.name}.\n\n" + markdown(header, rows))
     log.info("YuBao comparison of %d systems -> %s", len(rows), path)
     return path
 

@@ -8,21 +8,16 @@ import numpy as np
 
 from speechalign.atomic import save_figure, write_text
 from speechalign.retrieval.yubao import YubaoResult, mean_off_diagonal
+from speechalign.tables import markdown, tsv
 
 METRICS = ("R@1", "R@5", "R@10", "MRR")
-
-
-def _md(header: list[str], rows: list[list]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    return "\n".join(lines + ["| " + " | ".join(map(str, r)) + " |" for r in rows]) + "\n"
 
 
 def write_pair_table(rows: list[dict], out_dir: Path, name: str, title: str) -> dict[str, Path]:
     header = ["query", "gallery", *METRICS, "queries", "skipped"]
     body = [[r["query"], r["gallery"], *[f"{r[m]:.4f}" for m in METRICS], r["queries"], r["skipped"]] for r in rows]
-    tsv = "\n".join("\t".join(map(str, x)) for x in [header] + body) + "\n"
-    return {"tsv": write_text(out_dir / f"{name}.tsv", f"# {title}\n" + tsv),
-            "md": write_text(out_dir / f"{name}.md", f"{title}\n\n" + _md(header, body))}
+    return {"tsv": write_text(out_dir / f"{name}.tsv", f"# {title}\n" + tsv(header, body)),
+            "md": write_text(out_dir / f"{name}.md", f"{title}\n\n" + markdown(header, body))}
 
 
 def write_neighbours(neighbours: list[tuple], utt_ids: list[str], path: Path, title: str) -> Path:
@@ -49,7 +44,7 @@ def write_yubao(result: YubaoResult, out_dir: Path, name: str, title: str) -> di
         "tsv": write_text(out_dir / f"{name}.tsv", f"# {title}; R@1 %, rows = source, columns = target; {note}\n"
                       + "\n".join("\t".join(r) for r in [["source\\target", *g]] + rows) + "\n"),
         "md": write_text(out_dir / f"{name}.md", f"{title}\n\nR@1 (%), rows = source subgroup, columns = target; "
-                     f"{note}; {summary}.\n\n" + _md(["source \\ target", *g], rows)),
+                     f"{note}; {summary}.\n\n" + markdown(["source \\ target", *g], rows)),
         "tex": write_text(out_dir / f"{name}.tex", _latex(g, result.table, title, note)),
         "sites": write_text(out_dir / f"{name}-site-pairs.tsv", "source_group\ttarget_group\tsource_site\ttarget_site\t"
                         "sentences\tR@1\n" + "".join("\t".join(map(str, r[:5])) + f"\t{r[5]:.2f}\n"

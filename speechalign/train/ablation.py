@@ -15,6 +15,7 @@ from speechalign.config import load_config
 from speechalign.atomic import write_text
 from speechalign.decode.report import read_cer_table
 from speechalign.models.experiment import list_checkpoints
+from speechalign.tables import markdown, tsv
 
 
 def levers(exp_dir: Path) -> dict[str, str]:
@@ -67,10 +68,9 @@ def ablation_table(exp_dirs: list[Path], cer_name: str, out: Path, order: list[s
                       *(f"{r['r1'][k]:.1f}" if k in r["r1"] else "n/a" for k in layers),
                       *(f"{r['cer'][d]:.1f}" if d in r["cer"] else "n/a" for d in dialects),
                       str(r["steps"]), f"{r['minutes']:.1f}"])
-    write_text(out.with_suffix(".tsv"), "\n".join("\t".join(x) for x in [header] + lines) + "\n")
+    write_text(out.with_suffix(".tsv"), tsv(header, lines))
     md = (f"Runs side by side: dev YuBao-protocol SeqSim R@1 % (mean off-diagonal, at each run's last validation), "
           f"CER % per variety from `{cer_name}`, training steps and minutes (compute + data wait).\n\n"
-          + "| " + " | ".join(header) + " |\n|" + "---|" * len(header) + "\n"
-          + "".join("| " + " | ".join(x) + " |\n" for x in lines))
+          + markdown(header, lines))
     write_text(out.with_suffix(".md"), md)
     return out.with_suffix(".md")
