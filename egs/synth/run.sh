@@ -43,7 +43,9 @@ if $quick; then
 fi
 if ! $native; then
   # Read when torch starts, so set here: the kernels of speechalign/train/arithmetic.py's PORTABLE, 2 threads.
-  export ATEN_CPU_CAPABILITY=avx2 MKL_CBWR=AVX2 ONEDNN_MAX_CPU_ISA=AVX2 OMP_NUM_THREADS=2
+  pins=$(python -m speechalign.train.arithmetic)   # an assignment, so that set -e stops on a failure
+  eval "$pins"
+  export OMP_NUM_THREADS=2
 fi
 data=$out/data
 exp=$out/conformer_ctc

@@ -30,3 +30,7 @@ def describe(a: dict) -> str:
         return f"torch {a.get('torch', '?')} on {a.get('device', '?')}"
     pins = ", ".join(f"{k.upper()}={a[k]}" for k in ("mkl_cbwr", "onednn_max_cpu_isa") if a.get(k, "default") != "default")
     return f"torch {a['torch']}, {a['kernels']} kernels{f' ({pins})' if pins else ''}, {a['threads']} threads"
+
+
+if __name__ == "__main__":   # egs/synth/run.sh evals this: the exports of PORTABLE, written once, here
+    print(" ".join(f"export {k}={v};" for k, v in PORTABLE.items()))
