@@ -21,7 +21,7 @@ MODES = ("ctc_greedy", "ctc_prefix_beam", "attention_rescoring", "joint_beam")
 def run_egs(script: str, *args) -> subprocess.CompletedProcess:
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
     out = subprocess.run(["bash", f"egs/{script}/run.sh", *map(str, args)], cwd=REPO, env=env,
-                         capture_output=True, text=True, timeout=600)
+                         capture_output=True, text=True, timeout=1200)
     assert out.returncode == 0, out.stdout[-4000:] + out.stderr[-4000:]
     return out
 
