@@ -55,10 +55,7 @@ def _alignment_lines(ref: str, hyp: str, chunks) -> tuple[str, str, list[tuple[s
 def cer_table(scorer: CerScorer, fmt: str) -> str:
     header = ["dialect", "CER%", "chars", "correct", "sub", "del", "ins", "utts"]
     rows = [[d, f"{100 * c.cer:.2f}", c.chars, c.hits, c.subs, c.dels, c.ins, c.utts] for d, c in scorer.rows()]
-    if fmt == "tsv":
-        return tsv(header, rows)
-    lines = markdown(header, rows).splitlines()
-    return "\n".join(lines) + "\n"
+    return tsv(header, rows) if fmt == "tsv" else markdown(header, rows)
 
 
 def write_reports(out_dir: Path, set_name: str, mode: str, utts: list[Utterance], note: str = "",
