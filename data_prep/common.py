@@ -24,7 +24,7 @@ from lhotse import CutSet, Recording, SupervisionSegment
 from lhotse.cut import Cut
 
 from speechalign.data.audio import quiet_id3
-from speechalign.data.contamination import PrepReport, add_exclude_option, drop_contaminated  # noqa: F401 (re-export)
+from speechalign.data.contamination import PrepReport, add_exclude_option, drop_contaminated
 from speechalign.text import normalize
 
 log = logging.getLogger("speechalign.data_prep")

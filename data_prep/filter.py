@@ -12,8 +12,7 @@ from pathlib import Path
 
 from lhotse import CutSet
 
-from data_prep.common import add_exclude_option
-from speechalign.data.contamination import PrepReport, drop_contaminated
+from speechalign.data.contamination import PrepReport, add_exclude_option, drop_contaminated
 from speechalign.data.manifest import iter_cuts
 
 

@@ -24,10 +24,10 @@ from pathlib import Path
 from lhotse import CutSet
 from lhotse.cut import Cut
 
-from data_prep.common import (PrepReport, add_exclude_option, clean_transcript, decoded_recordings, dialect_label,
+from data_prep.common import (PrepReport, clean_transcript, decoded_recordings, dialect_label,
                               make_cut, note_alternatives, note_unknown_spellings, require_dir, require_paths,
                               save_split)
-from speechalign.data.contamination import drop_contaminated
+from speechalign.data.contamination import add_exclude_option, drop_contaminated
 
 CORPUS = "goo-gi"
 LAYOUT = """  <corpus_dir>/utf8_xml/<code>.xml.csv  (no header: id, folder, file, hanzi)
