@@ -86,7 +86,8 @@ class ConformerEncoderConfig:
     ffn_dim: int = 576
     kernel_size: int = 15
     dropout: float = 0.1
-    subsampling_channels: int | None = None   # channels of the 4x conv subsampling; None = d_model
+    subsampling_channels: int | None = None   # channels of the conv subsampling; None = d_model
+    subsampling_rate: int = 4                 # 4 (25 frames/s) or 8 (12.5 frames/s, half the layer cost)
 
 
 @dataclass

@@ -202,44 +202,57 @@ class Wav2Vec2SpeechEncoder(nn.Module):
         return EncoderOutput(list(out.hidden_states), lens)
 
 
-class Conv2dSubsampling4(nn.Module):
-    """Two stride-2 convolutions: (B, T, F) -> (B, ~T/4, d_model).
+class Conv2dSubsampling(nn.Module):
+    """Stride-2 convolutions: (B, T, F) -> (B, ~T/rate, d_model); rate 4 = two of them, 8 = three.
 
     With ``channels`` = d_model (WeNet's layout) the second convolution costs more than four small
-    conformer layers on CPU; 64 channels make it about 4x cheaper (bench/subsampling.py)."""
+    conformer layers on CPU; 64 channels make it about 4x cheaper (bench/subsampling.py). Rate 8 halves
+    every layer above it (12.5 frames/s: still two frames per character of read Chinese)."""
 
-    def __init__(self, in_dim: int, d_model: int, channels: int | None = None):
+    RATES = {4: 2, 8: 3}   # rate -> number of stride-2 convolutions
+
+    def __init__(self, in_dim: int, d_model: int, channels: int | None = None, rate: int = 4):
         super().__init__()
+        if rate not in self.RATES:
+            raise ValueError(f"model.conformer.subsampling_rate: {rate} is not one of {sorted(self.RATES)}")
         c = channels or d_model
-        self.conv = nn.Sequential(nn.Conv2d(1, c, 3, 2), nn.ReLU(), nn.Conv2d(c, c, 3, 2), nn.ReLU())
-        self.out = nn.Linear(c * (((in_dim - 1) // 2 - 1) // 2), d_model)
+        layers, f = [], in_dim
+        for i in range(self.RATES[rate]):
+            layers += [nn.Conv2d(1 if i == 0 else c, c, 3, 2), nn.ReLU()]
+            f = (f - 1) // 2
+        self.num_convs = self.RATES[rate]
+        self.conv = nn.Sequential(*layers)
+        self.out = nn.Linear(c * f, d_model)
 
     def forward(self, x: torch.Tensor, lens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         x = self.conv(x.unsqueeze(1))
         b, c, t, f = x.shape
         x = self.out(x.transpose(1, 2).reshape(b, t, c * f))
-        lens = torch.div(torch.div(lens - 1, 2, rounding_mode="floor") - 1, 2, rounding_mode="floor")
+        for _ in range(self.num_convs):
+            lens = torch.div(lens - 1, 2, rounding_mode="floor")
         return x, lens.clamp(min=0)
 
 
 class ConformerSpeechEncoder(SpecAugmentMixin, nn.Module):
-    """torchaudio ``Conformer`` layers on 80-dim log fbank with 4x convolutional subsampling."""
+    """torchaudio ``Conformer`` layers on 80-dim log fbank with 4x (or 8x) convolutional subsampling."""
 
     def __init__(self, cfg):
         super().__init__()
         from torchaudio.models import Conformer
 
         self.frontend = LogFbank(cfg.num_mel_bins)
-        self.subsampling = Conv2dSubsampling4(cfg.num_mel_bins, cfg.d_model, cfg.subsampling_channels)
+        self.subsampling = Conv2dSubsampling(cfg.num_mel_bins, cfg.d_model, cfg.subsampling_channels,
+                                             cfg.subsampling_rate)
+        # one 512-sample window, then the frames the convolutions need for one output (7 for 4x, 15 for 8x)
+        self.frame_shift = 0.01 * cfg.subsampling_rate
+        self.min_samples = 512 + (2 ** (self.subsampling.num_convs + 1) - 2) * 160
         self.conformer = Conformer(input_dim=cfg.d_model, num_heads=cfg.num_heads, ffn_dim=cfg.ffn_dim,
                                    num_layers=cfg.num_layers, depthwise_conv_kernel_size=cfg.kernel_size,
                                    dropout=cfg.dropout)
         self.hf_config = None
         self._dim = cfg.d_model
 
-    frame_shift = 0.04
     accepts_features = True
-    min_samples = 512 + 6 * 160   # one 512-sample window, then 7 frames for the 4x subsampling
 
     @property
     def num_layers(self) -> int:

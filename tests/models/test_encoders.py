@@ -15,10 +15,11 @@ TINY = {
     "conformer": ["model.conformer.d_model=32", "model.conformer.num_layers=2", "model.conformer.num_heads=2",
                   "model.conformer.ffn_dim=64"],
 }
+TINY["conformer8"] = [*TINY["conformer"], "model.conformer.subsampling_rate=8"]
 
 
 def tiny_cfg(name, *extra):
-    return load_config(None, [f"model.encoder={name}", *TINY[name], *extra])
+    return load_config(None, [f"model.encoder={name.removesuffix('8')}", *TINY[name], *extra])
 
 
 @pytest.mark.parametrize("name", sorted(TINY))
@@ -58,6 +59,23 @@ def test_conformer_subsampling_channels():
     wav, lens = torch.randn(1, 16000) * 0.1, torch.tensor([16000])
     a, b = narrow(wav, lens), wide(wav, lens)
     assert a.last.shape == b.last.shape and a.last.shape[-1] == 32 and torch.equal(a.lengths, b.lengths)
+
+
+@pytest.mark.parametrize("rate", [4, 8])
+def test_conformer_min_samples_is_the_shortest_input_with_a_frame(rate):
+    enc = build_encoder(tiny_cfg("conformer", f"model.conformer.subsampling_rate={rate}")).eval()
+    assert enc.frame_shift == pytest.approx(rate / 100)
+    feats, lens = enc.frontend(torch.randn(1, enc.min_samples) * 0.1, torch.tensor([enc.min_samples]))
+    assert feats.shape[1] == {4: 7, 8: 15}[rate] and int(enc.subsampling(feats, lens)[1][0]) == 1
+    shorter, _ = enc.frontend(torch.randn(1, enc.min_samples - 1) * 0.1, torch.tensor([enc.min_samples - 1]))
+    assert shorter.shape[1] == feats.shape[1] - 1
+    long = enc(torch.randn(1, 48000) * 0.1, torch.tensor([48000]))
+    assert abs(long.last.shape[1] - 3 / enc.frame_shift) <= 2
+
+
+def test_conformer_subsampling_rate_must_be_known():
+    with pytest.raises(ValueError, match="model.conformer.subsampling_rate: 6"):
+        build_encoder(tiny_cfg("conformer", "model.conformer.subsampling_rate=6"))
 
 
 def test_whisper_logmel_matches_feature_extractor():
