@@ -119,11 +119,28 @@ def pinyin_input(simplified: str) -> str:
     return " ".join(lazy_pinyin(simplified, style=Style.TONE3, neutral_tone_with_five=True))
 
 
-def select_sentences(num: int, seed: int, report: PrepReport) -> list[Sentence]:
-    """``num`` sentences every rendering can pronounce, chosen deterministically from the seed."""
+def common_characters_only(pool: list[str], vocabulary_size: int) -> list[str]:
+    """The sentences of ``pool`` written only with its ``vocabulary_size`` most frequent (normalized)
+    characters; ties are broken by first occurrence, so the choice is deterministic."""
+    counts: dict[str, int] = {}
+    for text in pool:
+        for ch in normalize(text):
+            counts[ch] = counts.get(ch, 0) + 1
+    common = set(sorted(counts, key=lambda ch: -counts[ch])[:vocabulary_size])
+    kept = [text for text in pool if set(normalize(text)) <= common]
+    log.info("synth: %d of %d candidate sentences use only the %d most frequent characters",
+             len(kept), len(pool), vocabulary_size)
+    return kept
+
+
+def select_sentences(num: int, seed: int, report: PrepReport, vocabulary_size: int | None = None) -> list[Sentence]:
+    """``num`` sentences every rendering can pronounce, chosen deterministically from the seed (and, with
+    ``vocabulary_size``, written with that many of the corpus's most frequent characters)."""
     import opencc
 
     pool = candidate_sentences()
+    if vocabulary_size is not None:
+        pool = common_characters_only(pool, vocabulary_size)
     random.Random(seed).shuffle(pool)
     to_trad = opencc.OpenCC("s2t")
     chosen = []
@@ -138,7 +155,8 @@ def select_sentences(num: int, seed: int, report: PrepReport) -> list[Sentence]:
         inputs = {"cmn": simplified, "cmn-pinyin": pinyin_input(simplified), "yue": text, "hak": hakka}
         chosen.append(Sentence(f"s{len(chosen):05d}", text, simplified, inputs))
     if len(chosen) < num:
-        raise ValueError(f"synth: only {len(chosen)} usable sentences, {num} requested")
+        within = "" if vocabulary_size is None else f" within the {vocabulary_size} most frequent characters"
+        raise ValueError(f"synth: only {len(chosen)} usable sentences{within}, {num} requested")
     return chosen
 
 
@@ -210,12 +228,13 @@ def renderings_for(sentence_id: str, split: str, train_renderings: str, seed: in
 
 def prepare_synth(corpus_dir: str | Path, output_dir: str | Path, num_sentences: int = 300, seed: int = 0,
                   renditions: int = 1, dev_fraction: float = 0.1, test_fraction: float = 0.1,
-                  num_workers: int | None = None, train_renderings: str = "all") -> dict[str, CutSet]:
+                  num_workers: int | None = None, train_renderings: str = "all",
+                  vocabulary_size: int | None = None) -> dict[str, CutSet]:
     if shutil.which("espeak-ng") is None:
         raise FileNotFoundError("synth: espeak-ng not found; install it (apt-get install espeak-ng)")
     corpus_dir, output_dir = Path(corpus_dir), Path(output_dir)
     report = PrepReport("synth")
-    sentences = select_sentences(num_sentences, seed, report)
+    sentences = select_sentences(num_sentences, seed, report, vocabulary_size)
     splits = split_sentences(sentences, dev_fraction, test_fraction, seed)
     split_of = {s.sentence_id: split for split, members in splits.items() for s in members}
     jobs, keys = [], []
@@ -267,6 +286,9 @@ def add_cli(subparsers) -> None:
     p.add_argument("--num-workers", type=int, default=None, help="espeak-ng processes (default: one per CPU core)")
     p.add_argument("--train-renderings", choices=("all", "per-variety"), default="all",
                    help="renderings of a training sentence: all, or one per variety (more sentences per hour)")
+    p.add_argument("--vocabulary-size", type=int, default=None,
+                   help="only sentences written with the corpus's N most frequent characters (each is seen more often)")
     p.set_defaults(func=lambda a: prepare_synth(a.corpus_dir or a.output_dir / "audio", a.output_dir,
                                                a.num_sentences, a.seed, a.renditions, a.dev_fraction,
-                                               a.test_fraction, a.num_workers, a.train_renderings))
+                                               a.test_fraction, a.num_workers, a.train_renderings,
+                                               a.vocabulary_size))

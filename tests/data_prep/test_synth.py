@@ -4,8 +4,9 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from data_prep.synth import (RENDERINGS, candidate_sentences, hakka_syllable, prepare_synth, renderings_for,
-                              split_sentences)
+from data_prep.common import PrepReport
+from data_prep.synth import (RENDERINGS, candidate_sentences, common_characters_only, hakka_syllable, prepare_synth,
+                              renderings_for, select_sentences, split_sentences)
 from speechalign.data.manifest import cut_meta, load_cuts
 from speechalign.text import is_han
 
@@ -17,6 +18,22 @@ def test_sentence_filter_keeps_han_only_5_to_20():
     sentences = candidate_sentences()
     assert len(sentences) > 5000 and len(set(sentences)) == len(sentences)
     assert all(5 <= len(s) <= 20 and all(is_han(c) for c in s) for s in sentences)
+
+
+def test_common_characters_only_keeps_sentences_of_the_top_characters():
+    pool = ["我去街市", "我去學校", "佢去街市", "我哋去飲茶", "饕餮"]   # 去 4, 我 3, 街 2, 市 2, then 1 each
+    assert common_characters_only(pool, 4) == ["我去街市"]
+    assert common_characters_only(pool, 5) == ["我去街市"]   # 学 (normalized 學) first among the ties
+    assert common_characters_only(pool, 6) == ["我去街市", "我去學校"]
+    assert common_characters_only(pool, 7) == ["我去街市", "我去學校", "佢去街市"]
+    assert common_characters_only(pool, 100) == pool
+
+
+def test_vocabulary_size_bounds_the_characters_and_names_the_shortfall():
+    chosen = select_sentences(200, seed=0, report=PrepReport("synth"), vocabulary_size=300)
+    assert len(chosen) == 200 and len({ch for s in chosen for ch in s.simplified}) <= 300
+    with pytest.raises(ValueError, match="within the 50 most frequent characters, 4000 requested"):
+        select_sentences(4000, seed=0, report=PrepReport("synth"), vocabulary_size=50)
 
 
 @pytest.mark.parametrize("thp, pfs", [("tien24", "thien1"), ("gung24", "kung1"), ("log5", "lok8"),
