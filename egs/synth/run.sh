@@ -5,7 +5,7 @@
 # Usage: egs/synth/run.sh [--stage N] [--stop-stage N] [--quick] [--out DIR] [--num-sentences N]
 #                         [--held-out-fraction F]   (dev and test each get this fraction of the sentences)
 #                         [--max-minutes M]   (an optional training time cap for people in a hurry; the report
-#                                         then says the cap stopped it. Default: all 1,700 steps)
+#                                         then says the cap stopped it. Default: all 1,500 steps)
 #                         [--native-arithmetic]   (this machine's fastest kernels and all its cores; by default
 #                                         every x86 machine runs AVX2 kernels on 2 threads, so it prints the
 #                                         README's numbers; the report names the arithmetic either way)
@@ -16,7 +16,8 @@ stage=0
 stop_stage=100
 quick=false
 out=exp/synth
-num_sentences=4600
+num_sentences=3100
+vocabulary=800
 held_out=0.035
 train_sets=()
 native=false
@@ -58,8 +59,8 @@ done_marker() { [ -f "$out/.done.$1" ]; }
 mark_done() { touch "$out/.done.$1"; }
 
 if run_stage 0 && ! done_marker prepare; then
-  log "stage 0: synthesizing $num_sentences sentences with espeak-ng (4 renderings; 1 per variety in training)"
-  speechalign prepare synth --output-dir "$data" --num-sentences "$num_sentences" \
+  log "stage 0: synthesizing $num_sentences sentences of HKCanCor's $vocabulary most frequent characters with espeak-ng (4 renderings; 1 per variety in training)"
+  speechalign prepare synth --output-dir "$data" --num-sentences "$num_sentences" --vocabulary-size "$vocabulary" \
     --dev-fraction "$held_out" --test-fraction "$held_out" --train-renderings per-variety
   mark_done prepare
 fi
