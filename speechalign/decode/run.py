@@ -42,7 +42,7 @@ def translates(model) -> bool:
     return getattr(model, "att_targets", "transcript") == "translation"
 
 
-# Decode-time CTC weight when none is given, from dev sweeps of the 1,700-step demo model (bench/joint_beam.py,
+# Decode-time CTC weight when none is given, from dev sweeps of the earlier 1,700-step demo model (bench/joint_beam.py,
 # decode-sweep; bench/RESULTS.md): rescoring only re-ranks CTC's n-best, while a label-synchronous search that a
 # small decoder steers needs CTC to lead (joint_beam dev CER 33.6 % at 0.5, 30.1 % at 0.7, 31.8 % at 0.9).
 DEFAULT_CTC_WEIGHT = {"attention_rescoring": 0.5, "joint_beam": 0.7}

@@ -14,6 +14,9 @@ def test_quick_demo_writes_full_report(tmp_path):
     out = run_egs("synth", "--quick", "--out", tmp_path / "synth")
     report_path = tmp_path / "synth" / "REPORT.md"
     assert f"report written to {report_path}" in out.stdout
+    # the demo's sizing: sentences of the corpus's 800 most frequent characters, the recipe's 8x subsampling
+    assert "use only the 800 most frequent characters" in out.stdout
+    assert "subsampling_rate: 8" in (tmp_path / "synth" / "conformer_ctc" / "config.yaml").read_text(encoding="utf-8")
     report = report_path.read_text(encoding="utf-8")
     for section in ("## Summary", "## Data", "## Training", "## ASR: CER per dialect", "## Retrieval", "### Best layer",
                     "### YuBao-style matrix"):
