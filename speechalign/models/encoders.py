@@ -216,11 +216,11 @@ class Conv2dSubsampling(nn.Module):
         if rate not in self.RATES:
             raise ValueError(f"model.conformer.subsampling_rate: {rate} is not one of {sorted(self.RATES)}")
         c = channels or d_model
+        self.num_convs = self.RATES[rate]
         layers, f = [], in_dim
-        for i in range(self.RATES[rate]):
+        for i in range(self.num_convs):
             layers += [nn.Conv2d(1 if i == 0 else c, c, 3, 2), nn.ReLU()]
             f = (f - 1) // 2
-        self.num_convs = self.RATES[rate]
         self.conv = nn.Sequential(*layers)
         self.out = nn.Linear(c * f, d_model)
 
