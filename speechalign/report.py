@@ -91,7 +91,7 @@ def headline_tables(decode_dir: Path, ret_dir: Path) -> str | None:
     if cer:
         varieties = sorted({v for t in cer.values() for v in t} - {"overall"}) + ["overall"]
         parts.append(markdown(["test CER %", *varieties],
-                               [[mode, *(f"{t[v]:.2f}" if v in t else "n/a" for v in varieties)] for mode, t in cer.items()]))
+                              [[mode, *(f"{t[v]:.2f}" if v in t else "n/a" for v in varieties)] for mode, t in cer.items()]))
     runs = yubao_runs(ret_dir / "trained") if (ret_dir / "trained").is_dir() else {}
     means = [[mode, str(layer), "dialect" if centered else "none", f"{r1:.2f}"]
              for (mode, centered), by_layer in sorted(runs.items()) if mode != TEXT_KEY[0]
@@ -136,8 +136,6 @@ def best_layers(ret_dir: Path) -> list[list[str]]:
     return rows
 
 
-
-
 def write_report(out_dir: str | Path, exp_dir: str | Path, retrieval_dir: str | Path, checkpoint: str = "latest") -> Path:
     out_dir, exp_dir, ret_dir = Path(out_dir), Path(exp_dir), Path(retrieval_dir)
     parts = ["# speechalign report", ""]
@@ -170,11 +168,11 @@ def write_report(out_dir: str | Path, exp_dir: str | Path, retrieval_dir: str | 
             parts += ["## Retrieval", "", f"R@1 for {PAIR_OF_INTEREST[0]} → {PAIR_OF_INTEREST[1]} and the mean over all "
                       "ordered variety pairs (top layer unless noted; chance ≈ 1/number of test sentences).", "",
                       markdown(["embeddings", "protocol", "layer", "centering", "map", "Cantonese→Mandarin R@1",
-                                 "mean R@1", "mean MRR"], summary)]
+                                "mean R@1", "mean MRR"], summary)]
         layers = best_layers(ret_dir)
         if layers:
             parts += ["### Best layer (layer sweep)", "", markdown(["embeddings", "sweep", "method", "best layer",
-                                                                   "Cantonese→Mandarin R@1"], layers)]
+                                                                  "Cantonese→Mandarin R@1"], layers)]
         for table in sorted(ret_dir.glob("trained/yubao-*.md")):
             parts += [f"### YuBao-style matrix: {table.stem}", "", table.read_text(encoding="utf-8").rstrip(), ""]
         for png in sorted(ret_dir.glob("*/yubao-*.png")) + sorted(ret_dir.glob("*/sweep-*.png")):

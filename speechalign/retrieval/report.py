@@ -42,13 +42,13 @@ def write_yubao(result: YubaoResult, out_dir: Path, name: str, title: str) -> di
     summary = f"mean over off-diagonal subgroup pairs: {mean:.2f}"
     paths = {
         "tsv": write_text(out_dir / f"{name}.tsv", f"# {title}; R@1 %, rows = source, columns = target; {note}\n"
-                      + "\n".join("\t".join(r) for r in [["source\\target", *g]] + rows) + "\n"),
+                      + tsv(["source\\target", *g], rows)),
         "md": write_text(out_dir / f"{name}.md", f"{title}\n\nR@1 (%), rows = source subgroup, columns = target; "
                      f"{note}; {summary}.\n\n" + markdown(["source \\ target", *g], rows)),
         "tex": write_text(out_dir / f"{name}.tex", _latex(g, result.table, title, note)),
-        "sites": write_text(out_dir / f"{name}-site-pairs.tsv", "source_group\ttarget_group\tsource_site\ttarget_site\t"
-                        "sentences\tR@1\n" + "".join("\t".join(map(str, r[:5])) + f"\t{r[5]:.2f}\n"
-                                                      for r in result.per_site_pair)),
+        "sites": write_text(out_dir / f"{name}-site-pairs.tsv",
+                            tsv(["source_group", "target_group", "source_site", "target_site", "sentences", "R@1"],
+                                ([*r[:5], f"{r[5]:.2f}"] for r in result.per_site_pair))),
     }
     paths["png"] = heatmap(result.table, g, out_dir / f"{name}.png", f"{title}\nR@1 (%) — {note}")
     return paths
