@@ -60,6 +60,7 @@ class WhisperEncoderConfig:
     encoder_ffn_dim: int = 1536
     max_source_positions: int = 1500
     length_mode: str = "trim"            # "trim" (real frames only) or "pad30" (faithful 30-s padding)
+    tail_seconds: float = 0.0            # trim: silence appended to each utterance (the decoder's end marker)
     dropout: float = 0.0
 
 

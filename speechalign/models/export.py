@@ -95,7 +95,8 @@ def _meta(cfg, model, exp_dir: Path, checkpoint: str) -> dict:
             "source": {"exp_dir": str(exp_dir), "checkpoint": checkpoint}}
     if cfg.model.encoder == "whisper":
         meta["length_mode"] = cfg.model.whisper.length_mode
-        meta["max_samples"] = enc.max_frames * 160
+        meta["tail_seconds"] = cfg.model.whisper.tail_seconds
+        meta["max_samples"] = enc.max_samples
     if cfg.model.encoder == "conformer":
         meta["conformer"] = asdict(cfg.model.conformer)
     return meta
@@ -168,7 +169,7 @@ def _write_onnx(path: Path, model) -> dict:
     # 0.1 s at least keeps the example batch valid for every front end; shorter audio is zero-padded
     # by the caller with its length unchanged, which changes no output (padding is masked).
     min_samples = max(int(getattr(enc, "min_samples", 1)), 1600)
-    max_samples = enc.max_frames * 160 if hasattr(enc, "max_frames") else None
+    max_samples = getattr(enc, "max_samples", None)
     # Two lengths in the example batch, so the traced graph masks padding as real batches need.
     wav = torch.randn(2, 2 * min_samples, generator=torch.Generator().manual_seed(0)) * 0.1
     lens = torch.tensor([wav.shape[1], wav.shape[1] * 3 // 4])
@@ -201,7 +202,8 @@ def load_hf_export(path: str | Path) -> tuple[nn.Module, nn.Linear, list[str]]:
     if kind == "whisper":
         from speechalign.models.encoders import load_pretrained_whisper_encoder
 
-        encoder = WhisperSpeechEncoder(load_pretrained_whisper_encoder(str(path)), meta["length_mode"])
+        encoder = WhisperSpeechEncoder(load_pretrained_whisper_encoder(str(path)), meta["length_mode"],
+                                       meta.get("tail_seconds", 0.0))
     elif kind == "wav2vec2":
         from transformers import Wav2Vec2Model
 

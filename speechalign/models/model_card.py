@@ -24,7 +24,7 @@ encoder = WhisperEncoder.from_pretrained(model_dir).eval()
 def hidden_states(wav: np.ndarray) -> list[torch.Tensor]:
     """One 16-kHz mono float32 utterance -> num_layers + 1 tensors (frames, d_model): the input embedding,
     then each layer (the last after the final layer norm), real frames only."""
-    feats = extractor(wav, sampling_rate=16000, return_tensors="pt").input_features  # (1, n_mels, 3000): 30 s
+{tail}    feats = extractor(wav, sampling_rate=16000, return_tensors="pt").input_features  # (1, n_mels, 3000): 30 s
     n = len(wav) // 160      # real 10-ms feature frames
     t = (n + 1) // 2         # real 20-ms encoder frames
 ''',
@@ -125,7 +125,10 @@ def usage_code(fmt: str, meta: dict, model_dir: str) -> list[str]:
     if fmt == "onnx":
         onnx = meta["onnx"]
         return [_ONNX.format(model_dir=model_dir, min_samples=onnx["min_samples"], max_samples=onnx["max_samples"])]
-    load = _LOAD[meta["encoder"]].format(model_dir=model_dir)
+    tail = round(meta.get("tail_seconds", 0.0) * 16000)
+    load = _LOAD[meta["encoder"]].format(model_dir=model_dir, tail=(
+        f"    wav = np.concatenate([wav, np.zeros({tail}, np.float32)])  # the silence this model appends\n"
+        if tail else ""))
     if meta["encoder"] == "whisper":
         load += _WHISPER_TRIM if meta["length_mode"] == "trim" else _WHISPER_PAD30
     return [load, _CTC]
@@ -172,7 +175,9 @@ def model_card(fmt: str, meta: dict, cfg, exp_dir: Path, checkpoint: str, result
               f"warm-up steps, {o.schedule} decay, {t.max_steps} steps, batches of {data.max_duration:g} s of audio",
               ""]
     if enc == "whisper":
-        lines.insert(-1, f"- Whisper length mode: `{meta['length_mode']}`")
+        lines.insert(-1, f"- Whisper length mode: `{meta['length_mode']}`"
+                     + (f", {meta['tail_seconds']:g} s of silence appended to every utterance (the decoder and CTC "
+                        "read those frames; embeddings leave them out)" if meta.get("tail_seconds") else ""))
     mine, others = _table_files(exp_dir, checkpoint)
     lines += ["## Results", "", "### CER (per dialect, micro-averaged)", ""]
     if mine:

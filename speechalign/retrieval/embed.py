@@ -233,14 +233,14 @@ def _embed_shard(encoder, dataset, shard, layers, pooling, frames, max_duration,
                 nonfinite = [batch.ids[b] for b in range(len(batch.ids)) if not torch.isfinite(states[b]).all()]
                 raise ValueError(f"embed: non-finite states at layer {L} for utterance(s) {nonfinite[:5]}")
             for p in pooling:
-                vec = pool(states, out.lengths, p).cpu().numpy()
+                vec = pool(states, out.speech_lengths, p).cpu().numpy()
                 for b, cut_id in enumerate(batch.ids):
                     pooled[(p, L)][cut_id] = vec[b]
             if frames:
                 for b, cut_id in enumerate(batch.ids):
-                    frame_store[L][cut_id] = states[b, : int(out.lengths[b])].cpu().numpy().astype(np.float16)
+                    frame_store[L][cut_id] = states[b, : int(out.speech_lengths[b])].cpu().numpy().astype(np.float16)
         for b, cut_id in enumerate(batch.ids):
-            lengths[cut_id] = int(out.lengths[b])
+            lengths[cut_id] = int(out.speech_lengths[b])
     ids = [c.id for c in shard if c.id in lengths]
     arrays = {"ids": np.array(ids, dtype=str), "lengths": np.array([lengths[c] for c in ids], dtype=np.int64)}
     for (p, L), vecs in pooled.items():

@@ -474,7 +474,7 @@ class Trainer:
                                          batch.texts, batch.dialects):
                 scorer.add(ref, self.tokenizer.decode(hyp), dialect)
             for k in layers:
-                frames[k] += [h[:n].float().cpu().numpy() for h, n in zip(enc.hidden_states[k], enc.lengths.tolist())]
+                frames[k] += [h[:n].float().cpu().numpy() for h, n in zip(enc.hidden_states[k], enc.speech_lengths.tolist())]
             frame_ids += batch.ids
             if all(batch.targets):
                 total_loss += float(self.model.loss(enc, batch.targets, batch.texts, batch.translations)["loss"]) \

@@ -166,3 +166,33 @@ def test_hybrid_loss_and_freezing(name):
 def test_ctc_weight_below_one_needs_decoder():
     with pytest.raises(ValueError, match="needs an attention decoder"):
         build_model(tiny_cfg("conformer", "model.ctc_weight=0.5"), vocab_size=10)
+
+
+def test_whisper_tail_is_the_utterance_followed_by_silence():
+    torch.manual_seed(0)
+    tail = build_encoder(tiny_cfg("whisper", "model.whisper.tail_seconds=0.5")).eval()
+    plain = build_encoder(tiny_cfg("whisper")).eval()
+    plain.load_state_dict(tail.state_dict())
+    wav = torch.randn(2, 32000) * 0.1
+    wav[1, 20000:] = 1.0  # batch padding that is not silence must not reach the tail
+    lens = torch.tensor([32000, 20000])
+    with torch.no_grad():
+        out = tail(wav, lens)
+        silence = torch.cat([wav[1:, :20000], torch.zeros(1, 8000)], 1)
+        manual = plain(silence, torch.tensor([28000]))
+    assert out.tail == 25
+    assert out.lengths.tolist() == [100 + 25, 63 + 25]
+    assert out.speech_lengths.tolist() == [100, 63]
+    n = int(manual.lengths[0])
+    assert int(out.lengths[1]) == n
+    for o, m in zip(out.hidden_states, manual.hidden_states):
+        torch.testing.assert_close(o[1, :n], m[0, :n], atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("extra, match", [(["model.whisper.tail_seconds=0.01"], "multiple of 0.02"),
+                                          (["model.whisper.tail_seconds=-1"], ">= 0"),
+                                          (["model.whisper.tail_seconds=1", "model.whisper.length_mode=pad30"],
+                                           "only with length_mode=trim")])
+def test_whisper_tail_rejects_bad_values(extra, match):
+    with pytest.raises(ValueError, match=match):
+        build_encoder(tiny_cfg("whisper", *extra))

@@ -24,6 +24,7 @@ from tests.conftest import TONE_CHARS
 from tests.models.test_encoders import TINY
 
 ENCODERS = {"whisper": ["model.encoder=whisper"], "whisper-pad30": ["model.encoder=whisper", "model.whisper.length_mode=pad30"],
+            "whisper-tail": ["model.encoder=whisper", "model.whisper.tail_seconds=0.5"],
             "wav2vec2": ["model.encoder=wav2vec2"], "conformer": ["model.encoder=conformer"]}
 
 
@@ -87,7 +88,7 @@ def reference(exp_dir, wavs):
     return enc, log_probs, [tokenizer.decode(ids) for ids in ctc_greedy(log_probs, enc.lengths)]
 
 
-@pytest.mark.parametrize("name", ["whisper", "whisper-pad30", "wav2vec2"])
+@pytest.mark.parametrize("name", ["whisper", "whisper-pad30", "whisper-tail", "wav2vec2"])
 def test_hf_export_plain_transformers_states_equal_speechalign(tmp_path, name):
     exp = make_experiment(tmp_path / "exp", name)
     assert main(["export", "--exp-dir", str(exp), "--out", str(tmp_path / "hf"), "--format", "hf"]) == 0
@@ -133,7 +134,8 @@ def test_hf_export_conformer_loader_and_results(tmp_path):
 
 # One layer: the ONNX export takes ~10 s per model (torch.export tracing), most of it per layer.
 # wav2vec2 exports the same way (bench/onnx_speed.py measures it); left out to keep this file under a minute.
-ONE_LAYER = {"conformer": "model.conformer.num_layers=1", "whisper": "model.whisper.encoder_layers=1"}
+ONE_LAYER = {"conformer": "model.conformer.num_layers=1", "whisper": "model.whisper.encoder_layers=1",
+             "whisper-tail": "model.whisper.encoder_layers=1"}
 
 
 @pytest.fixture(scope="module", params=sorted(ONE_LAYER))
