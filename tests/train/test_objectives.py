@@ -170,8 +170,9 @@ def test_restricted_softmax_is_the_full_softmax_without_the_unused_tokens(parall
         model.attention_loss(enc.last, enc.lengths, targets)
 
 
-def test_cached_states_equal_the_frozen_layers_and_train_the_same(parallel_corpus, whisper_pair, tmp_path):
-    off = ["data.spec_augment=false"]
+@pytest.mark.parametrize("tail", [[], ["model.whisper.tail_seconds=0.5"]], ids=["trim", "tail"])
+def test_cached_states_equal_the_frozen_layers_and_train_the_same(parallel_corpus, whisper_pair, tmp_path, tail):
+    off = ["data.spec_augment=false", *tail]
     cached = Trainer(_cfg(parallel_corpus, whisper_pair, *off, "model.freeze.cache_states=true"), tmp_path / "a")
     plain = Trainer(_cfg(parallel_corpus, whisper_pair, *off), tmp_path / "b")
     batch = _batch(cached)
