@@ -63,6 +63,12 @@ def _cmd_train(args) -> None:
         log.info("finished; last checkpoint %s", last)
 
 
+def _cmd_interpolate(args) -> None:
+    from speechalign.train.wise import write_interpolation
+
+    write_interpolation(args.exp_dir, args.checkpoint, args.alpha, args.parts)
+
+
 def _cmd_average(args) -> None:
     from speechalign.train.checkpoint import write_average
 
@@ -380,6 +386,16 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
                    help="what --best ranks by: dev loss, dev greedy CER (overall), or dev YuBao R@1 at the best "
                         "layer of train.valid_retrieval_layers (e.g. --best 3 --metric valid_r1)")
     p.set_defaults(func=_cmd_average)
+
+    p = sub.add_parser("interpolate", help="move a fine-tune part of the way back to its pretrained weights "
+                                           "(WiSE-FT) into wise-<parts>-<alpha>.safetensors")
+    p.add_argument("--exp-dir", type=Path, required=True)
+    p.add_argument("--checkpoint", default="avg-last3", help="the fine-tuned weights (default avg-last3)")
+    p.add_argument("--alpha", type=float, required=True, help="share of the fine-tuned weights: 1 = unchanged, "
+                   "0 = the pretrained model (with the fine-tuned CTC head)")
+    p.add_argument("--parts", nargs="+", default=["decoder"], choices=("encoder", "decoder"),
+                   help="which parts move (default: the decoder; the encoder carries the retrieval gains)")
+    p.set_defaults(func=_cmd_interpolate)
 
     p = sub.add_parser("import-whisper", help="CTranslate2 (faster-whisper) Whisper -> transformers encoder dir")
     p.add_argument("--ct2-dir", type=Path, required=True, help="directory holding model.bin")

@@ -57,7 +57,7 @@ def resolve_weights(exp_dir: Path, checkpoint: str = "latest") -> Path:
 def valid_checkpoints(exp_dir: Path) -> list[str]:
     """Names ``--checkpoint`` accepts whose weights file has a readable safetensors header (no tensors read)."""
     named = [(p.name, p / "model.safetensors") for p in list_checkpoints(exp_dir / "checkpoints")]
-    named += [(p.stem, p) for p in sorted(exp_dir.glob("avg-*.safetensors"))]
+    named += [(p.stem, p) for p in sorted([*exp_dir.glob("avg-*.safetensors"), *exp_dir.glob("wise-*.safetensors")])]
     valid = []
     for name, path in named:
         try:

@@ -256,3 +256,31 @@ def test_a_restricted_decoder_decodes_within_its_training_vocabulary(parallel_co
     short, long = [ids[1]], [ids[1], ids[2], ids[3]]
     scores = attention_scores(model, torch.randn(40, 64), [short, long])
     assert torch.isfinite(scores).all() and scores[0] != scores[1]
+
+
+def test_interpolation_towards_the_pretrained_weights(parallel_corpus, whisper_pair, tmp_path):
+    from speechalign.cli import main
+    from speechalign.models.asr import build_model
+    from speechalign.train.wise import interpolate
+
+    cfg = _cfg(parallel_corpus, whisper_pair, steps=2)
+    train(cfg, tmp_path / "exp")
+    exp = tmp_path / "exp"
+    _, tokenizer, tuned = load_experiment(exp, "step-2")
+    start = build_model(cfg, len(tokenizer)).state_dict()
+    tuned = tuned.state_dict()
+    assert main(["interpolate", "--exp-dir", str(exp), "--checkpoint", "step-2", "--alpha", "0.25"]) == 0
+    _, _, half = load_experiment(exp, "wise-decoder-0.25")
+    half = half.state_dict()
+    moved = [k for k in tuned if k.startswith("decoder.") and not torch.equal(tuned[k], start[k])]
+    assert moved   # two steps changed the decoder, so the interpolation is visible
+    for k in moved:
+        torch.testing.assert_close(half[k], 0.25 * tuned[k] + 0.75 * start[k])
+    assert all(torch.equal(half[k], tuned[k]) for k in tuned if k.startswith(("encoder.", "ctc.")))
+    both, n = interpolate(tuned, start, 0.0, ["encoder", "decoder"])
+    assert n > len(moved)
+    assert all(torch.equal(both[k], start[k].to(both[k].dtype)) for k in tuned if k.startswith(("encoder.", "decoder.")))
+    with pytest.raises(ValueError, match="alpha must be in"):
+        interpolate(tuned, start, 1.5, ["decoder"])
+    with pytest.raises(ValueError, match="not among"):
+        interpolate(tuned, start, 0.5, ["ctc"])
