@@ -702,7 +702,8 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
                        formatter_class=argparse.RawDescriptionHelpFormatter,
                        description="example:\n  speechalign ablation exp/real/full exp/real/lora --cer avg-last3/cer-goo-gi_dev-"
                                    "attention_beam.tsv --out exp/real/ablation")
-    p.add_argument("exp_dirs", nargs="+", type=Path, help="experiment dirs, one row each")
+    p.add_argument("exp_dirs", nargs="+", type=Path, help="experiment dirs, one row each; DIR@CHECKPOINT: the "
+                   "decode report of that checkpoint instead (e.g. exp/real/full@wise-decoder-0.7)")
     p.add_argument("--cer", required=True, help="a CER report under each run's decode/ (e.g. CKPT/cer-SET-MODE.tsv)")
     p.add_argument("--out", type=Path, required=True, help="output path without suffix (.md and .tsv written)")
     p.add_argument("--order", nargs="*", help="dialect column order (others follow alphabetically, overall last)")

@@ -3,6 +3,8 @@
 A row is a run's last validation (dev YuBao R@1 at the configured layers, from its checkpoint's
 ``metrics.yaml``), its per-variety CER from a decode report of the dev split, its steps and its training
 minutes (compute + data wait, as the trainer measured them), and the config levers it was trained with.
+``DIR@CHECKPOINT`` reads the decode report of another checkpoint of the run (e.g. ``wise-decoder-0.7``, weights
+made after training), whose name is then the row's guard.
 """
 
 from __future__ import annotations
@@ -20,12 +22,16 @@ from speechalign.tables import markdown, tsv
 
 def levers(exp_dir: Path) -> dict[str, str]:
     """What a run trained and with which objective, from its resolved config."""
-    m = load_config(exp_dir / "config.yaml").model
-    corpora = [Path(c).name.split("_cuts_")[0] for corpus in load_config(exp_dir / "config.yaml").data.train
-               for c in corpus.cuts]
+    cfg = load_config(exp_dir / "config.yaml")
+    m, o = cfg.model, cfg.optim
+    corpora = [Path(c).name.split("_cuts_")[0] for corpus in cfg.data.train for c in corpus.cuts]
+    memory = m.whisper.length_mode if m.encoder == "whisper" else "-"
+    if m.encoder == "whisper" and m.whisper.tail_seconds:
+        memory += f" + {m.whisper.tail_seconds:g} s silence"
     return {"targets": "translation (not ASR-only)" if m.decoder.targets == "translation" else "transcript",
             "trained": f"LoRA r{m.lora.rank}" if m.lora.rank else f"layers {m.freeze.first_layers}+ in full",
             "guard": m.guard.kind if m.guard.kind == "none" else f"{m.guard.kind} {m.guard.weight:g}",
+            "lr": f"{o.encoder_lr or o.lr:g} / {o.decoder_lr or o.lr:g}", "memory": memory,
             "data": "+".join(corpora)}
 
 
@@ -43,14 +49,20 @@ def training_minutes(metrics: dict) -> float:
 
 
 def run_row(exp_dir: Path, cer_name: str) -> dict:
+    exp_dir, _, checkpoint = str(exp_dir).partition("@")
+    exp_dir = Path(exp_dir)
     metrics = checkpoint_metrics(exp_dir)
     last = metrics[-1]
     validated = [m for m in metrics if "valid_r1" in m]
     r1 = validated[-1]["valid_r1"] if validated else {}
-    cer_path = exp_dir / "decode" / cer_name
+    cer_path = exp_dir / "decode" / (f"{checkpoint}/{Path(cer_name).name}" if checkpoint else cer_name)
     cer = read_cer_table(cer_path) if cer_path.is_file() else {}
-    return {"name": exp_dir.name, **levers(exp_dir), "steps": last["step"], "minutes": training_minutes(last), "r1": r1,
-            "r1_step": validated[-1]["valid_step"] if validated else None, "cer": cer}
+    row = {"name": exp_dir.name, **levers(exp_dir), "steps": last["step"], "minutes": training_minutes(last), "r1": r1,
+           "r1_step": validated[-1]["valid_step"] if validated else None, "cer": cer}
+    if checkpoint:
+        row["name"] += f" @ {checkpoint}"
+        row["guard"] = checkpoint if row["guard"] == "none" else f"{row['guard']}, {checkpoint}"
+    return row
 
 
 def ablation_table(exp_dirs: list[Path], cer_name: str, out: Path, order: list[str] | None = None) -> Path:
@@ -60,11 +72,11 @@ def ablation_table(exp_dirs: list[Path], cer_name: str, out: Path, order: list[s
     layers = sorted({k for r in rows for k in r["r1"]})
     dialects = [d for d in order or [] if any(d in r["cer"] for r in rows)]
     dialects += sorted({d for r in rows for d in r["cer"]} - set(dialects) - {"overall"}) + ["overall"]
-    header = ["run", "targets", "trained", "guard", "data", *(f"R@1 L{k}" for k in layers), *dialects, "steps",
-              "minutes"]
+    header = ["run", "targets", "trained", "guard", "lr (encoder / decoder)", "memory", "data",
+              *(f"R@1 L{k}" for k in layers), *dialects, "steps", "minutes"]
     lines = []
     for r in rows:
-        lines.append([r["name"], r["targets"], r["trained"], r["guard"], r["data"],
+        lines.append([r["name"], r["targets"], r["trained"], r["guard"], r["lr"], r["memory"], r["data"],
                       *(f"{r['r1'][k]:.1f}" if k in r["r1"] else "n/a" for k in layers),
                       *(f"{r['cer'][d]:.1f}" if d in r["cer"] else "n/a" for d in dialects),
                       str(r["steps"]), f"{r['minutes']:.1f}"])

@@ -31,14 +31,22 @@ def test_ablation_rows_read_levers_validation_and_cer(tmp_path, capsys):
     b = _fake_run(tmp_path, "lora", ["model.lora.rank=8", "model.decoder.pretrained=w", "model.guard.kind=distill",
                                      "model.guard.weight=0.3", "model.decoder.targets=translation"],
                   {4: 45.0, 5: 55.25}, {"Hakka": 40.0, "overall": 35.0})
-    main(["ablation", str(a), str(b), "--cer", "avg/cer-dev-attention_beam.tsv", "--out", str(tmp_path / "t"),
-          "--order", "Mandarin"])
+    c = _fake_run(tmp_path, "tail", ["model.encoder=whisper", "model.whisper.tail_seconds=3", "optim.encoder_lr=1e-5", "optim.decoder_lr=2e-5"],
+                  {4: 41.0, 5: 51.0}, {"Mandarin": 50.0, "overall": 60.0})
+    (a / "decode" / "wise-decoder-0.7").mkdir()
+    (a / "decode" / "wise-decoder-0.7" / "cer-dev-attention_beam.tsv").write_text(
+        "# header\ndialect\tCER%\tutts\n" + "Mandarin\t7.5\t1\noverall\t31.0\t1\n")
+    main(["ablation", str(a), str(b), str(c), f"{a}@wise-decoder-0.7", "--cer", "avg/cer-dev-attention_beam.tsv",
+          "--out", str(tmp_path / "t"), "--order", "Mandarin"])
     rows = [line.split("\t") for line in (tmp_path / "t.tsv").read_text(encoding="utf-8").splitlines()]
-    header, full, lora = rows
-    assert header == ["run", "targets", "trained", "guard", "data", "R@1 L4", "R@1 L5", "Mandarin", "Hakka",
-                      "overall", "steps", "minutes"]
-    assert full == ["full", "transcript", "layers 0+ in full", "none", "goo-gi+kasu100", "40.0", "50.5", "9.5",
-                    "n/a", "30.0", "200", "2.2"]
-    assert lora[1:5] == ["translation (not ASR-only)", "LoRA r8", "distill 0.3", "goo-gi+kasu100"]
-    assert lora[5:7] == ["45.0", "55.2"] and lora[7] == "n/a"
+    header, full, lora, tail, wise = rows
+    assert header == ["run", "targets", "trained", "guard", "lr (encoder / decoder)", "memory", "data", "R@1 L4",
+                      "R@1 L5", "Mandarin", "Hakka", "overall", "steps", "minutes"]
+    assert full == ["full", "transcript", "layers 0+ in full", "none", "0.001 / 0.001", "-", "goo-gi+kasu100",
+                    "40.0", "50.5", "9.5", "n/a", "30.0", "200", "2.2"]
+    assert lora[1:4] == ["translation (not ASR-only)", "LoRA r8", "distill 0.3"] and lora[6] == "goo-gi+kasu100"
+    assert lora[7:9] == ["45.0", "55.2"] and lora[9] == "n/a"
+    assert tail[4:6] == ["1e-05 / 2e-05", "trim + 3 s silence"]
+    assert wise[0] == "full @ wise-decoder-0.7" and wise[3] == "wise-decoder-0.7"
+    assert wise[7:12] == ["40.0", "50.5", "7.5", "n/a", "31.0"]
     assert str(tmp_path / "t.md") in capsys.readouterr().out
