@@ -389,7 +389,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
 
     p = sub.add_parser("interpolate", help="move a fine-tune part of the way back to its pretrained weights "
                                            "(WiSE-FT) into wise-<parts>-<alpha>.safetensors")
-    p.add_argument("--exp-dir", type=Path, required=True)
+    p.add_argument("--exp-dir", type=Path, required=True, help="experiment directory (config.yaml names the pretrained files)")
     p.add_argument("--checkpoint", default="avg-last3", help="the fine-tuned weights (default avg-last3)")
     p.add_argument("--alpha", type=float, required=True, help="share of the fine-tuned weights: 1 = unchanged, "
                    "0 = the pretrained model (with the fine-tuned CTC head)")
