@@ -20,6 +20,21 @@ def write_text(path: str | Path, text: str) -> Path:
     return path
 
 
+def save_weights(path: str | Path, tensors: dict, metadata: dict[str, str] | None = None) -> Path:
+    """Save ``tensors`` (name -> torch tensor) to ``path`` as safetensors, with string ``metadata``."""
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp), metadata=metadata)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
 def save_figure(fig, path: str | Path, dpi: int) -> Path:
     """Save a matplotlib figure to ``path`` (its format from the suffix) and close it."""
     import matplotlib.pyplot as plt

@@ -1,6 +1,6 @@
 import pytest
 
-from speechalign.atomic import save_figure, write_text
+from speechalign.atomic import save_figure, save_weights, write_text
 
 
 def test_write_text_replaces_and_creates_the_directory(tmp_path):
@@ -31,3 +31,18 @@ def test_save_figure_writes_a_png_and_closes_the_figure(tmp_path):
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert not plt.fignum_exists(fig.number)
     assert [p.name for p in tmp_path.iterdir()] == ["p.png"]
+
+
+def test_save_weights_round_trips_and_a_failed_write_keeps_the_old_file(tmp_path):
+    import torch
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    path = save_weights(tmp_path / "w" / "avg.safetensors", {"a": torch.arange(6.0).reshape(2, 3).T}, {"from": "x"})
+    assert torch.equal(load_file(str(path))["a"], torch.arange(6.0).reshape(2, 3).T)
+    with safe_open(str(path), "pt") as f:
+        assert f.metadata() == {"from": "x"}
+    with pytest.raises(AttributeError):
+        save_weights(path, {"a": "not a tensor"})   # fails before anything is written over the old file
+    assert torch.equal(load_file(str(path))["a"], torch.arange(6.0).reshape(2, 3).T)
+    assert [p.name for p in path.parent.iterdir()] == ["avg.safetensors"]

@@ -16,9 +16,8 @@ import yaml
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from speechalign.models.experiment import merged_weights
-
-from speechalign.models.experiment import list_checkpoints
+from speechalign.atomic import save_weights
+from speechalign.models.experiment import list_checkpoints, merged_weights
 
 log = logging.getLogger("speechalign.train")
 
@@ -143,8 +142,6 @@ def write_average(exp_dir: Path, last: int | None = None, best: int | None = Non
     weights = average_checkpoints(chosen, merge=lambda w: merged_weights(exp_dir, w))
     suffix = "" if last or metric == "valid_loss" else f"-{metric.removeprefix('valid_')}"
     out = exp_dir / (f"avg-last{last}.safetensors" if last else f"avg-best{best}{suffix}.safetensors")
-    tmp = out.with_name(f".{out.name}.tmp")
-    save_file(weights, str(tmp), metadata={"averaged": ",".join(d.name for d in chosen)})
-    os.replace(tmp, out)
+    save_weights(out, weights, {"averaged": ",".join(d.name for d in chosen)})
     log.info("averaged %s -> %s", ", ".join(d.name for d in chosen), out)
     return out

@@ -6,12 +6,11 @@ without training, and a dev sweep over ``alpha`` shows what the dialects pay for
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 
 import torch
-from safetensors.torch import save_file
 
+from speechalign.atomic import save_weights
 from speechalign.models.asr import build_model
 from speechalign.models.experiment import load_experiment
 from speechalign.models.lora import merge_lora
@@ -53,10 +52,7 @@ def write_interpolation(exp_dir: Path, checkpoint: str, alpha: float, parts: lis
     start = merge_lora(build_model(cfg, len(tokenizer))).state_dict()
     weights, moved = interpolate(model.state_dict(), start, alpha, parts)
     out = Path(exp_dir) / f"wise-{'+'.join(sorted(parts))}-{alpha:g}.safetensors"
-    tmp = out.with_name(f".{out.name}.tmp")
-    save_file({k: v.contiguous() for k, v in weights.items()}, str(tmp),
-              metadata={"interpolated": f"{checkpoint}, alpha {alpha:g}, {'+'.join(sorted(parts))}"})
-    os.replace(tmp, out)
+    save_weights(out, weights, {"interpolated": f"{checkpoint}, alpha {alpha:g}, {'+'.join(sorted(parts))}"})
     log.info("%s: %d tensors of %s moved %.0f %% of the way back to the pretrained weights -> %s",
              checkpoint, moved, "+".join(sorted(parts)), 100 * (1 - alpha), out)
     return out
