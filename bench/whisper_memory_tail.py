@@ -3,9 +3,9 @@
 Greedy decoding (no vocabulary restriction) of pretrained Whisper-base on real speech, the memory made by
 speechalign's encoder (``model.whisper.tail_seconds``; "pad30" = silence up to 30 s, every frame kept): prints
 CER per mode and one hypothesis. On the 20 goo-gi dev Mandarin sentences (2026-12-02): trim 180.1 %, +1 s 68.9 %,
-+2 s 41.0 %, +3 s 41.0 %, pad30 19.9 %. The parity of the input's frame count matters too: the same +3 s with one
-more silence frame whenever the count is odd (so the last convolution reads silence, not its zero padding) gave
-16.1 % (WhisperFeatureExtractor features cut at an even count; pad30 that way: 16.1 % as well).
++2 s 41.0 %, +3 s 41.0 %, pad30 16.1 %. The encoder appends one silence frame more whenever the count of feature
+frames is odd, so the last stride-2 convolution reads silence rather than its zero padding: that took pad30 from
+19.9 % to 16.1 % and left +1-3 s unchanged.
 Usage: python bench/whisper_memory_tail.py --whisper-hf ~/.cache/speechalign/whisper-base/hf \\
            --cuts exp/real/data/goo-gi_cuts_dev.jsonl.gz --language Mandarin [--tails 0 1 2 3]
 """

@@ -128,6 +128,7 @@ def usage_code(fmt: str, meta: dict, model_dir: str) -> list[str]:
     tail = round(meta.get("tail_seconds", 0.0) * 16000)
     load = _LOAD[meta["encoder"]].format(model_dir=model_dir, tail=(
         f"    wav = np.concatenate([wav, np.zeros({tail}, np.float32)])  # the silence this model appends\n"
+        "    wav = np.concatenate([wav, np.zeros(160 * (len(wav) // 160 % 2), np.float32)])  # even frame count\n"
         if tail else ""))
     if meta["encoder"] == "whisper":
         load += _WHISPER_TRIM if meta["length_mode"] == "trim" else _WHISPER_PAD30

@@ -178,8 +178,9 @@ def test_whisper_tail_is_the_utterance_followed_by_silence():
     lens = torch.tensor([32000, 20000])
     with torch.no_grad():
         out = tail(wav, lens)
-        silence = torch.cat([wav[1:, :20000], torch.zeros(1, 8000)], 1)
-        manual = plain(silence, torch.tensor([28000]))
+        # 125 feature frames, odd: one 10-ms frame of silence more, so the last convolution reads silence
+        silence = torch.cat([wav[1:, :20000], torch.zeros(1, 8000 + 160)], 1)
+        manual = plain(silence, torch.tensor([28160]))
     assert out.tail == 25
     assert out.lengths.tolist() == [100 + 25, 63 + 25]
     assert out.speech_lengths.tolist() == [100, 63]
