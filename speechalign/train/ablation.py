@@ -31,6 +31,7 @@ def levers(exp_dir: Path) -> dict[str, str]:
     return {"targets": "translation (not ASR-only)" if m.decoder.targets == "translation" else "transcript",
             "trained": f"LoRA r{m.lora.rank}" if m.lora.rank else f"layers {m.freeze.first_layers}+ in full",
             "guard": m.guard.kind if m.guard.kind == "none" else f"{m.guard.kind} {m.guard.weight:g}",
+            "loss": f"{m.ctc_weight:g} / {m.decoder.label_smoothing:g} / {m.decoder.dropout:g}",
             "lr": f"{o.encoder_lr or o.lr:g} / {o.decoder_lr or o.lr:g}", "memory": memory,
             "data": "+".join(corpora)}
 
@@ -65,6 +66,13 @@ def run_row(exp_dir: Path, cer_name: str) -> dict:
     return row
 
 
+def _r1_cell(row: dict, layer: int) -> str:
+    """The R@1 at ``layer``, with its step when the run was last validated before its last checkpoint."""
+    if layer not in row["r1"]:
+        return "n/a"
+    return f"{row['r1'][layer]:.1f}" + (f" (step {row['r1_step']})" if row["r1_step"] != row["steps"] else "")
+
+
 def ablation_table(exp_dirs: list[Path], cer_name: str, out: Path, order: list[str] | None = None) -> Path:
     """Markdown and TSV of the runs side by side; ``cer_name`` is a decode report under each run's
     ``decode/`` (e.g. ``avg-last3/cer-goo-gi_dev-attention_beam.tsv``)."""
@@ -72,12 +80,13 @@ def ablation_table(exp_dirs: list[Path], cer_name: str, out: Path, order: list[s
     layers = sorted({k for r in rows for k in r["r1"]})
     dialects = [d for d in order or [] if any(d in r["cer"] for r in rows)]
     dialects += sorted({d for r in rows for d in r["cer"]} - set(dialects) - {"overall"}) + ["overall"]
-    header = ["run", "targets", "trained", "guard", "lr (encoder / decoder)", "memory", "data",
+    header = ["run", "targets", "trained", "guard", "CTC weight / smoothing / decoder dropout",
+              "lr (encoder / decoder)", "memory", "data",
               *(f"R@1 L{k}" for k in layers), *dialects, "steps", "minutes"]
     lines = []
     for r in rows:
-        lines.append([r["name"], r["targets"], r["trained"], r["guard"], r["lr"], r["memory"], r["data"],
-                      *(f"{r['r1'][k]:.1f}" if k in r["r1"] else "n/a" for k in layers),
+        lines.append([r["name"], r["targets"], r["trained"], r["guard"], r["loss"], r["lr"], r["memory"], r["data"],
+                      *(_r1_cell(r, k) for k in layers),
                       *(f"{r['cer'][d]:.1f}" if d in r["cer"] else "n/a" for d in dialects),
                       str(r["steps"]), f"{r['minutes']:.1f}"])
     write_text(out.with_suffix(".tsv"), tsv(header, lines))

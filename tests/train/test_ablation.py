@@ -6,7 +6,7 @@ from speechalign.cli import main
 from speechalign.config import load_config, save_config
 
 
-def _fake_run(root, name, overrides, r1, cer):
+def _fake_run(root, name, overrides, r1, cer, last_valid=200):
     exp = root / name
     save_config(load_config(None, [f"data.train=[{{cuts: [d/goo-gi_cuts_train.jsonl.gz, d/kasu100_cuts_train.jsonl.gz]}}]",
                                    *overrides]), exp / "config.yaml")
@@ -17,8 +17,8 @@ def _fake_run(root, name, overrides, r1, cer):
         metrics = {"step": step, "train_compute_s": 60.0 * step / 100, "train_data_wait_s": 6.0 * step / 100}
         if valid:
             metrics.update(valid)
-        if step == 200:
-            metrics.update({"valid_step": 200, "valid_r1": r1})
+        if step == last_valid:
+            metrics.update({"valid_step": step, "valid_r1": r1})
         (d / "metrics.yaml").write_text(yaml.safe_dump(metrics))
     (exp / "decode" / "avg").mkdir(parents=True)
     (exp / "decode" / "avg" / "cer-dev-attention_beam.tsv").write_text(
@@ -31,8 +31,9 @@ def test_ablation_rows_read_levers_validation_and_cer(tmp_path, capsys):
     b = _fake_run(tmp_path, "lora", ["model.lora.rank=8", "model.decoder.pretrained=w", "model.guard.kind=distill",
                                      "model.guard.weight=0.3", "model.decoder.targets=translation"],
                   {4: 45.0, 5: 55.25}, {"Hakka": 40.0, "overall": 35.0})
-    c = _fake_run(tmp_path, "tail", ["model.encoder=whisper", "model.whisper.tail_seconds=3", "optim.encoder_lr=1e-5", "optim.decoder_lr=2e-5"],
-                  {4: 41.0, 5: 51.0}, {"Mandarin": 50.0, "overall": 60.0})
+    c = _fake_run(tmp_path, "tail", ["model.encoder=whisper", "model.whisper.tail_seconds=3", "optim.encoder_lr=1e-5", "optim.decoder_lr=2e-5",
+                                     "model.ctc_weight=0.3", "model.decoder.label_smoothing=0", "model.decoder.dropout=0"],
+                  {4: 41.0, 5: 51.0}, {"Mandarin": 50.0, "overall": 60.0}, last_valid=100)
     (a / "decode" / "wise-decoder-0.7").mkdir()
     (a / "decode" / "wise-decoder-0.7" / "cer-dev-attention_beam.tsv").write_text(
         "# header\ndialect\tCER%\tutts\n" + "Mandarin\t7.5\t1\noverall\t31.0\t1\n")
@@ -40,13 +41,15 @@ def test_ablation_rows_read_levers_validation_and_cer(tmp_path, capsys):
           "--out", str(tmp_path / "t"), "--order", "Mandarin"])
     rows = [line.split("\t") for line in (tmp_path / "t.tsv").read_text(encoding="utf-8").splitlines()]
     header, full, lora, tail, wise = rows
-    assert header == ["run", "targets", "trained", "guard", "lr (encoder / decoder)", "memory", "data", "R@1 L4",
-                      "R@1 L5", "Mandarin", "Hakka", "overall", "steps", "minutes"]
-    assert full == ["full", "transcript", "layers 0+ in full", "none", "0.001 / 0.001", "-", "goo-gi+kasu100",
-                    "40.0", "50.5", "9.5", "n/a", "30.0", "200", "2.2"]
-    assert lora[1:4] == ["translation (not ASR-only)", "LoRA r8", "distill 0.3"] and lora[6] == "goo-gi+kasu100"
-    assert lora[7:9] == ["45.0", "55.2"] and lora[9] == "n/a"
-    assert tail[4:6] == ["1e-05 / 2e-05", "trim + 3 s silence"]
+    assert header == ["run", "targets", "trained", "guard", "CTC weight / smoothing / decoder dropout",
+                      "lr (encoder / decoder)", "memory", "data", "R@1 L4", "R@1 L5", "Mandarin", "Hakka", "overall",
+                      "steps", "minutes"]
+    assert full == ["full", "transcript", "layers 0+ in full", "none", "1 / 0.1 / 0.1", "0.001 / 0.001", "-",
+                    "goo-gi+kasu100", "40.0", "50.5", "9.5", "n/a", "30.0", "200", "2.2"]
+    assert lora[1:4] == ["translation (not ASR-only)", "LoRA r8", "distill 0.3"] and lora[7] == "goo-gi+kasu100"
+    assert lora[8:10] == ["45.0", "55.2"] and lora[10] == "n/a"
+    assert tail[4:7] == ["0.3 / 0 / 0", "1e-05 / 2e-05", "trim + 3 s silence"]
+    assert tail[8:10] == ["41.0 (step 100)", "51.0 (step 100)"]  # validated before its last checkpoint
     assert wise[0] == "full @ wise-decoder-0.7" and wise[3] == "wise-decoder-0.7"
-    assert wise[7:12] == ["40.0", "50.5", "7.5", "n/a", "31.0"]
+    assert wise[8:13] == ["40.0", "50.5", "7.5", "n/a", "31.0"]
     assert str(tmp_path / "t.md") in capsys.readouterr().out
