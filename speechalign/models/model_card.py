@@ -23,7 +23,7 @@ encoder = WhisperEncoder.from_pretrained(model_dir).eval()
 @torch.no_grad()
 def hidden_states(wav: np.ndarray) -> list[torch.Tensor]:
     """One 16-kHz mono float32 utterance -> num_layers + 1 tensors (frames, d_model): the input embedding,
-    then each layer (the last after the final layer norm), real frames only."""
+    then each layer (the last after the final layer norm), {frames}."""
 {tail}    feats = extractor(wav, sampling_rate=16000, return_tensors="pt").input_features  # (1, n_mels, 3000): 30 s
     n = len(wav) // 160      # real 10-ms feature frames
     t = (n + 1) // 2         # real 20-ms encoder frames
@@ -126,7 +126,8 @@ def usage_code(fmt: str, meta: dict, model_dir: str) -> list[str]:
         onnx = meta["onnx"]
         return [_ONNX.format(model_dir=model_dir, min_samples=onnx["min_samples"], max_samples=onnx["max_samples"])]
     tail = round(meta.get("tail_seconds", 0.0) * 16000)
-    load = _LOAD[meta["encoder"]].format(model_dir=model_dir, tail=(
+    frames = "the utterance's frames and the silence appended to it" if tail else "real frames only"
+    load = _LOAD[meta["encoder"]].format(model_dir=model_dir, frames=frames, tail=(
         f"    wav = np.concatenate([wav, np.zeros({tail}, np.float32)])  # the silence this model appends\n"
         "    wav = np.concatenate([wav, np.zeros(160 * (len(wav) // 160 % 2), np.float32)])  # even frame count\n"
         if tail else ""))
