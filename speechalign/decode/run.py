@@ -19,6 +19,7 @@ from speechalign.data.manifest import check_unique_ids, open_cuts
 from speechalign.decode.attention import attention_beam, attention_rescoring, joint_beam
 from speechalign.decode.ctc import ctc_greedy, ctc_prefix_beam
 from speechalign.decode.ctc_beam import CtcBeamSearch
+from speechalign.decode.joint_bpe import joint_beam_bpe
 from speechalign.decode.lm import CharLM, LMOptions
 from speechalign.decode.report import Utterance, lm_effect, report_set, write_reports
 from speechalign.models.experiment import load_experiment
@@ -27,14 +28,13 @@ log = logging.getLogger("speechalign.decode")
 
 
 def supported_modes(model) -> list[str]:
-    """The decode modes this model can run (joint_beam needs a decoder over the CTC vocabulary). A
-    decoder trained on Mandarin translations only decodes alone: its output is not the CTC transcript
-    that rescoring would re-rank."""
+    """The decode modes this model can run. A decoder trained on Mandarin translations only decodes
+    alone: its output is not the CTC transcript that rescoring or joint search would score."""
     if model.decoder is None:
         return list(MODES[:2])
     if translates(model):
         return ["ctc_greedy", "ctc_prefix_beam", "attention_beam"]
-    return [m for m in MODES if m != "joint_beam" or model.shares_ctc_vocab]
+    return list(MODES)
 
 
 def translates(model) -> bool:
@@ -53,8 +53,9 @@ def ctc_weight_for(mode: str, ctc_weight: float | None) -> float:
 
 
 def hyp_text(model, tokenizer, mode: str, ids: list[int]) -> str:
-    """Text of a hypothesis: attention_beam ids are in the decoder's vocabulary (maybe Whisper BPE)."""
-    if mode == "attention_beam" and not model.shares_ctc_vocab:
+    """Text of a hypothesis: attention_beam and joint_beam ids are in the decoder's vocabulary (maybe
+    Whisper BPE)."""
+    if mode in ("attention_beam", "joint_beam") and not model.shares_ctc_vocab:
         return model.att_vocab.decode(ids)
     return tokenizer.decode(ids)
 
@@ -62,10 +63,11 @@ def hyp_text(model, tokenizer, mode: str, ids: list[int]) -> str:
 @torch.no_grad()
 def decode_batch(model, wav: torch.Tensor, wav_lens: torch.Tensor, mode: str, beam: int,
                  ctc_weight: float, to_text=None, ctc_search: CtcBeamSearch | None = None,
-                 lm: tuple[CharLM, LMOptions] | None = None) -> list[list[int]]:
+                 lm: tuple[CharLM, LMOptions] | None = None, from_text=None) -> list[list[int]]:
     """Token ids for each utterance of a padded batch (encoder run once for the whole batch); see
     :func:`hyp_text` for their vocabulary. ``to_text`` (CTC ids -> text) is needed by
-    attention_rescoring with a BPE decoder. ``ctc_search`` (see :func:`make_ctc_search`) is the batched
+    attention_rescoring and joint_beam with a BPE decoder, joint_beam also ``from_text`` (text -> CTC
+    ids). ``ctc_search`` (see :func:`make_ctc_search`) is the batched
     library beam search for ctc_prefix_beam and the n-best of attention_rescoring; without it both use
     the Python reference prefix search. ``lm`` fuses a character LM into joint_beam (rescoring gets it
     through ``ctc_search``'s n-best LM scores)."""
@@ -76,13 +78,16 @@ def decode_batch(model, wav: torch.Tensor, wav_lens: torch.Tensor, mode: str, be
                          "(trained with model.decoder.num_layers: 0); use ctc_greedy or ctc_prefix_beam")
     enc = model.encode(wav, wav_lens)
     log_probs = model.ctc_log_probs(enc)
-    return decode_encoded(model, enc, log_probs, mode, beam, ctc_weight, to_text, ctc_search, lm)
+    return decode_encoded(model, enc, log_probs, mode, beam, ctc_weight, to_text, ctc_search, lm, from_text)
 
 
 def decode_encoded(model, enc, log_probs: torch.Tensor, mode: str, beam: int, ctc_weight: float, to_text=None,
                    ctc_search: CtcBeamSearch | None = None,
-                   lm: tuple[CharLM, LMOptions] | None = None) -> list[list[int]]:
+                   lm: tuple[CharLM, LMOptions] | None = None, from_text=None) -> list[list[int]]:
     """:func:`decode_batch` after the encoder (sweeps decode one encoding many times)."""
+    if mode == "joint_beam" and not model.shares_ctc_vocab and (to_text is None or from_text is None or lm):
+        raise ValueError("joint_beam with a BPE decoder needs to_text and from_text (the CTC tokenizer's decode "
+                         "and encode) and takes no character LM")
     if mode == "ctc_greedy":
         return ctc_greedy(log_probs, enc.lengths)
     nbest = None
@@ -101,8 +106,10 @@ def decode_encoded(model, enc, log_probs: torch.Tensor, mode: str, beam: int, ct
                                            lm=None if ctc_search is None else ctc_search.lm_options))
         elif mode == "attention_beam":
             out.append(attention_beam(model, enc.last[i, :n], beam))
-        else:
+        elif model.shares_ctc_vocab:
             out.append(joint_beam(model, lp, enc.last[i, :n], beam, ctc_weight, lm=lm))
+        else:
+            out.append(joint_beam_bpe(model, lp, enc.last[i, :n], beam, ctc_weight, to_text, from_text))
     return out
 
 
@@ -156,7 +163,7 @@ def decode(exp_dir: str | Path, cuts: list[str | Path], mode: str = "ctc_greedy"
             if not batch.ids:
                 continue
             hyps = decode_batch(model, batch.wav.to(device), batch.wav_lens.to(device), mode, beam, ctc_weight,
-                                tokenizer.decode, ctc_search, char_lm)
+                                tokenizer.decode, ctc_search, char_lm, tokenizer.encode)
             audio += float(batch.wav_lens.sum()) / 16000
             # A translating decoder is scored against the Mandarin sentence (BLEU/chrF below, CER beside it).
             refs = [t or "" for t in batch.translations] if translation else batch.texts
@@ -223,7 +230,8 @@ def transcribe(exp_dir: str | Path, files: list[str | Path], mode: str = "ctc_gr
             texts.append(None)
             continue
         wav, lens = collate_audio([audio])
-        ids = decode_batch(model, wav, lens, mode, beam, ctc_weight, tokenizer.decode, ctc_search)[0]
+        ids = decode_batch(model, wav, lens, mode, beam, ctc_weight, tokenizer.decode, ctc_search,
+                           from_text=tokenizer.encode)[0]
         texts.append(hyp_text(model, tokenizer, mode, ids))
     return texts
 
