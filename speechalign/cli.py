@@ -442,7 +442,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     p.add_argument("--beam", type=int, default=10, help="beam size of the beam-search modes")
     p.add_argument("--checkpoint", default="latest", help="latest | step-N | avg-last5 | path.safetensors")
     p.add_argument("--ctc-weight", type=float, help="CTC weight in attention rescoring (default 0.5) and joint beam "
-                   "(default 0.7); pick with decode-sweep --ctc-weights")
+                   "(default 0.7; 0.1 with a Whisper decoder); pick with decode-sweep --ctc-weights")
     p.add_argument("--max-duration", type=float, default=120.0, help="seconds of audio per batch")
     p.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda:0")
     p.add_argument("--lm", type=Path, help="character n-gram (ARPA or KenLM binary, from train-lm) fused into "

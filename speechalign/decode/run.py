@@ -46,10 +46,17 @@ def translates(model) -> bool:
 # decode-sweep; bench/RESULTS.md): rescoring only re-ranks CTC's n-best, while a label-synchronous search that a
 # small decoder steers needs CTC to lead (joint_beam dev CER 33.6 % at 0.5, 30.1 % at 0.7, 31.8 % at 0.9).
 DEFAULT_CTC_WEIGHT = {"attention_rescoring": 0.5, "joint_beam": 0.7}
+# With Whisper's pretrained decoder the decoder leads: a half-dev sweep of the goo-gi recipe at step 400
+# (egs/goo-gi/README.md) gave joint_beam 63.98 % at CTC weight 0.1 and 67.91 % at 0.3 (attention_beam 68.52 %).
+DEFAULT_CTC_WEIGHT_BPE = {"attention_rescoring": 0.5, "joint_beam": 0.1}
 
 
-def ctc_weight_for(mode: str, ctc_weight: float | None) -> float:
-    return DEFAULT_CTC_WEIGHT.get(mode, 0.5) if ctc_weight is None else ctc_weight
+def ctc_weight_for(mode: str, ctc_weight: float | None, model=None) -> float:
+    """The CTC weight given, or the mode's default for this model's kind of decoder."""
+    if ctc_weight is not None:
+        return ctc_weight
+    table = DEFAULT_CTC_WEIGHT if model is None or model.shares_ctc_vocab else DEFAULT_CTC_WEIGHT_BPE
+    return table.get(mode, 0.5)
 
 
 def hyp_text(model, tokenizer, mode: str, ids: list[int]) -> str:
@@ -137,13 +144,16 @@ def decode(exp_dir: str | Path, cuts: list[str | Path], mode: str = "ctc_greedy"
     beam search runs on the GPU (torchaudio's cuda_ctc_decoder) for CUDA without an LM, unless
     ``force_cpu_search``."""
     exp_dir = Path(exp_dir)
-    ctc_weight = ctc_weight_for(mode, ctc_weight)
     for path in cuts:   # each manifest is a set of its own: its recogs and CER need unique ids
         check_unique_ids(path)
     cfg, tokenizer, model = load_experiment(exp_dir, checkpoint, device)
+    ctc_weight = ctc_weight_for(mode, ctc_weight, model)
     if lm is not None and mode not in ("ctc_prefix_beam", "attention_rescoring", "joint_beam"):
         raise ValueError(f"--lm: decode mode {mode!r} cannot use an LM (ctc_prefix_beam, attention_rescoring "
                          "and joint_beam can)")
+    if lm is not None and mode == "joint_beam" and not model.shares_ctc_vocab:
+        raise ValueError("--lm: joint_beam with a Whisper (BPE) decoder takes no character LM; use "
+                         "attention_rescoring --lm")
     if mode not in supported_modes(model) and translates(model):
         raise ValueError(f"decode mode {mode!r}: this model's decoder outputs Mandarin translations "
                          f"(model.decoder.targets=translation); choose from {supported_modes(model)}")
@@ -221,8 +231,8 @@ def read_audio_16k(path: str | Path, min_samples: int = 1) -> np.ndarray:
 def transcribe(exp_dir: str | Path, files: list[str | Path], mode: str = "ctc_greedy", beam: int = 10,
                checkpoint: str = "latest", ctc_weight: float | None = None, skip_bad: bool = False) -> list[str | None]:
     """Transcripts in file order; with ``skip_bad`` an unreadable file gives None (and a logged reason)."""
-    ctc_weight = ctc_weight_for(mode, ctc_weight)
     _, tokenizer, model = load_experiment(exp_dir, checkpoint)
+    ctc_weight = ctc_weight_for(mode, ctc_weight, model)
     ctc_search = make_ctc_search(tokenizer, mode, beam, None)
     texts = []
     for audio in audio_files_16k(files, model.encoder.min_samples, skip_bad):

@@ -28,6 +28,20 @@ def test_next_token_logits_equal_full_forward(kind):
     torch.testing.assert_close(cached, full, atol=1e-5, rtol=1e-5)
 
 
+@pytest.mark.parametrize("kind", [{}, WHISPER_LIKE], ids=["char", "whisper-like"])
+def test_restricted_output_rows_equal_the_masked_full_projection(kind):
+    torch.manual_seed(0)
+    dec = AttentionDecoder(50, 32, 1, 4, 64, dropout=0.0, **kind).eval()
+    x = torch.randn(2, 3, 32)
+    full = dec.project(x)
+    allowed = torch.zeros(50, dtype=torch.bool)
+    allowed[[1, 7, 8, 30, 49]] = True
+    dec.allowed = allowed
+    got = dec.project(x)
+    assert torch.isinf(got[..., ~allowed]).all() and (got[..., ~allowed] < 0).all()
+    torch.testing.assert_close(got[..., allowed], full[..., allowed], atol=1e-6, rtol=1e-6)
+
+
 def test_imported_whisper_decoder_matches_transformers(tmp_path):
     pytest.importorskip("ctranslate2", reason="the CTranslate2 converter builds the model.bin to import")
     from safetensors.torch import load_file

@@ -8,6 +8,7 @@ import yaml
 from safetensors.torch import load_file
 
 from speechalign.config import load_config
+from speechalign.decode.lm import LMOptions
 from speechalign.decode.run import decode, supported_modes
 from speechalign.models.experiment import load_experiment
 from speechalign.train.checkpoint import list_checkpoints, select_for_average
@@ -71,6 +72,10 @@ def test_decode_every_supported_mode_from_the_experiment_dir(trained, parallel_c
     # joint_beam with Whisper's BPE decoder: its output is BPE text, scored against the same references
     recogs = (trained / "decode" / "latest" / "recogs-par_dev-joint_beam.txt").read_text(encoding="utf-8")
     assert "\ufffd" not in recogs
+    header = (trained / "decode" / "latest" / "cer-par_dev-joint_beam.md").read_text(encoding="utf-8")
+    assert "ctc_weight=0.1," in header       # the Whisper-decoder default, not the character decoder's 0.7
+    with pytest.raises(ValueError, match="takes no character LM"):
+        decode(trained, [parallel_corpus["dev"]], mode="joint_beam", beam=2, lm=LMOptions(trained / "x.arpa", 0.5))
 
 
 def test_resume_with_pretrained_decoder_matches_uninterrupted(parallel_corpus, whisper_like_dir, tmp_path):
