@@ -99,7 +99,8 @@ def _score(pairs, hyps, att, log_probs, w, decode, from_text, eos, init_r, blank
     """Each (hyp, token) pair's joint score and extended hypothesis. CTC extensions of all pairs run
     batched, one character position at a time."""
     out: list[tuple[float, _Hyp, int] | None] = [None] * len(pairs)
-    jobs = []                                     # (pair index, start chars, start r, start psi, chars to add)
+    # (pair index, attention step score, tokens, chars, pending, start chars, start r, start psi, chars to add)
+    jobs = []
     for n, (i, tok) in enumerate(pairs):
         h = hyps[i]
         step = (1 - w) * float(att[i, tok])
@@ -111,10 +112,10 @@ def _score(pairs, hyps, att, log_probs, w, decode, from_text, eos, init_r, blank
         tokens = h.tokens + (tok,)
         chars, pending = _spelled(decode, from_text, tokens)
         if chars[: len(h.chars)] == h.chars:
-            jobs.append((n, tokens, chars, pending, h.chars, h.r, h.psi, chars[len(h.chars):]))
+            jobs.append((n, step, tokens, chars, pending, h.chars, h.r, h.psi, chars[len(h.chars):]))
         else:                                     # a token that re-spells earlier text: score from the start
-            jobs.append((n, tokens, chars, pending, (), init_r, 0.0, chars))
-    states = {n: (prefix, r, psi) for n, _, _, _, prefix, r, psi, _ in jobs}
+            jobs.append((n, step, tokens, chars, pending, (), init_r, 0.0, chars))
+    states = {n: (prefix, r, psi) for n, _, _, _, _, prefix, r, psi, _ in jobs}
     todo = {n: list(add) for n, *_, add in jobs}
     while any(todo.values()):
         batch = [n for n, add in todo.items() if add]
@@ -124,10 +125,9 @@ def _score(pairs, hyps, att, log_probs, w, decode, from_text, eos, init_r, blank
         psi, r = _ctc_prefix_extend(log_probs, r_prev, last, cand, blank)
         for j, n in enumerate(batch):
             states[n] = (states[n][0] + (todo[n].pop(0),), r[:, :, j], float(psi[j]))
-    for n, tokens, chars, pending, *_ in jobs:
-        i, tok = pairs[n]
-        h = hyps[i]
+    for n, step, tokens, chars, pending, *_ in jobs:
+        h = hyps[pairs[n][0]]
         _, r, psi = states[n]
-        score = h.score + (1 - w) * float(att[i, tok]) + w * (psi - h.psi)
-        out[n] = (score, _Hyp(tokens, chars, score, psi, r, pending), tok)
+        score = h.score + step + w * (psi - h.psi)
+        out[n] = (score, _Hyp(tokens, chars, score, psi, r, pending), tokens[-1])
     return [c for c in out if c is not None and c[0] > -math.inf]

@@ -65,8 +65,8 @@ class AttentionDecoder(nn.Module):
             return nn.functional.linear(x, self.embed.weight[vocab])
         if self.allowed is None:
             return self.out(x) if self.out is not None else nn.functional.linear(x, self.embed.weight)
-        # Only the allowed rows are computed: for Whisper's 51,865 rows and ~1,000 allowed, the output layer
-        # was most of a beam-search step.
+        # Only the allowed rows are computed: with Whisper's 51,865 rows and ~1,000 allowed, the full output
+        # layer was a quarter of a beam step at 20 tokens (bench/restricted_output.py: 1.33x).
         rows = self.allowed.nonzero().squeeze(-1)
         logits = x.new_full((*x.shape[:-1], self.allowed.numel()), float("-inf"))
         logits[..., rows] = self.project(x, rows)
