@@ -190,7 +190,8 @@ def _cmd_transcribe(args) -> None:
             raise ValueError(f"transcribe --onnx: only --mode ctc_greedy (the graph outputs CTC log-probabilities), got {args.mode}")
         texts = transcribe_onnx(args.onnx, args.audio, skip_bad=args.skip_bad)
     else:
-        texts = transcribe(args.exp_dir, args.audio, args.mode, args.beam, args.checkpoint, skip_bad=args.skip_bad)
+        texts = transcribe(args.exp_dir, args.audio, args.mode, args.beam, args.checkpoint, skip_bad=args.skip_bad,
+                           variety=args.variety)
     for path, text in zip(args.audio, texts):
         if text is not None:
             print(f"{path}\t{text}")
@@ -528,6 +529,8 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     p.add_argument("--mode", choices=MODES, default="ctc_greedy", help="decoding mode")
     p.add_argument("--beam", type=int, default=10, help="beam size of the beam-search modes")
     p.add_argument("--checkpoint", default="latest", help="latest | step-N | avg-last5 | path.safetensors")
+    p.add_argument("--variety", help="the recordings' variety label, e.g. 'Taiwanese Hokkien', for a decoder trained "
+                                     "with model.decoder.prompt=variety (default: the plain Mandarin prompt)")
     _add_skip_bad(p)
     p.set_defaults(func=_cmd_transcribe)
 

@@ -104,6 +104,10 @@ class DecoderConfig:
                                          # cut's Mandarin translation (custom["translation"]), CTC its own characters
     train_vocab: str = "full"            # "full" or "targets": the training softmax covers only the BPE tokens of the
                                          # training targets (Whisper's 51,865 rows are mostly unused by Chinese text)
+    prompt: str = "none"                 # "none" or "variety": a non-Mandarin cut's variety label is given to the
+                                         # decoder as Whisper's previous-text prompt (an input, never a target), so
+                                         # the plain Mandarin prompt is learned from Mandarin speech alone
+    plain_varieties: list[str] = field(default_factory=lambda: ["Mandarin", "Taiwan Mandarin"])  # never prompted
 
 
 @dataclass
@@ -193,6 +197,7 @@ def check_model(model: ModelConfig) -> None:
     d = model.decoder
     for key, value, allowed in (("model.decoder.targets", d.targets, ("transcript", "translation")),
                                 ("model.decoder.train_vocab", d.train_vocab, ("full", "targets")),
+                                ("model.decoder.prompt", d.prompt, ("none", "variety")),
                                 ("model.guard.kind", model.guard.kind, ("none", "distill"))):
         if value not in allowed:
             raise ConfigError(f"{key}: expected one of {list(allowed)}, got {value!r}")
@@ -200,6 +205,9 @@ def check_model(model: ModelConfig) -> None:
         raise ConfigError("model.guard.kind=distill: the teacher is Whisper's pretrained decoder; set model.decoder.pretrained")
     if d.train_vocab == "targets" and not d.pretrained:
         raise ConfigError("model.decoder.train_vocab=targets: only a pretrained (BPE) decoder has unused output rows")
+    if d.prompt == "variety" and not d.pretrained:
+        raise ConfigError("model.decoder.prompt=variety: the prompt is Whisper's <|startofprev|> text; set "
+                          "model.decoder.pretrained")
     if model.freeze.cache_states and model.freeze.encoder_steps:
         raise ConfigError("model.freeze.cache_states: the cached layers must stay frozen; unset model.freeze.encoder_steps")
     if model.freeze.cache_states and not model.freeze.frontend:

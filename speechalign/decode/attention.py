@@ -20,10 +20,12 @@ def _require_decoder(model: ASRModel, mode: str) -> None:
 
 
 @torch.no_grad()
-def attention_scores(model: ASRModel, memory: torch.Tensor, hyps: list[tuple[int, ...]]) -> torch.Tensor:
+def attention_scores(model: ASRModel, memory: torch.Tensor, hyps: list[tuple[int, ...]],
+                     prefix: list[int] | None = None) -> torch.Tensor:
     """Teacher-forced log P_att(hyp + <eos>) for each hypothesis (in the decoder's vocabulary) over one
-    utterance's memory (T, D)."""
-    inp, gold, token_pad = model.teacher_forcing([list(h) for h in hyps], memory.device)
+    utterance's memory (T, D), after ``prefix`` (default ``model.att_prefix``)."""
+    prefixes = [prefix] * len(hyps) if prefix else None
+    inp, gold, token_pad = model.teacher_forcing([list(h) for h in hyps], memory.device, prefixes)
     mem = memory.unsqueeze(0).expand(len(hyps), -1, -1)
     pad = torch.zeros(mem.shape[:2], dtype=torch.bool, device=memory.device)
     logp = model.decoder(inp, mem, pad, token_pad).float().log_softmax(-1)
@@ -35,7 +37,7 @@ def attention_scores(model: ASRModel, memory: torch.Tensor, hyps: list[tuple[int
 
 def attention_rescoring(model: ASRModel, log_probs: torch.Tensor, memory: torch.Tensor, beam: int,
                         ctc_weight: float, to_text=None, nbest: list | None = None,
-                        lm: LMOptions | None = None) -> list[int]:
+                        lm: LMOptions | None = None, prefix: list[int] | None = None) -> list[int]:
     """n-best from CTC prefix beam search, rescored: attention + ctc_weight * ctc (as in WeNet), plus
     lm.weight * ln P_lm + lm.word_score * length when the n-best came from an LM-fused search. A BPE
     decoder scores each hypothesis's text (``to_text`` maps CTC ids to it) in its own vocabulary.
@@ -51,7 +53,7 @@ def attention_rescoring(model: ASRModel, log_probs: torch.Tensor, memory: torch.
         if to_text is None:
             raise ValueError("attention_rescoring with a BPE decoder needs to_text (the CTC tokenizer's decode)")
         hyps = [model.att_vocab.encode(to_text(list(h))) for h in hyps]
-    att = attention_scores(model, memory, hyps)
+    att = attention_scores(model, memory, hyps, prefix)
     scores = [float(a) + ctc_weight * h.ctc for a, h in zip(att, nbest)]
     if lm is not None:
         scores = [s + lm.weight * h.lm + lm.word_score * len(h.tokens) for s, h in zip(scores, nbest)]
@@ -185,11 +187,13 @@ MAX_TOKENS_PER_FRAME = 0.3
 
 
 @torch.no_grad()
-def attention_beam(model: ASRModel, memory: torch.Tensor, beam: int, max_len: int = 200) -> list[int]:
+def attention_beam(model: ASRModel, memory: torch.Tensor, beam: int, max_len: int = 200,
+                   prefix: list[int] | None = None) -> list[int]:
     """Attention-only beam search in the decoder's vocabulary (Whisper's own decoding), ranking ended
-    hypotheses by mean token log-probability so short outputs are not favoured."""
+    hypotheses by mean token log-probability so short outputs are not favoured. ``prefix``: the
+    decoder's (default ``model.att_prefix``)."""
     _require_decoder(model, "attention_beam")
-    device, eos, prefix = memory.device, model.att_eos, list(model.att_prefix)
+    device, eos, prefix = memory.device, model.att_eos, list(prefix or model.att_prefix)
     # Bounded by the audio too: a hypothesis that never ends (a decoder looping on a repeated token) stops at
     # 15 tokens per second of speech (50 Whisper frames), twice Whisper's own 224 tokens per 30-s window.
     max_len = min(max_len, model.decoder.max_len - len(prefix) - 1, 10 + int(MAX_TOKENS_PER_FRAME * memory.shape[0]))

@@ -16,6 +16,7 @@ import torch
 
 from speechalign.decode.attention import MAX_TOKENS_PER_FRAME, _ctc_prefix_extend, _require_decoder
 from speechalign.models.asr import ASRModel
+from speechalign.text.tokenizer import SPECIALS
 
 INCOMPLETE = "\ufffd"   # what the byte-level decoder prints for bytes that do not yet form a character
 
@@ -38,12 +39,13 @@ def _spelled(decode: Callable, from_text: Callable, tokens: tuple[int, ...]) -> 
 
 def _ctc_tokens(model: ASRModel, log_probs: torch.Tensor, to_text: Callable, propose: float, blank: int) -> list[int]:
     """The first BPE token of every character CTC finds likely somewhere (posterior > ``propose``): with
-    the decoder's pre-beam alone, a character the decoder under-ranks is never proposed."""
+    the decoder's pre-beam alone, a character the decoder under-ranks is never proposed. The tokenizer's
+    specials are not characters (``<unk>`` would propose the BPE token of "<")."""
     ids = (log_probs.max(0).values > math.log(propose)).nonzero().squeeze(-1).tolist()
     out = set()
     allowed = model.decoder.allowed
     for i in ids:
-        text = to_text([i]) if i != blank else ""
+        text = to_text([i]) if i != blank and i >= len(SPECIALS) else ""
         bpe = model.att_vocab.encode(text) if text else []
         if bpe and (allowed is None or bool(allowed[bpe[0]])):
             out.add(bpe[0])
@@ -53,12 +55,12 @@ def _ctc_tokens(model: ASRModel, log_probs: torch.Tensor, to_text: Callable, pro
 @torch.no_grad()
 def joint_beam_bpe(model: ASRModel, log_probs: torch.Tensor, memory: torch.Tensor, beam: int, ctc_weight: float,
                    to_text: Callable, from_text: Callable, blank: int = 0, max_len: int = 200,
-                   ctc_propose: float = 0.05) -> list[int]:
+                   ctc_propose: float = 0.05, prefix: list[int] | None = None) -> list[int]:
     """Best hypothesis (decoder-vocabulary ids) of a label-synchronous beam search scoring
     (1 - w) * log P_att + w * log P_ctc(characters spelled). ``to_text``/``from_text``: the CTC
-    tokenizer's decode and encode."""
+    tokenizer's decode and encode; ``prefix``: the decoder's (default ``model.att_prefix``)."""
     _require_decoder(model, "joint_beam")
-    device, eos, prompt = memory.device, model.att_eos, list(model.att_prefix)
+    device, eos, prompt = memory.device, model.att_eos, list(prefix or model.att_prefix)
     T = log_probs.shape[0]
     max_len = min(max_len, model.decoder.max_len - len(prompt) - 1, 10 + int(MAX_TOKENS_PER_FRAME * memory.shape[0]))
     decode = model.att_vocab.decode

@@ -70,14 +70,16 @@ def hyp_text(model, tokenizer, mode: str, ids: list[int]) -> str:
 @torch.no_grad()
 def decode_batch(model, wav: torch.Tensor, wav_lens: torch.Tensor, mode: str, beam: int,
                  ctc_weight: float, to_text=None, ctc_search: CtcBeamSearch | None = None,
-                 lm: tuple[CharLM, LMOptions] | None = None, from_text=None) -> list[list[int]]:
+                 lm: tuple[CharLM, LMOptions] | None = None, from_text=None,
+                 dialects: list[str] | None = None) -> list[list[int]]:
     """Token ids for each utterance of a padded batch (encoder run once for the whole batch); see
     :func:`hyp_text` for their vocabulary. ``to_text`` (CTC ids -> text) is needed by
     attention_rescoring and joint_beam with a BPE decoder, joint_beam also ``from_text`` (text -> CTC
     ids). ``ctc_search`` (see :func:`make_ctc_search`) is the batched
     library beam search for ctc_prefix_beam and the n-best of attention_rescoring; without it both use
     the Python reference prefix search. ``lm`` fuses a character LM into joint_beam (rescoring gets it
-    through ``ctc_search``'s n-best LM scores)."""
+    through ``ctc_search``'s n-best LM scores). ``dialects``: the variety labels a variety-prompted decoder
+    is prompted with (``model.decoder.prompt=variety``; None = the plain prompt)."""
     if mode not in MODES:
         raise ValueError(f"unknown decode mode {mode!r}; choose from {MODES}")
     if mode in ATTENTION_MODES and model.decoder is None:
@@ -85,12 +87,14 @@ def decode_batch(model, wav: torch.Tensor, wav_lens: torch.Tensor, mode: str, be
                          "(trained with model.decoder.num_layers: 0); use ctc_greedy or ctc_prefix_beam")
     enc = model.encode(wav, wav_lens)
     log_probs = model.ctc_log_probs(enc)
-    return decode_encoded(model, enc, log_probs, mode, beam, ctc_weight, to_text, ctc_search, lm, from_text)
+    return decode_encoded(model, enc, log_probs, mode, beam, ctc_weight, to_text, ctc_search, lm, from_text,
+                          dialects)
 
 
 def decode_encoded(model, enc, log_probs: torch.Tensor, mode: str, beam: int, ctc_weight: float, to_text=None,
                    ctc_search: CtcBeamSearch | None = None,
-                   lm: tuple[CharLM, LMOptions] | None = None, from_text=None) -> list[list[int]]:
+                   lm: tuple[CharLM, LMOptions] | None = None, from_text=None,
+                   dialects: list[str] | None = None) -> list[list[int]]:
     """:func:`decode_batch` after the encoder (sweeps decode one encoding many times)."""
     if mode == "joint_beam" and not model.shares_ctc_vocab and (to_text is None or from_text is None or lm):
         raise ValueError("joint_beam with a BPE decoder needs to_text and from_text (the CTC tokenizer's decode "
@@ -103,6 +107,7 @@ def decode_encoded(model, enc, log_probs: torch.Tensor, mode: str, beam: int, ct
         if mode == "ctc_prefix_beam":
             return [list(hyps[0].tokens) if hyps else [] for hyps in nbest]
     out = []
+    prefixes = model.prefixes(dialects, len(enc.lengths)) if model.decoder is not None else None
     for i, n in enumerate(enc.lengths.tolist()):
         lp = log_probs[i, :n]
         if mode == "ctc_prefix_beam":
@@ -110,13 +115,15 @@ def decode_encoded(model, enc, log_probs: torch.Tensor, mode: str, beam: int, ct
         elif mode == "attention_rescoring":
             out.append(attention_rescoring(model, lp, enc.last[i, :n], beam, ctc_weight, to_text,
                                            nbest=None if nbest is None else nbest[i],
-                                           lm=None if ctc_search is None else ctc_search.lm_options))
+                                           lm=None if ctc_search is None else ctc_search.lm_options,
+                                           prefix=prefixes[i]))
         elif mode == "attention_beam":
-            out.append(attention_beam(model, enc.last[i, :n], beam))
+            out.append(attention_beam(model, enc.last[i, :n], beam, prefix=prefixes[i]))
         elif model.shares_ctc_vocab:
             out.append(joint_beam(model, lp, enc.last[i, :n], beam, ctc_weight, lm=lm))
         else:
-            out.append(joint_beam_bpe(model, lp, enc.last[i, :n], beam, ctc_weight, to_text, from_text))
+            out.append(joint_beam_bpe(model, lp, enc.last[i, :n], beam, ctc_weight, to_text, from_text,
+                                      prefix=prefixes[i]))
     return out
 
 
@@ -173,7 +180,7 @@ def decode(exp_dir: str | Path, cuts: list[str | Path], mode: str = "ctc_greedy"
             if not batch.ids:
                 continue
             hyps = decode_batch(model, batch.wav.to(device), batch.wav_lens.to(device), mode, beam, ctc_weight,
-                                tokenizer.decode, ctc_search, char_lm, tokenizer.encode)
+                                tokenizer.decode, ctc_search, char_lm, tokenizer.encode, batch.dialects)
             audio += float(batch.wav_lens.sum()) / 16000
             # A translating decoder is scored against the Mandarin sentence (BLEU/chrF below, CER beside it).
             refs = [t or "" for t in batch.translations] if translation else batch.texts
@@ -185,6 +192,8 @@ def decode(exp_dir: str | Path, cuts: list[str | Path], mode: str = "ctc_greedy"
         fusion = f", {lm.describe()}" if lm is not None else ", no LM"
         weight = f", ctc_weight={ctc_weight:g}" if mode in ("attention_rescoring", "joint_beam") else ""
         task = ", references=Mandarin translations (dialect speech -> Mandarin text; not ASR-only)" if translation else ""
+        if mode in ATTENTION_MODES and model.prompt == "variety":
+            task += ", decoder prompted with the cut's variety label (model.decoder.prompt=variety)"
         results[set_name] = report_set(out_dir, set_name, label, utts, rtf,
                                        f"checkpoint={checkpoint}, beam={beam}{weight}{fusion}{search}, "
                                        f"RTF={rtf:.4f}{note}{task}")
@@ -229,8 +238,10 @@ def read_audio_16k(path: str | Path, min_samples: int = 1) -> np.ndarray:
 
 
 def transcribe(exp_dir: str | Path, files: list[str | Path], mode: str = "ctc_greedy", beam: int = 10,
-               checkpoint: str = "latest", ctc_weight: float | None = None, skip_bad: bool = False) -> list[str | None]:
-    """Transcripts in file order; with ``skip_bad`` an unreadable file gives None (and a logged reason)."""
+               checkpoint: str = "latest", ctc_weight: float | None = None, skip_bad: bool = False,
+               variety: str | None = None) -> list[str | None]:
+    """Transcripts in file order; with ``skip_bad`` an unreadable file gives None (and a logged reason).
+    ``variety``: the files' variety label, for a variety-prompted decoder (None = the plain prompt)."""
     _, tokenizer, model = load_experiment(exp_dir, checkpoint)
     ctc_weight = ctc_weight_for(mode, ctc_weight, model)
     ctc_search = make_ctc_search(tokenizer, mode, beam, None)
@@ -241,7 +252,7 @@ def transcribe(exp_dir: str | Path, files: list[str | Path], mode: str = "ctc_gr
             continue
         wav, lens = collate_audio([audio])
         ids = decode_batch(model, wav, lens, mode, beam, ctc_weight, tokenizer.decode, ctc_search,
-                           from_text=tokenizer.encode)[0]
+                           from_text=tokenizer.encode, dialects=None if variety is None else [variety])[0]
         texts.append(hyp_text(model, tokenizer, mode, ids))
     return texts
 

@@ -53,7 +53,7 @@ def decode_sweep(exp_dir: str | Path, cuts: str | Path, mode: str, lm_path: str 
         scorer, start = CerScorer(), time.perf_counter()
         for batch, enc, log_probs in batches:
             hyps = decode_encoded(model, enc, log_probs, mode, beam, cw, tokenizer.decode, ctc_search, joint_lm,
-                                  tokenizer.encode)
+                                  tokenizer.encode, batch.dialects)
             for dialect, ref, h in zip(batch.dialects, batch.texts, hyps):
                 scorer.add(ref, hyp_text(model, tokenizer, mode, h), dialect)
         row = {"lm_weight": lm_w, "word_score": ws, "ctc_weight": cw, "seconds": time.perf_counter() - start}

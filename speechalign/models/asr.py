@@ -41,6 +41,7 @@ class ASRModel(nn.Module):
         self.att_vocab_size = decoder.embed.num_embeddings if decoder is not None else 0
         self.label_smoothing = d.label_smoothing
         self.att_targets = d.targets
+        self.prompt, self.plain_varieties = d.prompt, set(d.plain_varieties)
         # Output rows the training softmax covers (None = all); set by the trainer from the training targets.
         self.register_buffer("train_vocab", None, persistent=False)
         if self.decoder is None and self.ctc_weight < 1.0:
@@ -68,6 +69,18 @@ class ASRModel(nn.Module):
             raise ValueError("a BPE attention decoder needs the batch texts")
         return [self.att_vocab.encode(t) for t in texts]
 
+    def prefixes(self, dialects: list[str] | None, n: int) -> list[list[int]]:
+        """The decoder prefix of each of ``n`` utterances. With ``model.decoder.prompt=variety`` a cut of a
+        variety is prompted with its label (``<|startofprev|> Taiwanese Hokkien`` before Whisper's prefix);
+        ``model.decoder.plain_varieties`` (Mandarin), an unlabelled cut ("unknown") and ``dialects=None``
+        get the plain prefix, the one zero-shot Whisper is decoded with."""
+        if self.prompt == "none" or dialects is None:
+            return [self.att_prefix] * n
+        if len(dialects) != n:
+            raise ValueError(f"{len(dialects)} variety labels for {n} utterances")
+        return [self.att_prefix if d in self.plain_varieties or d == "unknown" else self.att_vocab.prompted(d)
+                for d in dialects]
+
     def set_train_vocab(self, ids: list[int] | None) -> None:
         """Restrict the decoder to ``ids`` (the tokens the training targets use, the end token among them):
         the training softmax runs over them only, and decoding never outputs another token."""
@@ -91,15 +104,19 @@ class ASRModel(nn.Module):
 
     def forward(self, wav: torch.Tensor, wav_lens: torch.Tensor, targets: list[list[int]],
                 texts: list[str] | None = None, translations: list[str | None] | None = None,
-                start_layer: int | None = None, keep_attention: bool = False) -> dict:
+                start_layer: int | None = None, keep_attention: bool = False,
+                dialects: list[str] | None = None) -> dict:
         """Loss per utterance (summed over tokens, averaged over the batch) and its parts."""
-        return self.loss(self.encode(wav, wav_lens, start_layer), targets, texts, translations, keep_attention)
+        return self.loss(self.encode(wav, wav_lens, start_layer), targets, texts, translations, keep_attention,
+                         dialects)
 
     def loss(self, enc: EncoderOutput, targets: list[list[int]], texts: list[str] | None = None,
-             translations: list[str | None] | None = None, keep_attention: bool = False) -> dict:
+             translations: list[str | None] | None = None, keep_attention: bool = False,
+             dialects: list[str] | None = None) -> dict:
         """The hybrid loss of already-encoded utterances (validation reuses the encoding it decodes).
         With ``keep_attention`` the decoder's inputs and logits are returned too (``out["attention"]``),
-        for loss terms built on them (distillation)."""
+        for loss terms built on them (distillation). ``dialects`` selects the decoder prefixes
+        (:meth:`prefixes`)."""
         batch = len(targets)
         device = enc.last.device
         target_lens = torch.tensor([len(t) for t in targets], device=device)
@@ -117,19 +134,22 @@ class ASRModel(nn.Module):
             if len(keep) < batch:
                 index = torch.tensor(keep, device=device)
                 memory, lengths = memory.index_select(0, index), lengths.index_select(0, index)
-            att, acc, io = self.attention_loss(memory, lengths, [att_targets[i] for i in keep], batch)
+            prefixes = self.prefixes(dialects, batch)
+            att, acc, io = self.attention_loss(memory, lengths, [att_targets[i] for i in keep], batch,
+                                               [prefixes[i] for i in keep])
             out.update(att=att, att_acc=acc, loss=self.ctc_weight * ctc + (1 - self.ctc_weight) * att)
             if keep_attention:
                 out["attention"] = io
         return out
 
     def attention_loss(self, memory: torch.Tensor, lengths: torch.Tensor, targets: list[list[int]],
-                       batch: int | None = None) -> tuple[torch.Tensor, torch.Tensor, dict]:
+                       batch: int | None = None, prefixes: list[list[int]] | None = None
+                       ) -> tuple[torch.Tensor, torch.Tensor, dict]:
         """Teacher-forced cross-entropy (summed over tokens, divided by ``batch``), token accuracy, and
         the decoder's inputs and logits. With a restricted vocabulary the softmax runs over ``train_vocab``
         only: the loss of a full softmax whose other logits are minus infinity. A validation target token
         outside it cannot be produced and is left out of the loss."""
-        inp, gold, pad = self.teacher_forcing(targets, memory.device)
+        inp, gold, pad = self.teacher_forcing(targets, memory.device, prefixes)
         memory_pad = padding_mask(lengths, memory.shape[1])
         vocab = self.train_vocab
         logits = self.decoder(inp, memory, memory_pad, pad, vocab=vocab)
@@ -150,21 +170,22 @@ class ASRModel(nn.Module):
               "gold": gold, "vocab": vocab, "batch": batch or len(targets)}
         return loss, acc, io
 
-    def teacher_forcing(self, targets: list[list[int]], device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def teacher_forcing(self, targets: list[list[int]], device, prefixes: list[list[int]] | None = None
+                        ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Decoder inputs (prefix + tokens, padded with eos), gold outputs (tokens + eos; IGNORE under the
-        prefix but its last position, and after eos) and the input padding mask."""
-        p = len(self.att_prefix)
-        longest = max(len(t) for t in targets) + p
+        prefix but its last position, and after eos) and the input padding mask. ``prefixes``: one per
+        target (default ``att_prefix`` for all)."""
+        prefixes = prefixes or [self.att_prefix] * len(targets)
+        lens = [len(p) + len(t) for p, t in zip(prefixes, targets)]
+        longest = max(lens)
         inp = torch.full((len(targets), longest), self.att_eos, dtype=torch.long, device=device)
         gold = torch.full((len(targets), longest), IGNORE, dtype=torch.long, device=device)
-        inp[:, :p] = torch.tensor(self.att_prefix, device=device)
-        for i, t in enumerate(targets):
-            t = torch.tensor(t, dtype=torch.long, device=device)
-            inp[i, p : p + len(t)] = t
-            gold[i, p - 1 : p - 1 + len(t)] = t
+        for i, (prefix, t) in enumerate(zip(prefixes, targets)):
+            row, p = torch.tensor(prefix + list(t), dtype=torch.long, device=device), len(prefix)
+            inp[i, : len(row)] = row
+            gold[i, p - 1 : p - 1 + len(t)] = row[p:]
             gold[i, p - 1 + len(t)] = self.att_eos
-        lens = torch.tensor([p + len(t) for t in targets], device=device)
-        return inp, gold, padding_mask(lens, longest)
+        return inp, gold, padding_mask(torch.tensor(lens, device=device), longest)
 
     def set_frozen(self, frontend: bool, first_layers: int, whole_encoder: bool, decoder_embedding: bool = False) -> None:
         """Freeze parts of the encoder and the decoder's token embedding (requires_grad off); everything

@@ -24,6 +24,10 @@ class WhisperVocab:
         self.prefix = [self._special(n) for n in names]
         self.eos = self._special("<|endoftext|>")
 
+    def prompted(self, text: str) -> list[int]:
+        """The prefix after Whisper's previous-text prompt ``<|startofprev|> text``."""
+        return [self._special("<|startofprev|>"), *self.encode(" " + text), *self.prefix]
+
     def _special(self, name: str) -> int:
         idx = self.tokenizer.token_to_id(name)
         if idx is None:

@@ -414,7 +414,8 @@ class Trainer:
             start = self.cfg.model.freeze.first_layers
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.cfg.train.bf16):
             out = add_terms(self.ddp_model(wav, lens, batch.targets, batch.texts, batch.translations,
-                                           start_layer=start, keep_attention=bool(self.terms)), self.terms)
+                                           start_layer=start, keep_attention=bool(self.terms),
+                                           dialects=batch.dialects), self.terms)
         loss = out["loss"]
         finite = self.dist.all_true(bool(torch.isfinite(loss)))
         if finite:
@@ -477,8 +478,8 @@ class Trainer:
                 frames[k] += [h[:n].float().cpu().numpy() for h, n in zip(enc.hidden_states[k], enc.speech_lengths.tolist())]
             frame_ids += batch.ids
             if all(batch.targets):
-                total_loss += float(self.model.loss(enc, batch.targets, batch.texts, batch.translations)["loss"]) \
-                    * len(batch.ids)
+                total_loss += float(self.model.loss(enc, batch.targets, batch.texts, batch.translations,
+                                                    dialects=batch.dialects)["loss"]) * len(batch.ids)
                 utts += len(batch.ids)
         self.model.train()
         metrics = {"valid_step": self.step, "valid_loss": total_loss / max(utts, 1),

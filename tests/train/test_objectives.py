@@ -284,3 +284,68 @@ def test_interpolation_towards_the_pretrained_weights(parallel_corpus, whisper_p
         interpolate(tuned, start, 1.5, ["decoder"])
     with pytest.raises(ValueError, match="not among"):
         interpolate(tuned, start, 0.5, ["ctc"])
+
+
+PROMPTED = ["model.decoder.prompt=variety", "model.decoder.plain_varieties=[A]", "model.decoder.label_smoothing=0.0"]
+
+
+def test_variety_prompt_is_an_input_per_utterance_and_batches_like_one_by_one(parallel_corpus, whisper_pair, tmp_path):
+    trainer = Trainer(_cfg(parallel_corpus, whisper_pair, *PROMPTED), tmp_path / "exp")
+    model = trainer.model.eval()
+    vocab = model.att_vocab
+    plain, prompted = model.prefixes(["A", "B", "unknown"], 3)[:2], model.prefixes(["B"], 1)[0]
+    assert plain == [vocab.prefix, vocab.prompted("B")] and model.prefixes(["unknown"], 1) == [vocab.prefix]
+    assert prompted[0] == vocab.tokenizer.token_to_id("<|startofprev|>") and prompted[-4:] == vocab.prefix
+    assert model.prefixes(None, 2) == [vocab.prefix] * 2
+    batch = _batch(trainer)
+    targets = model.attention_targets(batch.targets, batch.texts)
+    dialects = ["B" if i % 2 else "A" for i in range(len(targets))]   # both prefix lengths in one batch
+    assert len(targets) > 1
+    prefixes = model.prefixes(dialects, len(targets))
+    # gold is aligned after each row's own prefix: the label positions hold the target then <|endoftext|>
+    inp, gold, pad = model.teacher_forcing(targets, "cpu", prefixes)
+    for row, (p, t) in enumerate(zip(prefixes, targets)):
+        assert inp[row, : len(p) + len(t)].tolist() == p + t and not pad[row, : len(p) + len(t)].any()
+        assert gold[row, len(p) - 1 : len(p) + len(t)].tolist() == t + [model.att_eos]
+        assert (gold[row, : len(p) - 1] == IGNORE).all() and (gold[row, len(p) + len(t):] == IGNORE).all()
+    with torch.no_grad():
+        enc = model.encode(batch.wav, batch.wav_lens)
+        batched = float(model.loss(enc, batch.targets, batch.texts, dialects=dialects)["att"])
+        alone = sum(float(model.attention_loss(enc.last[i : i + 1, : n], enc.lengths[i : i + 1], [targets[i]], 1,
+                                               [prefixes[i]])[0]) for i, n in enumerate(enc.lengths.tolist()))
+        unprompted = float(model.loss(enc, batch.targets, batch.texts)["att"])
+    assert batched == pytest.approx(alone / len(targets), rel=1e-4)
+    assert abs(batched - unprompted) > 1e-4   # the label reaches the decoder
+
+
+def test_variety_prompt_reaches_training_validation_and_decoding(parallel_corpus, whisper_pair, tmp_path, monkeypatch):
+    from speechalign.decode.run import decode
+    from speechalign.models.asr import ASRModel
+
+    seen: list[tuple[str, ...]] = []
+    original = ASRModel.prefixes
+
+    def recording(self, dialects, n):
+        seen.append(tuple(dialects) if dialects is not None else None)
+        return original(self, dialects, n)
+
+    monkeypatch.setattr(ASRModel, "prefixes", recording)
+    exp = tmp_path / "exp"
+    train(_cfg(parallel_corpus, whisper_pair, *PROMPTED, "train.valid_every=2", steps=2), exp)
+    assert seen and all(labels is not None and set(labels) <= {"A", "B"} for labels in seen)
+    assert any("B" in labels for labels in seen)
+    seen.clear()
+    results = decode(exp, [parallel_corpus["dev"]], mode="attention_beam", beam=2)
+    assert seen and all(labels is not None for labels in seen) and any("B" in labels for labels in seen)
+    report = (exp / "decode" / "latest" / "cer-par_dev-attention_beam.md").read_text()
+    assert "prompted with the cut's variety label" in report and results
+    seen.clear()
+    decode(exp, [parallel_corpus["dev"]], mode="joint_beam", beam=2)
+    assert any("B" in labels for labels in seen)
+
+
+def test_variety_prompt_needs_whisper_decoder():
+    with pytest.raises(ConfigError, match="model.decoder.prompt=variety"):
+        load_config(None, ["model.decoder.prompt=variety"])
+    with pytest.raises(ConfigError, match="model.decoder.prompt"):
+        load_config(None, ["model.decoder.prompt=dialect"])
