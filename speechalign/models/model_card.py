@@ -167,9 +167,10 @@ def model_card(fmt: str, meta: dict, cfg, exp_dir: Path, checkpoint: str, result
     lines += [f"- dev: {', '.join(f'`{p}`' for p in data.dev) or 'none'}",
               f"- utterances {data.min_utt_duration:g}-{data.max_utt_duration:g} s, SpecAugment "
               f"{'on' if data.spec_augment else 'off'}, speed perturbation {data.speed_perturb or 'off'}", ""]
+    prompt = ", prompted with each cut's variety label" if m.decoder.prompt == "variety" else ""
     decoder = ("none" if m.decoder.num_layers == 0 and not m.decoder.pretrained else
                f"{'Whisper pretrained' if m.decoder.pretrained else f'{m.decoder.num_layers}-layer'} attention "
-               f"decoder, CTC weight {m.ctc_weight:g} (the decoder is not exported)")
+               f"decoder{prompt}, CTC weight {m.ctc_weight:g} (the decoder is not exported)")
     lines += ["## Recipe", "",
               f"- encoder: {enc}, initialized from `{source}`" if source else f"- encoder: {enc}, random init",
               f"- loss: CTC{' + attention' if m.ctc_weight < 1 else ''}; attention branch: {decoder}",

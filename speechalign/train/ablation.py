@@ -28,7 +28,10 @@ def levers(exp_dir: Path) -> dict[str, str]:
     memory = m.whisper.length_mode if m.encoder == "whisper" else "-"
     if m.encoder == "whisper" and m.whisper.tail_seconds:
         memory += f" + {m.whisper.tail_seconds:g} s silence"
-    return {"targets": "translation (not ASR-only)" if m.decoder.targets == "translation" else "transcript",
+    targets = "translation (not ASR-only)" if m.decoder.targets == "translation" else "transcript"
+    if m.decoder.prompt == "variety":
+        targets += ", variety prompt"
+    return {"targets": targets,
             "trained": f"LoRA r{m.lora.rank}" if m.lora.rank else f"layers {m.freeze.first_layers}+ in full",
             "guard": m.guard.kind if m.guard.kind == "none" else f"{m.guard.kind} {m.guard.weight:g}",
             "loss": f"{m.ctc_weight:g} / {m.decoder.label_smoothing:g} / {m.decoder.dropout:g}",

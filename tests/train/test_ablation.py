@@ -29,7 +29,8 @@ def _fake_run(root, name, overrides, r1, cer, last_valid=200):
 def test_ablation_rows_read_levers_validation_and_cer(tmp_path, capsys):
     a = _fake_run(tmp_path, "full", ["model.guard.kind=none"], {4: 40.0, 5: 50.5}, {"Mandarin": 9.5, "overall": 30.0})
     b = _fake_run(tmp_path, "lora", ["model.lora.rank=8", "model.decoder.pretrained=w", "model.guard.kind=distill",
-                                     "model.guard.weight=0.3", "model.decoder.targets=translation"],
+                                     "model.guard.weight=0.3", "model.decoder.targets=translation",
+                                     "model.decoder.prompt=variety"],
                   {4: 45.0, 5: 55.25}, {"Hakka": 40.0, "overall": 35.0})
     c = _fake_run(tmp_path, "tail", ["model.encoder=whisper", "model.whisper.tail_seconds=3", "optim.encoder_lr=1e-5", "optim.decoder_lr=2e-5",
                                      "model.ctc_weight=0.3", "model.decoder.label_smoothing=0", "model.decoder.dropout=0"],
@@ -46,7 +47,7 @@ def test_ablation_rows_read_levers_validation_and_cer(tmp_path, capsys):
                       "steps", "minutes"]
     assert full == ["full", "transcript", "layers 0+ in full", "none", "1 / 0.1 / 0.1", "0.001 / 0.001", "-",
                     "goo-gi+kasu100", "40.0", "50.5", "9.5", "n/a", "30.0", "200", "2.2"]
-    assert lora[1:4] == ["translation (not ASR-only)", "LoRA r8", "distill 0.3"] and lora[7] == "goo-gi+kasu100"
+    assert lora[1:4] == ["translation (not ASR-only), variety prompt", "LoRA r8", "distill 0.3"] and lora[7] == "goo-gi+kasu100"
     assert lora[8:10] == ["45.0", "55.2"] and lora[10] == "n/a"
     assert tail[4:7] == ["0.3 / 0 / 0", "1e-05 / 2e-05", "trim + 3 s silence"]
     assert tail[8:10] == ["41.0 (step 100)", "51.0 (step 100)"]  # validated before its last checkpoint
