@@ -293,4 +293,8 @@ if run_stage 7; then
   # YuBao heatmaps and layer plots per system; Hokkien queries with their top 5 Mandarin recordings.
   speechalign report --out-dir "$out" --retrieval-dir "$out/retrieval" --html
 fi
-log "done: $out/alternatives.md, $out/cer-goo-gi-test.md, $out/yubao-goo-gi-test.md, $out/hokkien-to-mandarin.md, $out/retrieval.html"
+if run_stage 7; then
+  log "done: $out/alternatives.md, $out/cer-goo-gi-test.md, $out/yubao-goo-gi-test.md, $out/hokkien-to-mandarin.md, $out/retrieval.html"
+else
+  log "done: stages $stage-$stop_stage (the tables are stage 7)"
+fi
