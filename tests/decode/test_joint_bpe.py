@@ -114,3 +114,34 @@ def test_never_ends_inside_a_character():
     out = joint_beam_bpe(StubModel(att.log_softmax(-1)), lp, torch.zeros(4, 2), beam=3, ctc_weight=0.3,
                          to_text=to_text, from_text=from_text, max_len=3)
     assert out == [2]                                 # not [0]: half a character
+
+
+def test_proposes_no_token_for_the_ctc_tokenizers_specials():
+    from speechalign.decode.joint_bpe import _ctc_tokens
+
+    asked = []
+
+    class RecordingVocab(ByteVocab):
+        def encode(self, text):
+            asked.append(text)
+            return super().encode(text)
+
+    model = StubModel(torch.zeros(EOS + 1))
+    model.att_vocab = RecordingVocab()
+    lp = torch.full((2, len(CTC_TOKENS)), -30.0)
+    lp[0, 1], lp[1, JIA] = 0.0, 0.0                # <unk> is as likely as 甲
+    def render(ids):   # as CharTokenizer.decode, which writes <unk> out
+        return "".join(CTC_TOKENS[i] for i in ids if i >= 3 or i == 1)
+
+    assert _ctc_tokens(model, lp.log_softmax(-1), render, 0.05, blank=0) == [0]   # 甲's first BPE token
+    assert asked == ["甲"]
+
+
+def test_decodes_after_the_prefix_it_is_given():
+    att = torch.full((EOS + 2, EOS + 1), -8.0)
+    att[PROMPT[0], 2], att[2, EOS] = 0.0, 0.0        # after the model's prompt: 乙
+    att[EOS, 3], att[3, EOS] = 0.0, 0.0              # after another prefix (ending in EOS's id): 甲乙
+    lp = torch.zeros(4, len(CTC_TOKENS)).log_softmax(-1)
+    model, args = StubModel(att.log_softmax(-1)), dict(to_text=to_text, from_text=from_text, max_len=3)
+    assert joint_beam_bpe(model, lp, torch.zeros(4, 2), beam=3, ctc_weight=0.3, **args) == [2]
+    assert joint_beam_bpe(model, lp, torch.zeros(4, 2), beam=3, ctc_weight=0.3, prefix=[EOS], **args) == [3]
