@@ -292,8 +292,6 @@ if run_stage 7; then
     --title "goo-gi test split: speechalign against what users would run instead"
   # YuBao heatmaps and layer plots per system; Hokkien queries with their top 5 Mandarin recordings.
   speechalign report --out-dir "$out" --retrieval-dir "$out/retrieval" --html
-fi
-if run_stage 7; then
   log "done: $out/alternatives.md, $out/cer-goo-gi-test.md, $out/yubao-goo-gi-test.md, $out/hokkien-to-mandarin.md, $out/retrieval.html"
 else
   log "done: stages $stage-$stop_stage (the tables are stage 7)"
