@@ -1,6 +1,6 @@
 """One example per command, shown at the end of ``speechalign <command> --help``.
 
-Kept apart from the parser definitions so cli.py and data_prep/*.py stay about options only."""
+Kept apart from the parser definitions so speechalign/cli/*.py and data_prep/*.py stay about options only."""
 
 from __future__ import annotations
 
@@ -48,13 +48,18 @@ EXAMPLES: dict[str, str] = {
              "    --out exp/demo/emb --frames",
     "retrieve": "speechalign retrieve --emb-dir exp/demo/emb --protocol pooled seqsim yubao --layer all",
     "sweep": "speechalign sweep --emb-dir exp/demo/emb --center dialect",
-    "compare-systems": "speechalign compare-systems \\\n"
+    "compare systems": "speechalign compare systems \\\n"
                        "    'zero-shot:cer=exp/real/zero-shot/cer-goo-gi_test-faster_whisper_beam5.tsv,"
                        "cascade=exp/real/retrieval/goo-gi-text/text-zero-shot-faster_whisper_beam5' \\\n"
                        "    'recipe:cer=exp/real/whisper_base_hybrid/decode/avg-last3/cer-goo-gi_test-attention_beam.tsv,"
                        "yubao=exp/real/retrieval/goo-gi/whisper_base_hybrid,training=exp/real/whisper_base_hybrid' \\\n"
                        "    --out exp/real/alternatives",
-    "compare": "speechalign compare exp/r/*/pooled-L6-mean.tsv --query Cantonese --gallery Mandarin --out exp/r/compare",
+    "compare pairs": "speechalign compare pairs exp/r/*/pooled-L6-mean.tsv --query Cantonese --gallery Mandarin --out exp/r/compare",
+    "compare yubao": "speechalign compare yubao fbank=exp/r/fbank whisper=exp/r/whisper-base --out exp/r/yubao-compare",
+    "compare cer": "speechalign compare cer zero-shot=exp/zs/cer-goo-gi_test-whisper_greedy.tsv fbank= "
+                   "--out exp/cer-compare",
+    "compare ablation": "speechalign compare ablation exp/real/full exp/real/lora "
+                        "--cer avg-last3/cer-goo-gi_dev-attention_beam.tsv --out exp/real/ablation",
     "report": "speechalign report --out-dir exp/synth --exp-dir exp/synth/conformer_ctc "
               "--retrieval-dir exp/synth/retrieval --html",
 }

@@ -75,6 +75,6 @@ def test_a_command_that_prepares_no_corpus_parses_without_importing_torch():
              "p.parse_args({!r}); print('torch' in sys.modules, 'lhotse' in sys.modules)")
     run = lambda cmd, argv: subprocess.run([sys.executable, "-c", probe.format(cmd, argv)], capture_output=True,
                                            text=True, check=True).stdout.split()
-    assert run("compare-cer", ["compare-cer", "a=b.tsv", "--out", "x"]) == ["False", "False"]
+    assert run("compare", ["compare", "cer", "a=b.tsv", "--out", "x"]) == ["False", "False"]
     assert run("retrieve", ["retrieve", "--emb-dir", "e"]) == ["False", "False"]
     assert run("prepare", ["prepare", "goo-gi", "--corpus-dir", "c", "--output-dir", "o"]) == ["True", "True"]

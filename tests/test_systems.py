@@ -1,4 +1,4 @@
-"""compare-systems: the README's "against the alternatives" table, from the files the recipe stages write."""
+"""compare systems: the README's "against the alternatives" table, from the files the recipe stages write."""
 
 from __future__ import annotations
 
@@ -84,8 +84,8 @@ def test_bad_specs_name_the_system_and_the_field(outputs, tmp_path):
 
 
 def test_cli(outputs, tmp_path, caplog):
-    assert main(["compare-systems", f"r:cer={outputs['cer']},training={outputs['exp']}", "--out",
+    assert main(["compare", "systems", f"r:cer={outputs['cer']},training={outputs['exp']}", "--out",
                  str(tmp_path / "alt"), "--title", "goo-gi"]) == 0
     assert "| r | 50.0 | 30.0 | n/a | n/a | 1200 | 26.0 |" in (tmp_path / "alt.md").read_text(encoding="utf-8")
-    assert main(["compare-systems", "r:cer=/nonexistent.tsv", "--out", str(tmp_path / "x")]) == 1
+    assert main(["compare", "systems", "r:cer=/nonexistent.tsv", "--out", str(tmp_path / "x")]) == 1
     assert "compare-systems: r: cer=/nonexistent.tsv does not exist" in caplog.text

@@ -260,16 +260,16 @@ if run_stage 7; then
   done
   [ -f "$peer_dir/decode/cer-goo-gi_test-score.tsv" ] &&
     cer+=("transformers peer (greedy generate)=$peer_dir/decode/cer-goo-gi_test-score.tsv")
-  speechalign compare-cer "${cer[@]}" --out "$out/cer-goo-gi-test" --title "goo-gi test split: per-variety CER" \
+  speechalign compare cer "${cer[@]}" --out "$out/cer-goo-gi-test" --title "goo-gi test split: per-variety CER" \
     --order Mandarin "Taiwanese Hokkien" "Kinmen Hokkien" "Matsu Eastern Min"
   yubao=()
   for d in "$out"/retrieval/goo-gi/*/ "$out"/retrieval/goo-gi-text/*/; do
     [ -d "$d" ] && yubao+=("$(basename "$d")=$d")
   done
-  speechalign compare-yubao "${yubao[@]}" --out "$out/yubao-goo-gi-test" \
+  speechalign compare yubao "${yubao[@]}" --out "$out/yubao-goo-gi-test" \
     --title "goo-gi test split, YuBao protocol (3 subgroups, 10 sites)"
   if [ -d "$out/retrieval/tw-hokkien" ]; then
-    speechalign compare "$out"/retrieval/tw-hokkien/*/*.tsv --query Hokkien --gallery Mandarin --best-per-system \
+    speechalign compare pairs "$out"/retrieval/tw-hokkien/*/*.tsv --query Hokkien --gallery Mandarin --best-per-system \
       --out "$out/hokkien-to-mandarin" --title "tw-hokkien: Hokkien speech -> Mandarin TTS of the translation"
   fi
   # What a user would run instead, side by side (README's "against the alternatives"): every part that exists.
@@ -288,7 +288,7 @@ if run_stage 7; then
   [ -n "$exp" ] && [ -d "$exp/checkpoints" ] && alternatives+=("$(system_spec "speechalign $(basename "$exp") (attention_beam)" \
     "cer=$exp/decode/$checkpoint/cer-goo-gi_test-attention_beam.tsv" "yubao=$rt/goo-gi/$(basename "$exp")" \
     "cascade=$rt/goo-gi-text/text-$(basename "$exp")-attention_beam" "training=$exp")")
-  speechalign compare-systems "${alternatives[@]}" --out "$out/alternatives" \
+  speechalign compare systems "${alternatives[@]}" --out "$out/alternatives" \
     --title "goo-gi test split: speechalign against what users would run instead"
   # YuBao heatmaps and layer plots per system; Hokkien queries with their top 5 Mandarin recordings.
   speechalign report --out-dir "$out" --retrieval-dir "$out/retrieval" --html

@@ -98,7 +98,7 @@ fi
 
 if run_stage 5; then
   log "stage 5: comparison table"
-  speechalign compare "$out"/retrieval/*/*.tsv --query Hokkien --gallery Mandarin --out "$out/hokkien-to-mandarin" \
+  speechalign compare pairs "$out"/retrieval/*/*.tsv --query Hokkien --gallery Mandarin --out "$out/hokkien-to-mandarin" \
     --title "Real Taiwanese Hokkien speech -> Mandarin TTS of the translation (tw-hokkien, 99 pairs)"
 fi
 log "done: $out/hokkien-to-mandarin.md"

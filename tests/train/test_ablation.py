@@ -1,4 +1,4 @@
-"""speechalign ablation: rows from experiment dirs (config levers, last validation, a decode report)."""
+"""speechalign compare ablation: rows from experiment dirs (config levers, last validation, a decode report)."""
 
 import yaml
 
@@ -38,7 +38,7 @@ def test_ablation_rows_read_levers_validation_and_cer(tmp_path, capsys):
     (a / "decode" / "wise-decoder-0.7").mkdir()
     (a / "decode" / "wise-decoder-0.7" / "cer-dev-attention_beam.tsv").write_text(
         "# header\ndialect\tCER%\tutts\n" + "Mandarin\t7.5\t1\noverall\t31.0\t1\n")
-    main(["ablation", str(a), str(b), str(c), f"{a}@wise-decoder-0.7", "--cer", "avg/cer-dev-attention_beam.tsv",
+    main(["compare", "ablation", str(a), str(b), str(c), f"{a}@wise-decoder-0.7", "--cer", "avg/cer-dev-attention_beam.tsv",
           "--out", str(tmp_path / "t"), "--order", "Mandarin"])
     rows = [line.split("\t") for line in (tmp_path / "t.tsv").read_text(encoding="utf-8").splitlines()]
     header, full, lora, tail, wise = rows

@@ -1,0 +1,231 @@
+"""Stage *decode*: decoding and transcription, n-gram LMs, the zero-shot Whisper baseline, scoring."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+from speechalign.cli.common import add_skip_bad, require_cuts
+
+log = logging.getLogger("speechalign")
+
+TITLE = "decode: transcripts, CER and BLEU reports"
+
+
+def register(sub, command: str | None = None) -> None:
+    from speechalign.decode import MODES
+
+    p = sub.add_parser("decode", help="decode manifests; per-dialect CER reports in <exp>/decode/<checkpoint>/")
+    p.add_argument("--exp-dir", type=Path, required=True, help="trained experiment directory")
+    p.add_argument("--cuts", type=Path, nargs="+", required=True, help="cut manifests (.jsonl.gz) to decode")
+    p.add_argument("--mode", nargs="+", choices=MODES, default=["ctc_greedy"],
+                   help="one or more decoding modes, each written to its own reports (default: ctc_greedy)")
+    p.add_argument("--beam", type=int, default=10, help="beam size of the beam-search modes")
+    p.add_argument("--checkpoint", default="latest", help="latest | step-N | avg-last5 | path.safetensors")
+    p.add_argument("--ctc-weight", type=float, help="CTC weight in attention rescoring (default 0.5) and joint beam "
+                   "(default 0.7; 0.1 with a Whisper decoder); pick with decode-sweep --ctc-weights")
+    p.add_argument("--max-duration", type=float, default=120.0, help="seconds of audio per batch")
+    p.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda:0")
+    p.add_argument("--lm", type=Path, help="character n-gram (ARPA or KenLM binary, from train-lm) fused into "
+                   "ctc_prefix_beam, attention_rescoring and joint_beam")
+    p.add_argument("--lm-weight", type=float, help="weight of ln P_lm (default 0.5 with --lm; pick with decode-sweep)")
+    p.add_argument("--word-score", type=float, help="bonus per output character, against the LM's deletions "
+                   "(default 0)")
+    p.add_argument("--cpu-search", action="store_true",
+                   help="CTC beam search on CPU (flashlight) even when --device is CUDA (default: the GPU decoder "
+                        "without --lm)")
+    add_skip_bad(p)
+    p.set_defaults(func=_cmd_decode)
+
+    from speechalign.data.contamination import add_exclude_option
+
+    p = sub.add_parser("train-lm", help="character n-gram LM (KenLM lmplz, ARPA) on training transcripts")
+    p.add_argument("--cuts", type=Path, nargs="+", required=True, help="training cut manifests")
+    p.add_argument("--out", type=Path, required=True, help="output ARPA file (<out>.json records its sources)")
+    p.add_argument("--order", type=int, default=4, help="n-gram order, at most 6 (default 4)")
+    p.add_argument("--tokens", type=Path, help="the experiment's tokens.txt: characters outside it become <unk>, "
+                   "as the acoustic model sees them (default: every character is kept)")
+    p.add_argument("--prune", type=int, nargs="+", help="lmplz --prune count thresholds per order, e.g. 0 0 1")
+    add_exclude_option(p)
+    p.set_defaults(func=_cmd_train_lm)
+
+    p = sub.add_parser("decode-sweep", help="CER on a dev manifest over a grid of LM weight, word score and "
+                       "CTC weight; prints the best setting")
+    p.add_argument("--exp-dir", type=Path, required=True, help="trained experiment directory")
+    p.add_argument("--cuts", type=Path, required=True, help="dev cut manifest (never the test split)")
+    p.add_argument("--mode", choices=MODES, default="ctc_prefix_beam", help="decoding mode (default ctc_prefix_beam)")
+    p.add_argument("--lm", type=Path, help="character n-gram from train-lm")
+    p.add_argument("--lm-weights", type=float, nargs="+", default=[0.0], help="LM weights to try")
+    p.add_argument("--word-scores", type=float, nargs="+", default=[0.0], help="word scores to try")
+    p.add_argument("--ctc-weights", type=float, nargs="+", default=[0.5],
+                   help="CTC weights to try (attention_rescoring, joint_beam)")
+    p.add_argument("--beam", type=int, default=10, help="beam size")
+    p.add_argument("--checkpoint", default="latest", help="latest | step-N | avg-last5 | path.safetensors")
+    p.add_argument("--max-utts", type=int, help="decode only the first N utterances")
+    p.set_defaults(func=_cmd_decode_sweep)
+
+    p = sub.add_parser(
+        "decode-whisper", help="zero-shot baseline: full pretrained Whisper (CTranslate2), scored like `decode`",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Decode manifests with a pretrained Whisper's own decoder (CTranslate2, one padded 30-s window\n"
+                    "per utterance; longer cuts are skipped and counted) and write the same recogs/errs/per-dialect\n"
+                    "CER files as `speechalign decode`, with the same text normalization.\n\n"
+                    "example:\n  speechalign fetch-pretrained whisper-base\n"
+                    "  speechalign decode-whisper --ct2-dir ~/.cache/speechalign/whisper-base/ct2 \\\n"
+                    "      --cuts data/goo-gi_cuts_test.jsonl.gz --out exp/zero_shot --language zh --beam 1\n"
+                    "  speechalign decode-whisper --ct2-dir ~/.cache/speechalign/whisper-base/ct2 \\\n"
+                    "      --cuts data/goo-gi_cuts_test.jsonl.gz --out exp/zero_shot --backend faster-whisper  # beam 5")
+    p.add_argument("--ct2-dir", type=Path, required=True,
+                   help="CTranslate2 Whisper dir with model.bin and tokenizer.json (fetch-pretrained's <out>/ct2)")
+    p.add_argument("--cuts", type=Path, nargs="+", required=True, help="cut manifests (.jsonl.gz) to decode")
+    p.add_argument("--out", type=Path, required=True, help="report directory (recogs-/errs-/cer-<set>-<mode>; modes "
+                   "whisper_greedy, whisper_beam, faster_whisper_beam<B>)")
+    p.add_argument("--language", default="zh", help="Whisper language code forced in the prompt (default: zh)")
+    p.add_argument("--beam", type=int, help="beam size; 1 = greedy (default: 1 for ct2-greedy, 5 for faster-whisper)")
+    p.add_argument("--backend", default="ct2-greedy", choices=("ct2-greedy", "faster-whisper"),
+                   help="ct2-greedy: CTranslate2 generate, no temperature fallback or repetition guard (modes "
+                        "whisper_greedy / whisper_beam); faster-whisper: its WhisperModel.transcribe on the same model "
+                        "at its defaults (temperature fallback, compression-ratio and log-prob thresholds), mode "
+                        "faster_whisper_beam<B> (default: ct2-greedy)")
+    p.add_argument("--max-duration", type=float, default=240.0,
+                   help="seconds of padded 30-s windows per batch, i.e. batch size x 30 (default: 240 = 8 cuts)")
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"),
+                   help="auto = cuda when CTranslate2 sees a GPU, else cpu (default: auto)")
+    p.add_argument("--compute-type", default="default",
+                   help="CTranslate2 compute type: default, float32, float16, int8, int8_float16, ... (default: default)")
+    p.add_argument("--threads", type=int, default=0, help="CPU threads (default 0: CTranslate2's own, every core)")
+    p.add_argument("--max-length", type=int, help="most tokens generated per utterance (default: 448 for ct2-greedy, "
+                   "faster-whisper's own limit)")
+    p.set_defaults(func=_cmd_decode_whisper)
+
+    p = sub.add_parser("transcribe", help="print the transcript of audio files (any sample rate/channels)",
+                       formatter_class=argparse.RawDescriptionHelpFormatter,
+                       epilog="examples:\n  speechalign transcribe rec.wav --exp-dir exp/demo --checkpoint avg-last3\n"
+                              "  speechalign transcribe rec.wav --onnx exp/demo/onnx")
+    p.add_argument("audio", nargs="+", type=Path, help="audio files (wav, flac, mp3, ...)")
+    p.add_argument("--exp-dir", type=Path, help="trained experiment directory (or give --onnx)")
+    p.add_argument("--onnx", type=Path, help="an `export --format onnx` directory or its model.onnx, run with "
+                                             "onnxruntime (CTC greedy only), e.g. --onnx exp/demo/onnx")
+    p.add_argument("--mode", choices=MODES, default="ctc_greedy", help="decoding mode")
+    p.add_argument("--beam", type=int, default=10, help="beam size of the beam-search modes")
+    p.add_argument("--checkpoint", default="latest", help="latest | step-N | avg-last5 | path.safetensors")
+    p.add_argument("--variety", help="the recordings' variety label, e.g. 'Taiwanese Hokkien', for a decoder trained "
+                                     "with model.decoder.prompt=variety (default: the plain Mandarin prompt)")
+    add_skip_bad(p)
+    p.set_defaults(func=_cmd_transcribe)
+
+    p = sub.add_parser("score", help="CER of another system's output with our normalization and grouping")
+    p.add_argument("--ref", type=Path, required=True, help="id<TAB>text reference file")
+    p.add_argument("--hyp", type=Path, required=True, help="id<TAB>text hypothesis file")
+    p.add_argument("--groups", type=Path, help="id<TAB>dialect map (default: one group)")
+    p.add_argument("--out-dir", type=Path, default=Path("."), help="where recogs/errs/cer files go (default: .)")
+    p.add_argument("--name", default="external", help="set name used in the report file names")
+    p.set_defaults(func=_cmd_score)
+
+    p = sub.add_parser(
+        "score-translation", help="BLEU/chrF of Mandarin translations (dialect speech -> Mandarin text) per dialect",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="For a model whose attention decoder outputs the Mandarin translation, not the transcript:\n"
+                    "corpus BLEU (sacrebleu, zh tokenizer) and chrF per dialect and overall, written to\n"
+                    "bleu-<set>-<mode>.tsv and .md. References are each cut's custom[\"translation\"]; a Mandarin (or\n"
+                    "Taiwan Mandarin) cut without one is scored against its own text; other cuts without one are\n"
+                    "skipped, counted and named in the report.\n"
+                    "Hypotheses and references both get the same normalization as CER (punctuation and spaces\n"
+                    "removed, traditional -> simplified). For the CER of transcripts use `speechalign score`.")
+    hyps = p.add_mutually_exclusive_group(required=True)
+    hyps.add_argument("--recogs", type=Path, help="a recogs-<set>-<mode>.txt written by decode (its hypothesis "
+                      "column is scored; set and mode come from its header)")
+    hyps.add_argument("--hyp", type=Path, help="or an id<TAB>text hypothesis file of another system")
+    p.add_argument("--cuts", type=Path, required=True, help="the decoded cut manifest (.jsonl.gz): translations "
+                   "and dialect labels")
+    p.add_argument("--out-dir", type=Path, help="where bleu-<set>-<mode>.tsv/.md go (default: beside --recogs; "
+                   "with --hyp: .)")
+    p.add_argument("--name", help="set name in the report file names (default: from --recogs; with --hyp: external)")
+    p.add_argument("--mode", help="mode in the report file names (default: from --recogs; with --hyp: score)")
+    p.set_defaults(func=_cmd_score_translation)
+
+
+def _cmd_decode(args) -> None:
+    from speechalign.decode.run import decode
+
+    require_cuts(args.cuts, "--cuts")
+    for mode in args.mode:
+        decode(args.exp_dir, args.cuts, mode=mode, beam=args.beam, checkpoint=args.checkpoint,
+               ctc_weight=args.ctc_weight, max_duration=args.max_duration, device=args.device,
+               skip_bad=args.skip_bad, lm=_lm_options(args), force_cpu_search=args.cpu_search)
+
+
+def _lm_options(args):
+    from speechalign.decode.lm import LMOptions
+
+    if args.lm is None:
+        if args.lm_weight is not None or args.word_score is not None:
+            raise ValueError("decode: --lm-weight/--word-score need --lm")
+        return None
+    weight = 0.5 if args.lm_weight is None else args.lm_weight
+    return LMOptions(args.lm, weight, args.word_score or 0.0)
+
+
+def _cmd_train_lm(args) -> None:
+    from speechalign.decode.lm import train_char_lm
+
+    require_cuts(args.cuts, "--cuts")
+    train_char_lm(args.cuts, args.out, order=args.order, tokens=args.tokens,
+                  exclude_texts_from=args.exclude_texts_from, prune=args.prune)
+
+
+def _cmd_decode_sweep(args) -> None:
+    from speechalign.decode.sweep import decode_sweep
+
+    rows = decode_sweep(args.exp_dir, args.cuts, args.mode, args.lm, args.lm_weights, args.word_scores,
+                        args.ctc_weights, beam=args.beam, checkpoint=args.checkpoint, max_utts=args.max_utts)
+    best = rows[0]
+    print(f"best on {args.cuts.name}: --lm-weight {best['lm_weight']:g} --word-score {best['word_score']:g} "
+          f"--ctc-weight {best['ctc_weight']:g} (CER {best['overall']:.2f}%)")
+
+
+def _cmd_decode_whisper(args) -> None:
+    from speechalign.decode.whisper_zero_shot import decode_ct2_whisper
+
+    require_cuts(args.cuts, "--cuts")
+    decode_ct2_whisper(args.ct2_dir, args.cuts, args.out, language=args.language, beam=args.beam,
+                       max_duration=args.max_duration, device=args.device, compute_type=args.compute_type,
+                       backend=args.backend, threads=args.threads, max_length=args.max_length)
+
+
+def _cmd_transcribe(args) -> None:
+    from speechalign.decode.run import transcribe
+
+    if (args.exp_dir is None) == (args.onnx is None):
+        raise ValueError("transcribe: give --exp-dir or --onnx (not both)")
+    if args.onnx is not None:
+        from speechalign.decode.onnx_transcribe import transcribe_onnx
+
+        if args.mode != "ctc_greedy":
+            raise ValueError(f"transcribe --onnx: only --mode ctc_greedy (the graph outputs CTC log-probabilities), got {args.mode}")
+        texts = transcribe_onnx(args.onnx, args.audio, skip_bad=args.skip_bad)
+    else:
+        texts = transcribe(args.exp_dir, args.audio, args.mode, args.beam, args.checkpoint, skip_bad=args.skip_bad,
+                           variety=args.variety)
+    for path, text in zip(args.audio, texts):
+        if text is not None:
+            print(f"{path}\t{text}")
+    if None in texts:
+        log.warning("transcribe: %d of %d file(s) skipped as unreadable", texts.count(None), len(texts))
+
+
+def _cmd_score(args) -> None:
+    from speechalign.decode.report import cer_table
+    from speechalign.decode.run import score_files
+
+    print(cer_table(score_files(args.ref, args.hyp, args.groups, args.out_dir, args.name), "md"), end="")
+
+
+def _cmd_score_translation(args) -> None:
+    from speechalign.decode.translation import score_translation
+
+    rows, md = score_translation(args.cuts, args.out_dir, args.recogs, args.hyp, args.name, args.mode)
+    overall = rows[-1]
+    print(f"{md.name.removeprefix('bleu-').removesuffix('.md')}: BLEU {overall.bleu:.2f} chrF {overall.chrf:.2f} "
+          f"over {overall.sentences} sentences (dialect speech -> Mandarin text); reports in {md.parent}")
