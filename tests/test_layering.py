@@ -12,7 +12,7 @@ PARTS = ("text", "data", "models", "train", "decode", "retrieval")
 
 # What each part may import of ours besides itself (DESIGN.md). speechalign.config holds the typed config
 # dataclasses every part may read; speechalign.atomic (write temp, then rename) and speechalign.tables (TSV and
-# markdown text of a result table) sit below every part. cli.py,
+# markdown text of a result table) sit below every part. cli/ (a module per stage),
 # cli_examples.py and report.py sit on top and may import anything.
 MAY_IMPORT = {
     "text": {"atomic", "tables"},
