@@ -109,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.verbose or not isinstance(e, (FileNotFoundError, ValueError, RuntimeError)):
             raise
         log.error("%s", e)
-        return 1
+        return getattr(e, "exit_code", 1)   # a training stopped by a signal exits 128 + N, as the shell reports it
     return 0
 
 

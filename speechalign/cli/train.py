@@ -19,6 +19,8 @@ def register(sub, command: str | None = None) -> None:
     p.add_argument("--exp-dir", type=Path, help="experiment directory (checkpoints, logs, tokens)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override, e.g. optim.lr=1e-3")
     p.add_argument("--resume", action="store_true", help="continue from the latest valid checkpoint")
+    p.add_argument("--overwrite", action="store_true",
+                   help="start afresh in an --exp-dir that holds a run: the old run is moved to <exp>.old-<timestamp>")
     p.add_argument("--dry-run", action="store_true",
                    help="random init, nothing downloaded: one forward/backward on a fake batch; with --exp-dir, "
                         "a miniature of the recipe trains one step on the real manifests")
@@ -111,7 +113,7 @@ def _cmd_train(args) -> None:
         cfg = miniature(cfg)
     if args.exp_dir is None:
         raise ValueError("train: --exp-dir is required (except with --dry-run)")
-    last = train(cfg, args.exp_dir, resume=args.resume)
+    last = train(cfg, args.exp_dir, resume=args.resume, overwrite=args.overwrite)
     if last is not None:
         log.info("finished; last checkpoint %s", last)
 

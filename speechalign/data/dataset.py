@@ -32,14 +32,17 @@ LENGTH_TOLERANCE = 0.1
 
 def _strict_lengths() -> None:
     # The setter logs through the root logger, which would install a default handler at import time
-    # and silence the CLI's logging set-up; a NullHandler keeps the root unconfigured meanwhile.
-    root, null = logging.getLogger(), logging.NullHandler()
+    # and silence the CLI's logging set-up; a NullHandler keeps the root unconfigured meanwhile. What it
+    # logs ("the user overrided tolerance", at INFO) is our own setting, no news in a user's log.
+    root, null, disabled = logging.getLogger(), logging.NullHandler(), logging.root.manager.disable
     root.addHandler(null)
+    logging.disable(logging.INFO)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")   # lhotse warns that transforms may drift; ours drift by a sample
             set_audio_duration_mismatch_tolerance(LENGTH_TOLERANCE)
     finally:
+        logging.disable(disabled)
         root.removeHandler(null)
 
 

@@ -9,16 +9,28 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import faiss
 import numpy as np
 
 from speechalign.retrieval import INDEXES
 from speechalign.retrieval.metrics import ranks, summarize
 from speechalign.retrieval.seqsim import FrameSet, seqsim_block, seqsim_pairs
 
+if TYPE_CHECKING:
+    import faiss
+
 log = logging.getLogger("speechalign.retrieval")
 PROTOCOLS = ("pooled", "seqsim", "rerank")
+
+
+def _faiss():
+    """FAISS on first use, so that training and SeqSim-only runs never load it. Its loader logs at INFO
+    every CPU build it tries before the one that loads (the wheel picks one at run time): no news for a user."""
+    logging.getLogger("faiss.loader").setLevel(logging.WARNING)
+    import faiss
+
+    return faiss
 
 
 @dataclass
@@ -34,6 +46,7 @@ def build_index(vectors: np.ndarray, cfg: IndexConfig) -> faiss.Index:
     """Inner-product index over L2-normalized float32 vectors (so scores are cosines)."""
     if len(vectors) == 0:
         raise ValueError("retrieval: empty gallery")
+    faiss = _faiss()
     x = np.ascontiguousarray(vectors, dtype=np.float32)
     faiss.normalize_L2(x)
     d = x.shape[1]
@@ -57,7 +70,7 @@ def search(index: faiss.Index, queries: np.ndarray, k: int) -> tuple[np.ndarray,
     q = np.ascontiguousarray(queries, dtype=np.float32)
     if q.ndim != 2 or q.shape[1] != index.d:
         raise ValueError(f"retrieval: query dimension {q.shape[-1]} does not match the index dimension {index.d}")
-    faiss.normalize_L2(q)
+    _faiss().normalize_L2(q)
     return index.search(q, min(k, index.ntotal))
 
 

@@ -18,6 +18,7 @@ from safetensors.torch import load_file, save_file
 
 from speechalign.atomic import save_weights
 from speechalign.models.experiment import list_checkpoints, merged_weights
+from speechalign.train.rundir import require_one_run
 
 log = logging.getLogger("speechalign.train")
 
@@ -26,22 +27,54 @@ def model_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
 
 
+class CheckpointWriteError(RuntimeError):
+    """A checkpoint could not be written (full disk, quota, I/O error); nothing of it was left behind."""
+
+
 def save_checkpoint(ckpt_root: Path, step: int, model: torch.nn.Module, state: dict, metrics: dict,
                     keep_last: int = 0) -> Path:
-    """Write ``step-<step>`` via a temporary directory renamed into place; prune to ``keep_last``."""
+    """Write ``step-<step>`` via a temporary directory renamed into place; prune to ``keep_last``. A failed
+    write removes the temporary directory, so the previous checkpoints stay the newest valid ones."""
     final = ckpt_root / f"step-{step}"
     tmp = ckpt_root / f".step-{step}.tmp"
+    writes = (("model.safetensors", lambda p: save_file(model_state(model), str(p))),
+              ("state.pt", lambda p: torch.save(state, p)),
+              ("metrics.yaml", lambda p: p.write_text(yaml.safe_dump(metrics, sort_keys=False, allow_unicode=True),
+                                                      encoding="utf-8")))
     shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    save_file(model_state(model), str(tmp / "model.safetensors"))
-    torch.save(state, tmp / "state.pt")
-    (tmp / "metrics.yaml").write_text(yaml.safe_dump(metrics, sort_keys=False, allow_unicode=True), encoding="utf-8")
-    shutil.rmtree(final, ignore_errors=True)
-    os.replace(tmp, final)
+    path = tmp
+    try:
+        tmp.mkdir(parents=True)
+        for name, write in writes:
+            path = tmp / name
+            write(path)
+        shutil.rmtree(final, ignore_errors=True)
+        os.replace(tmp, final)
+    except (OSError, RuntimeError, SafetensorError) as e:
+        reason = _write_failure(e, ckpt_root)
+        shutil.rmtree(tmp, ignore_errors=True)
+        previous = [d.name for d in list_checkpoints(ckpt_root)]
+        raise CheckpointWriteError(f"checkpoint step-{step} not written: {path}: {reason}; "
+                                   + (f"{previous[-1]} is still the newest checkpoint" if previous else
+                                      "no checkpoint exists yet") + " (free space, then train --resume)") from None
     if keep_last > 0:
         for old in list_checkpoints(ckpt_root)[:-keep_last]:
             shutil.rmtree(old, ignore_errors=True)
     return final
+
+
+def _write_failure(e: Exception, root: Path) -> str:
+    """One line saying why a write failed; torch.save reports a full disk only as a stream position error."""
+    if isinstance(e, OSError) and e.strerror:
+        return e.strerror
+    text = str(e).splitlines()[0] if str(e) else e.__class__.__name__
+    if "No space left" in text:
+        return "No space left on device"
+    try:
+        free = shutil.disk_usage(root).free
+    except OSError:
+        return text
+    return f"No space left on device ({free // 1024} kB free)" if free < 1 << 20 else text
 
 
 def load_weights(path: Path) -> dict[str, torch.Tensor]:
@@ -139,6 +172,7 @@ def select_for_average(ckpt_root: Path, last: int | None = None, best: int | Non
 def write_average(exp_dir: Path, last: int | None = None, best: int | None = None,
                   metric: str = "valid_loss") -> Path:
     chosen = select_for_average(exp_dir / "checkpoints", last, best, metric)
+    require_one_run(chosen, read_metrics)
     weights = average_checkpoints(chosen, merge=lambda w: merged_weights(exp_dir, w))
     suffix = "" if last or metric == "valid_loss" else f"-{metric.removeprefix('valid_')}"
     out = exp_dir / (f"avg-last{last}.safetensors" if last else f"avg-best{best}{suffix}.safetensors")

@@ -12,6 +12,7 @@ import math
 import os
 import random
 import shutil
+import signal
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,10 +35,12 @@ from speechalign.retrieval.yubao import mean_off_diagonal, yubao_protocol
 from speechalign.text import CharTokenizer
 from speechalign.text.whisper_vocab import WhisperVocab
 from speechalign.train.arithmetic import arithmetic
-from speechalign.train.checkpoint import latest_valid, save_checkpoint
+from speechalign.train.checkpoint import latest_valid, list_checkpoints, save_checkpoint
 from speechalign.train.objectives import add_terms, build_terms
+from speechalign.train.rundir import ExperimentLock, claim, new_run_id
 from speechalign.train.schedule import build_scheduler
 from speechalign.train.state_cache import StateCache
+from speechalign.train.stops import StopSignals, TrainingStopped
 
 log = logging.getLogger("speechalign.train")
 DECODER_JSON, WHISPER_TOKENIZER = "decoder.json", "whisper_tokenizer.json"
@@ -107,7 +110,7 @@ def seed_everything(seed: int) -> None:
 
 
 class Trainer:
-    def __init__(self, cfg: ExperimentConfig, exp_dir: str | Path, resume: bool = False):
+    def __init__(self, cfg: ExperimentConfig, exp_dir: str | Path, resume: bool = False, overwrite: bool = False):
         self.cfg = cfg
         self.exp_dir = Path(exp_dir)
         self.ckpt_root = self.exp_dir / "checkpoints"
@@ -116,9 +119,13 @@ class Trainer:
             torch.set_num_threads(cfg.train.num_threads)
         self.dist = init_distributed(self.device)
         seed_everything(cfg.train.seed + self.dist.rank)
+        self.lock = self._claim(resume, overwrite)
+        self.run_id, self.stops = new_run_id(), StopSignals()
         self.resume_from = latest_valid(self.ckpt_root) if resume else None
         if resume and self.resume_from is None:
-            log.warning("--resume: no valid checkpoint under %s, starting from scratch", self.ckpt_root)
+            # Recipes always pass --resume: only checkpoints that failed to load make starting afresh news.
+            (log.warning if list_checkpoints(self.ckpt_root) else log.info)(
+                "--resume: no valid checkpoint under %s, starting from scratch", self.ckpt_root)
         self._setup_model()
         self._setup_data()
         self.optimizer = torch.optim.AdamW(self._param_groups(), lr=cfg.optim.lr,
@@ -143,6 +150,21 @@ class Trainer:
             self.writer = SummaryWriter(str(self.exp_dir / "tensorboard"))
 
     # ---------------------------------------------------------------- setup
+    def _claim(self, resume: bool, overwrite: bool) -> ExperimentLock | None:
+        """Rank 0 locks the experiment dir and checks the run may write there; every rank learns the verdict."""
+        lock, error = None, None
+        if self.dist.main:
+            try:
+                lock = claim(self.exp_dir, self.cfg, resume, overwrite)
+            except (ValueError, RuntimeError, OSError) as e:
+                error = e
+        verdict = self.dist.gather(str(error) if error else None)[0]
+        if error is not None:
+            raise error
+        if verdict is not None:
+            raise RuntimeError(f"rank 0: {verdict}")
+        return lock
+
     def _setup_model(self) -> None:
         cfg = self.cfg
         tokens = self.exp_dir / "tokens.txt"
@@ -286,6 +308,7 @@ class Trainer:
         self.scheduler.load_state_dict(state["scheduler"])
         self.step, self.epoch = state["step"], state["epoch"]
         self.nan_total = state.get("nan_total", 0)
+        self.run_id = state.get("run_id")   # None: a run from before run ids, whose checkpoints have none
         self.bad = state.get("bad", self.bad)
         per_rank = state["per_rank"]
         if len(per_rank) != self.dist.world_size:
@@ -298,6 +321,17 @@ class Trainer:
 
     # ---------------------------------------------------------------- loop
     def train(self) -> Path | None:
+        """The loop, with SIGTERM/SIGINT turned into a checkpoint and a stop; the lock goes at the end."""
+        try:
+            with self.stops:
+                return self._train()
+        finally:
+            if self.writer:
+                self.writer.close()
+            if self.lock is not None:
+                self.lock.release()
+
+    def _train(self) -> Path | None:
         cfg = self.cfg.train
         start = time.monotonic()
         budget = cfg.max_minutes * 60 if cfg.max_minutes > 0 else math.inf
@@ -340,6 +374,8 @@ class Trainer:
                 out_of_time = not self.dist.all_true(time.monotonic() - start <= budget)
                 if self.step % cfg.save_every == 0 or self.step >= cfg.max_steps or out_of_time:
                     last_saved, saved_step = self._save(acc, out_of_time), self.step
+                if not self.dist.all_true(self.stops.received is None):
+                    self._stop_on_signal(acc, saved_step)
                 if self.step >= cfg.max_steps or out_of_time:
                     break
             if batch is None and micro == 0 and not resumed_mid_epoch:
@@ -370,6 +406,16 @@ class Trainer:
         if self.writer:
             self.writer.close()
         return last_saved
+
+    def _stop_on_signal(self, stats: dict, saved_step: int) -> None:
+        """Checkpoint the step just taken (unless that is done) and stop with the signal's exit code."""
+        if saved_step != self.step:
+            self._save(stats)
+        path = self.ckpt_root / f"step-{self.step}"
+        name = self.stops.name or "a signal on another rank"
+        log.info("%s: checkpoint at step %d written to %s", name, self.step, path)
+        raise TrainingStopped(f"training stopped by {name} at step {self.step}; continue from {path} with --resume",
+                              self.stops.received or signal.SIGTERM)
 
     def _count_bad(self, batch) -> None:
         """Unreadable items were left out of the batch by the loader: log, count, and stop only when an
@@ -516,11 +562,12 @@ class Trainer:
             return None
         state = {"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
                  "step": self.step, "epoch": self.epoch, "nan_total": self.nan_total, "per_rank": per_rank,
-                 "bad": self.bad}
+                 "bad": self.bad, **({"run_id": self.run_id} if self.run_id else {})}
         log.info("step %d: %s", self.step, self._timing_line())
         # A time cap makes results depend on the machine's speed: the report says so.
         stopped = {"stopped_by": "max_minutes", "max_minutes": self.cfg.train.max_minutes} if out_of_time else {}
         metrics = {"step": self.step, "max_steps": self.cfg.train.max_steps, **stopped, "epoch": self.epoch,
+                   **({"run_id": self.run_id} if self.run_id else {}),
                    **{f"train_{k}": round(v, 5) for k, v in stats.items() if isinstance(v, float)},
                    "train_data_wait_s": round(self.timing["data_wait"], 3),
                    "train_compute_s": round(self.timing["compute"], 3),
@@ -560,5 +607,5 @@ def training_att_vocab(cfg: ExperimentConfig, model: ASRModel) -> list[int]:
     return sorted(ids)
 
 
-def train(cfg: ExperimentConfig, exp_dir: str | Path, resume: bool = False) -> Path | None:
-    return Trainer(cfg, exp_dir, resume).train()
+def train(cfg: ExperimentConfig, exp_dir: str | Path, resume: bool = False, overwrite: bool = False) -> Path | None:
+    return Trainer(cfg, exp_dir, resume, overwrite).train()
