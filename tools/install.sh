@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs speechalign into ./.venv (system packages via apt when run as root).
-# Usage: tools/install.sh [--test]   (--test adds pytest and hypothesis, and Chromium with a CJK font
+# Usage: tools/install.sh [--test]   (--test adds pytest, hypothesis and MkDocs, and Chromium with a CJK font
 #                                     for the headless-browser test of the `report --html` page)
 set -euo pipefail
 cd "$(dirname "$0")/.."
