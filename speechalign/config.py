@@ -29,6 +29,16 @@ class CorpusConfig:
 
 
 @dataclass
+class PackConfig:
+    """Training cuts packed back to back into windows, the long-form format Whisper was pretrained on."""
+
+    window: float = 0.0                 # seconds per window (Whisper: 30); 0 = off, every cut on its own
+    gap: float = 0.3                    # seconds of silence between two cuts of a window
+    single_share: float = 0.0           # share of windows that hold one cut alone (padded, as evaluation reads it)
+    group: str = "mixed"                # "mixed" or "variety": a window holds cuts of one variety only
+
+
+@dataclass
 class DataConfig:
     train: list[CorpusConfig] = field(default_factory=list)
     dev: list[str] = field(default_factory=list)
@@ -48,6 +58,8 @@ class DataConfig:
     features: str = "audio"             # the encoder's front end runs in: "audio" the model, "loader" the loader
                                         # workers, "precomputed" speechalign compute-features (lilcom)
     max_bad_fraction: float = 0.1       # unreadable items per epoch tolerated (dropped and counted) before stopping
+    pack: PackConfig = field(default_factory=PackConfig)   # training batches of packed windows (max_duration
+                                                           # then counts the audio of all windows of a batch)
 
 
 @dataclass
@@ -228,6 +240,16 @@ def check_data(data: DataConfig) -> None:
         raise ConfigError(f"data.features: expected 'audio', 'loader' or 'precomputed', got {data.features!r}")
     if data.features == "precomputed" and data.speed_perturb:
         raise ConfigError("data.speed_perturb: cannot perturb precomputed features; use data.features=audio")
+    p = data.pack
+    if p.window:
+        if not 0.0 < p.window <= 30.0 or p.gap < 0 or not 0.0 <= p.single_share <= 1.0:
+            raise ConfigError(f"data.pack: expected 0 < window <= 30 s, gap >= 0 and 0 <= single_share <= 1, got {p}")
+        if p.group not in ("mixed", "variety"):
+            raise ConfigError(f"data.pack.group: expected 'mixed' or 'variety', got {p.group!r}")
+        if data.features != "audio":
+            raise ConfigError("data.pack: windows are joined as audio; set data.features=audio")
+        if data.max_utt_duration > p.window:
+            raise ConfigError(f"data.max_utt_duration={data.max_utt_duration} exceeds data.pack.window={p.window}")
     if not 0.0 <= data.max_bad_fraction <= 1.0:
         raise ConfigError(f"data.max_bad_fraction: expected a fraction in [0, 1], got {data.max_bad_fraction}")
 
@@ -331,6 +353,8 @@ def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> Ex
         cfg = from_dict(ExperimentConfig, raw)
         check_data(cfg.data)
         check_model(cfg.model)
+        if cfg.data.pack.window and cfg.model.decoder.prompt == "variety" and cfg.data.pack.group != "variety":
+            raise ConfigError("model.decoder.prompt=variety prompts a window with one label: set data.pack.group=variety")
         return cfg
     except ConfigError as e:
         raise ConfigError(f"{path}: {e}" if path else str(e)) from None

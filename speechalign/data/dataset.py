@@ -15,12 +15,13 @@ import soundfile as sf
 import torch
 from lhotse import CutSet, set_audio_duration_mismatch_tolerance
 from lhotse.cut import Cut
-from lhotse.dataset import DynamicBucketingSampler
+from lhotse.dataset import DynamicBucketingSampler, DynamicCutSampler
 from lhotse.utils import compute_num_samples
 
 from speechalign.data.audio import quiet_id3
 from speechalign.data.features import EncoderFrontend, FrontendConfig, valid_frames
 from speechalign.data.manifest import cut_meta, open_cuts
+from speechalign.data.packing import WindowPacker, fit_length, join_audio, join_meta
 from speechalign.text import CharTokenizer
 
 log = logging.getLogger("speechalign.data")
@@ -169,25 +170,39 @@ def _read_features(cut: Cut, kind: str, min_samples: int) -> np.ndarray:
 class SpeechDataset(torch.utils.data.Dataset):
     """Maps a CutSet chosen by a lhotse sampler to a :class:`Batch`. Runs in DataLoader workers, so
     decoding, resampling and feature loading overlap the training step. A cut that cannot be read is
-    left out of its batch and reported in ``Batch.bad``; the caller decides to count it or fail."""
+    left out of its batch (or its packed window) and reported in ``Batch.bad``; the caller decides to
+    count it or fail. With a ``packer`` each batch item is a window of several cuts (data.pack)."""
 
     def __init__(self, tokenizer: CharTokenizer | None = None, min_samples: int = 1,
-                 frontend: FrontendConfig | None = None, precomputed: bool = False):
+                 frontend: FrontendConfig | None = None, precomputed: bool = False,
+                 packer: WindowPacker | None = None):
         self.tokenizer = tokenizer
         self.min_samples = min_samples
         self.frontend, self.precomputed = frontend, precomputed
+        self.packer = packer
 
     def __getitem__(self, cuts: CutSet) -> Batch:
-        cuts = cuts.sort_by_duration(ascending=False)
+        if self.packer is not None:
+            groups = [w.cuts for w in self.packer.plan(list(cuts))]
+        else:
+            groups = [[cut] for cut in cuts.sort_by_duration(ascending=False)]
         arrays, metas, bad, seconds = [], [], [], 0.0
-        for cut in cuts:
-            try:
-                arrays.append(read_item(cut, self.min_samples, self.frontend, self.precomputed))
-            except ValueError as e:
-                bad.append(BadItem(cut.id, source_path(cut), str(e)))
+        for group in groups:
+            parts, part_metas = [], []
+            for cut in group:
+                try:
+                    parts.append(read_item(cut, self.min_samples, self.frontend, self.precomputed))
+                except ValueError as e:
+                    bad.append(BadItem(cut.id, source_path(cut), str(e)))
+                    continue
+                part_metas.append(cut_meta(cut))
+                seconds += cut.duration
+            if not parts:
                 continue
-            metas.append(cut_meta(cut))
-            seconds += cut.duration
+            if self.packer is not None:
+                parts = [fit_length(a, m["duration"]) for a, m in zip(parts, part_metas)]
+            arrays.append(join_audio(parts, self.packer.gap if self.packer else 0.0))
+            metas.append(join_meta(part_metas))
         wav, lens = collate_audio(arrays)
         texts = [m["text"] for m in metas]
         targets = [self.tokenizer.encode(t) for t in texts] if self.tokenizer else [[] for _ in texts]
@@ -239,8 +254,13 @@ def train_cuts(corpora, seed: int, metadata_only: bool = False) -> CutSet:
 
 
 def train_sampler(cuts: CutSet, max_duration: float, num_buckets: int, shuffle: bool, seed: int,
-                  world_size: int = 1, rank: int = 0, buffer_size: int = 10000) -> DynamicBucketingSampler:
-    """Bucketing over a lazy CutSet: only ``buffer_size`` cuts are held in memory at a time."""
+                  world_size: int = 1, rank: int = 0, buffer_size: int = 10000
+                  ) -> DynamicBucketingSampler | DynamicCutSampler:
+    """Bucketing over a lazy CutSet: only ``buffer_size`` cuts are held in memory at a time. One bucket is
+    a plain shuffle buffer (packed windows mix short and long cuts; lhotse's bucketing needs two or more)."""
+    if num_buckets <= 1:
+        return DynamicCutSampler(cuts, max_duration=max_duration, shuffle=shuffle, drop_last=True, seed=seed,
+                                 world_size=world_size, rank=rank, shuffle_buffer_size=buffer_size)
     return DynamicBucketingSampler(cuts, max_duration=max_duration, num_buckets=num_buckets, shuffle=shuffle,
                                    drop_last=True, seed=seed, world_size=world_size, rank=rank,
                                    buffer_size=buffer_size, num_cuts_for_bins_estimate=buffer_size)

@@ -23,7 +23,8 @@ from speechalign.models.frontend import HOP, LogFbank, WhisperLogMel, frames_for
 class EncoderOutput:
     hidden_states: list[torch.Tensor]   # num_layers + 1 tensors (B, T, D): input embedding, then each layer
     lengths: torch.Tensor               # (B,) valid frames: what the decoder and CTC read
-    tail: int = 0                       # of them, frames of appended silence at the end (whisper tail_seconds)
+    speech: torch.Tensor | None = None  # (B,) of them, the input speech's: without appended silence (whisper
+                                        # tail_seconds) or the 30-s window's padding (pad30); None = all
 
     @property
     def last(self) -> torch.Tensor:
@@ -31,8 +32,8 @@ class EncoderOutput:
 
     @property
     def speech_lengths(self) -> torch.Tensor:
-        """(B,) frames of the input speech, without the appended silence: what embeddings pool over."""
-        return self.lengths - self.tail
+        """(B,) frames of the input speech, without appended silence or padding: what embeddings pool over."""
+        return self.lengths if self.speech is None else self.speech
 
 
 def padding_mask(lengths: torch.Tensor, max_len: int) -> torch.Tensor:
@@ -63,8 +64,9 @@ class SpecAugmentMixin:
 class WhisperSpeechEncoder(SpecAugmentMixin, nn.Module):
     """transformers ``WhisperEncoder`` with the Whisper log-mel front end.
 
-    ``length_mode="pad30"`` pads every input to 30 s exactly as Whisper was trained and slices the
-    output back; ``"trim"`` runs only the real frames (positional table sliced, padding masked), plus
+    ``length_mode="pad30"`` pads every input to 30 s exactly as Whisper was trained: the decoder and CTC read
+    the whole window, as Whisper's decoder was trained to, and embeddings the utterance's own frames
+    (``speech_lengths``); ``"trim"`` runs only the real frames (positional table sliced, padding masked), plus
     ``tail_seconds`` of silence appended to each utterance: pretrained Whisper's decoder reads a memory
     that ends in silence (bench/whisper_memory_tail.py: on goo-gi dev Mandarin, greedy, 180.1 % trimmed,
     68.9 / 41.0 % with 1 / 2 s of silence appended, 19.9 % with silence up to 30 s).
@@ -164,11 +166,14 @@ class WhisperSpeechEncoder(SpecAugmentMixin, nn.Module):
             states.append(x)
             x = layer(x, mask, layer_head_mask=None)[0]
         states.append(enc.layer_norm(x))
+        if self.length_mode == "pad30":
+            return EncoderOutput(states, torch.full_like(out_lens, x.shape[1]), out_lens)
         t = out_lens.max().item()
         # The bounds of this data-dependent slice, which torch.export (ONNX export) cannot infer alone.
         torch._check(t >= 0)
         torch._check(t <= x.shape[1])
-        return EncoderOutput([s if s is None else s[:, :t] for s in states], out_lens, self.tail_frames)
+        return EncoderOutput([s if s is None else s[:, :t] for s in states], out_lens,
+                             out_lens - self.tail_frames if self.tail_frames else None)
 
     def _attention_mask(self, x: torch.Tensor, out_lens: torch.Tensor) -> torch.Tensor | None:
         if self.length_mode != "trim":

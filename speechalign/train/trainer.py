@@ -26,6 +26,7 @@ from speechalign.data.dataset import (SpeechDataset, UsableForTraining, default_
                                       train_cuts, train_sampler)
 from speechalign.data.features import frontend_for
 from speechalign.data.manifest import DuplicateIds, ManifestError, cut_meta, open_cuts, refuse_duplicates
+from speechalign.data.packing import TargetBudget, WindowPacker
 from speechalign.decode.cer import CerScorer
 from speechalign.decode.ctc import ctc_greedy
 from speechalign.models import ASRModel, build_model
@@ -265,15 +266,27 @@ class Trainer:
         # The front end whose stored output the loader reads, or None to decode audio on the fly.
         self.frontend = frontend_for(self.cfg) if cfg.features != "audio" else None
         self.precomputed = cfg.features == "precomputed"
-        dataset = SpeechDataset(self.tokenizer, self.model.encoder.min_samples, self.frontend, self.precomputed)
+        packer = WindowPacker.from_config(cfg.pack, self.cfg.train.seed, self._target_budget())
+        dataset = SpeechDataset(self.tokenizer, self.model.encoder.min_samples, self.frontend, self.precomputed, packer)
         # A private generator: DataLoader otherwise draws from the global RNG at every iter(), which
         # would make a resumed run diverge from an uninterrupted one.
         self.loader = make_loader(dataset, self.sampler, self.num_workers, cfg.prefetch_factor,
                                   torch.Generator().manual_seed(self.cfg.train.seed))
-        log.info("data: %d usable training cuts per epoch, %d loader worker(s), %s", self.epoch_items,
+        log.info("data: %d usable training cuts per epoch, %d loader worker(s), %s%s", self.epoch_items,
                  self.num_workers, {"audio": "front end in the model", "loader": "front end in the loader",
-                                    "precomputed": "precomputed features"}[cfg.features])
+                                    "precomputed": "precomputed features"}[cfg.features],
+                 f", packed into {cfg.pack.window:g}-s windows ({cfg.pack.group}, {cfg.pack.gap:g}-s gaps, "
+                 f"{cfg.pack.single_share:.0%} single)" if packer else "")
         self.dev_cuts = open_cuts(*cfg.dev) if cfg.dev else None
+
+    def _target_budget(self) -> TargetBudget | None:
+        """How many target tokens a packed window may hold: what the attention decoder has positions for,
+        less its prefix (a variety prompt: at most 32 tokens) and the end token."""
+        m = self.model
+        if m.decoder is None or m.ctc_weight >= 1.0:
+            return None
+        reserve = len(m.att_prefix) + 1 + (32 if m.prompt == "variety" else 0)
+        return TargetBudget(m.decoder.max_len - reserve, m.att_vocab, m.att_targets == "translation")
 
     def _scan_training_data(self, usable: UsableForTraining) -> int:
         """One streaming pass over the training manifests (metadata only): counts the usable cuts and why

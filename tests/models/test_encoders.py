@@ -100,10 +100,10 @@ def test_whisper_pad30_equals_transformers_encoder():
     with torch.no_grad():
         ref = enc.encoder(feats, output_hidden_states=True).hidden_states
         ours = enc(torch.from_numpy(x)[None], torch.tensor([len(x)]))
-    n = int(ours.lengths[0])
-    assert n == 100
+    # The heads read the whole window, as Whisper's decoder was trained to; embeddings the 2 s of speech.
+    assert int(ours.lengths[0]) == 1500 and int(ours.speech_lengths[0]) == 100
     for r, o in zip(ref, ours.hidden_states):
-        torch.testing.assert_close(o[0, :n], r[0, :n], atol=1e-4, rtol=1e-4)
+        torch.testing.assert_close(o, r, atol=1e-4, rtol=1e-4)
 
 
 def test_whisper_trim_close_to_pad30_and_rejects_long_input():
@@ -114,7 +114,7 @@ def test_whisper_trim_close_to_pad30_and_rejects_long_input():
     pad.load_state_dict(trim.state_dict())
     wav = torch.randn(1, 48000) * 0.1
     a = trim(wav, torch.tensor([48000])).last.mean(1)
-    b = pad(wav, torch.tensor([48000])).last.mean(1)
+    b = pad(wav, torch.tensor([48000])).last[:, :150].mean(1)
     assert torch.nn.functional.cosine_similarity(a, b).item() > 0.9
     with pytest.raises(ValueError, match="exceeds"):
         pad(torch.zeros(1, 16000 * 31), torch.tensor([16000 * 31]))
@@ -181,7 +181,6 @@ def test_whisper_tail_is_the_utterance_followed_by_silence():
         # 125 feature frames, odd: one 10-ms frame of silence more, so the last convolution reads silence
         silence = torch.cat([wav[1:, :20000], torch.zeros(1, 8000 + 160)], 1)
         manual = plain(silence, torch.tensor([28160]))
-    assert out.tail == 25
     assert out.lengths.tolist() == [100 + 25, 63 + 25]
     assert out.speech_lengths.tolist() == [100, 63]
     n = int(manual.lengths[0])

@@ -13,27 +13,8 @@ from speechalign.models.export import export, load_hf_export
 from speechalign.models.lora import has_lora, merge_lora
 from speechalign.train.checkpoint import write_average
 from speechalign.train.trainer import Trainer, train
-from tests.tiny_whisper import make_tiny_whisper
-from tests.train.conftest import TRANSLATED, make_whisper_like_dir
-
-
-@pytest.fixture(scope="module")
-def whisper_pair(tmp_path_factory):
-    """A tiny random Whisper encoder (d_model 64, 2 layers) and a pretrained-decoder dir of that width."""
-    root = tmp_path_factory.mktemp("pair")
-    return make_tiny_whisper(root), make_whisper_like_dir(root, d_model=64)
-
-
-def _cfg(corpus, pair, *extra, steps=4):
-    encoder, decoder = pair
-    return load_config(None, [
-        f"data.train=[{{cuts: [{corpus['train']}]}}]", f"data.dev=[{corpus['dev']}]", "data.max_duration=8",
-        "data.num_buckets=2", "data.num_workers=0", "model.encoder=whisper", f"model.whisper.pretrained={encoder}",
-        f"model.decoder.pretrained={decoder}", "model.decoder.dropout=0.0", "model.ctc_weight=0.5",
-        "model.freeze.frontend=true", "model.freeze.first_layers=1", "model.freeze.decoder_embedding=true",
-        "optim.lr=2e-3", "optim.warmup_steps=2", "optim.schedule=noam", f"train.max_steps={steps}",
-        "train.valid_every=100", "train.save_every=2", "train.keep_last=0", "train.valid_each_epoch=false",
-        *extra])
+from tests.train.conftest import TRANSLATED
+from tests.train.conftest import whisper_cfg as _cfg
 
 
 LORA = ["model.lora.rank=4", "model.lora.dropout=0.0"]

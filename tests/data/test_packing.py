@@ -1,0 +1,122 @@
+"""Packed training windows (data.pack): the plan on planted cuts, the batch the loader builds from it, and
+bad items leaving their window."""
+
+import numpy as np
+import pytest
+import soundfile as sf
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from lhotse import CutSet, MonoCut, Recording, SupervisionSegment
+
+from speechalign.config import ConfigError, load_config
+from speechalign.data.dataset import SpeechDataset
+from speechalign.data.manifest import load_cuts
+from speechalign.data.packing import TargetBudget, WindowPacker, join_texts
+from tests.conftest import make_tone_corpus
+
+
+def planted(durations, varieties=("A", "B", "C")) -> list[MonoCut]:
+    cuts = []
+    for i, d in enumerate(durations):
+        rec = Recording(id=f"r{i}", sources=[], sampling_rate=16000, num_samples=round(d * 16000), duration=d)
+        sup = SupervisionSegment(id=f"c{i}", recording_id=rec.id, start=0, duration=d, text=f"t{i}",
+                                 language=varieties[i % len(varieties)])
+        cuts.append(MonoCut(id=f"c{i}", start=0, duration=d, channel=0, recording=rec, supervisions=[sup]))
+    return cuts
+
+
+durations = st.lists(st.floats(0.3, 20.0), min_size=1, max_size=80)
+
+
+@settings(max_examples=60, deadline=None)
+@given(durations, st.floats(0.0, 1.0), st.sampled_from(["mixed", "variety"]), st.integers(0, 5),
+       st.sampled_from([None, 12, 40]))
+def test_every_cut_once_in_order_and_every_window_within_its_length(ds, share, group, seed, limit):
+    cuts = planted(ds)
+    budget = TargetBudget(limit) if limit else None
+    windows = WindowPacker(30.0, 0.3, share, group, seed, budget).plan(cuts)
+    assert sorted(c.id for w in windows for c in w.cuts) == sorted(c.id for c in cuts)
+    position = {c.id: i for i, c in enumerate(cuts)}
+    for w in windows:
+        order = [position[c.id] for c in w.cuts]
+        assert order == sorted(order)                      # a window keeps the sampled order
+        seconds = sum(c.duration for c in w.cuts) + 0.3 * (len(w.cuts) - 1)
+        assert seconds <= 30.0 + 1e-9 and w.seconds == pytest.approx(seconds)
+        assert not w.single or len(w.cuts) == 1
+        if budget and len(w.cuts) > 1:   # the decoder's positions: the texts plus one token per joint
+            assert sum(len(c.supervisions[0].text) for c in w.cuts) + len(w.cuts) - 1 <= limit
+        if group == "variety":
+            assert len({c.supervisions[0].language for c in w.cuts}) == 1
+
+
+def test_same_seed_same_windows_and_another_seed_other_singles():
+    cuts = planted(np.random.default_rng(0).uniform(1, 5, 400))
+    plan = lambda seed: [[c.id for c in w.cuts] for w in WindowPacker(30.0, 0.3, 0.3, "mixed", seed).plan(cuts)]
+    assert plan(7) == plan(7) and plan(7) != plan(8)
+
+
+@pytest.mark.parametrize("share", [0.0, 0.1, 0.5])
+def test_single_share_is_the_share_of_windows(share):
+    cuts = planted(np.random.default_rng(1).uniform(1, 5, 3000))
+    windows = WindowPacker(30.0, 0.3, share, "mixed", 3).plan(cuts)
+    singles = sum(w.single for w in windows) / len(windows)
+    assert singles == pytest.approx(share, abs=0.05)   # ~580 windows: one standard error is 0.02
+    packed = [w for w in windows if not w.single]
+    # first fit fills a window to within one short cut of its length
+    assert np.mean([w.seconds for w in packed]) > 25.0
+
+
+def test_a_cut_longer_than_the_window_is_an_error_naming_it():
+    with pytest.raises(ValueError, match="cut c1 of 31.00 s does not fit a 30-s window"):
+        WindowPacker(30.0).plan(planted([2.0, 31.0]))
+
+
+def test_join_texts_adds_no_space_between_chinese_but_keeps_latin_words_apart():
+    assert join_texts(["我食饭", "伊去学校"]) == "我食饭伊去学校"
+    assert join_texts(["ok", "good"]) == "ok good" and join_texts(["买了3", "4个"]) == "买了3 4个"
+    assert join_texts(["你好", "ok"]) == "你好ok"
+
+
+def test_pack_config_errors_name_the_key():
+    with pytest.raises(ConfigError, match="data.pack.group"):
+        load_config(None, ["data.pack={window: 30, group: speaker}"])
+    with pytest.raises(ConfigError, match="data.max_utt_duration=20.0 exceeds data.pack.window=10"):
+        load_config(None, ["data.pack.window=10"])
+    with pytest.raises(ConfigError, match="set data.features=audio"):
+        load_config(None, ["data.pack.window=30", "data.features=loader"])
+    with pytest.raises(ConfigError, match="data.pack.group=variety"):
+        load_config(None, ["data.pack.window=30", "model.decoder.pretrained=x", "model.decoder.prompt=variety"])
+
+
+@pytest.fixture(scope="module")
+def tones(tmp_path_factory):
+    return make_tone_corpus(tmp_path_factory.mktemp("tones"), n_train=12, n_dev=2)
+
+
+def test_a_packed_batch_is_each_window_s_audio_and_texts_joined(tones):
+    cuts = list(load_cuts(tones["train"]))[:9]
+    packer = WindowPacker(3.5, 0.25, 0.0, "mixed", 0)
+    windows = packer.plan(cuts)
+    assert 1 < len(windows) < len(cuts)
+    batch = SpeechDataset(packer=packer)[CutSet.from_cuts(cuts)]
+    assert batch.ids == ["+".join(c.id for c in w.cuts) for w in windows]
+    assert batch.texts == ["".join(c.supervisions[0].text for c in w.cuts) for w in windows]
+    assert batch.seconds == pytest.approx(sum(c.duration for c in cuts))
+    for i, w in enumerate(windows):
+        gap = np.zeros(4000, dtype=np.float32)
+        parts = [sf.read(c.recording.sources[0].source, dtype="float32")[0] for c in w.cuts]
+        by_hand = np.concatenate([p for part in parts for p in (part, gap)][:-1])
+        n = int(batch.wav_lens[i])
+        assert n == len(by_hand) and np.array_equal(batch.wav[i, :n].numpy(), by_hand)
+        assert batch.dialects[i] == (w.cuts[0].supervisions[0].language
+                                     if len({c.supervisions[0].language for c in w.cuts}) == 1 else "mixed")
+
+
+def test_an_unreadable_cut_leaves_its_window_with_a_count(tones, tmp_path):
+    cuts = list(load_cuts(tones["train"]))[:6]
+    cuts[1].recording.sources[0].source = str(tmp_path / "gone.wav")
+    packer = WindowPacker(30.0, 0.3, 0.0, "mixed", 0)
+    batch = SpeechDataset(packer=packer)[CutSet.from_cuts(cuts)]
+    assert [b.cut_id for b in batch.bad] == [cuts[1].id] and "not found" in batch.bad[0].reason
+    assert batch.ids == ["+".join(c.id for c in cuts if c is not cuts[1])]
+    assert batch.texts == ["".join(c.supervisions[0].text for c in cuts if c is not cuts[1])]

@@ -1,0 +1,85 @@
+"""Training on packed 30-s windows (data.pack, whisper length_mode=pad30) on a tiny imported Whisper: the loss
+of a window, exact resume with a loader worker, and evaluation of the experiment one utterance per window."""
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+from lhotse import CutSet
+from safetensors.torch import load_file
+
+from speechalign.data.dataset import SpeechDataset
+from speechalign.data.manifest import load_cuts
+from speechalign.data.packing import WindowPacker
+from speechalign.decode.run import decode
+from speechalign.retrieval.embed import EmbeddingStore, build_source, embed
+from speechalign.train.trainer import Trainer, train
+from tests.train.conftest import whisper_cfg
+
+PACK = ["data.pack={window: 30, gap: 0.3, single_share: 0.25}", "model.whisper.length_mode=pad30"]
+
+
+def test_windows_hold_no_more_target_tokens_than_the_decoder_has_positions(parallel_corpus, whisper_pair, tmp_path):
+    trainer = Trainer(whisper_cfg(parallel_corpus, whisper_pair, *PACK), tmp_path / "exp")
+    packer, model = trainer.loader.dataset.packer, trainer.model
+    assert packer.budget.limit == model.decoder.max_len - len(model.att_prefix) - 1 == 59
+    windows = packer.plan(list(load_cuts(parallel_corpus["train"])))
+    assert len(windows) > 2 and all(len(model.att_vocab.encode(
+        "".join(c.supervisions[0].text for c in w.cuts))) <= 59 for w in windows)
+
+
+def test_packed_window_loss_equals_its_audio_and_text_joined_by_hand(parallel_corpus, whisper_pair, tmp_path):
+    trainer = Trainer(whisper_cfg(parallel_corpus, whisper_pair, *PACK), tmp_path / "exp")
+    model = trainer.model.eval()
+    cuts = list(load_cuts(parallel_corpus["train"]))[:3]
+    batch = SpeechDataset(trainer.tokenizer, packer=WindowPacker(30.0, 0.3))[CutSet.from_cuts(cuts)]
+    assert len(batch.ids) == 1
+    gap = np.zeros(4800, dtype=np.float32)
+    parts = [sf.read(c.recording.sources[0].source, dtype="float32")[0] for c in cuts]
+    wav = np.concatenate([parts[0], gap, parts[1], gap, parts[2]])
+    text = "".join(c.supervisions[0].text for c in cuts)
+    with torch.no_grad():
+        packed = model(batch.wav, batch.wav_lens, batch.targets, batch.texts)
+        by_hand = model(torch.from_numpy(wav)[None], torch.tensor([len(wav)]), [trainer.tokenizer.encode(text)], [text])
+        alone = model(torch.from_numpy(parts[0])[None], torch.tensor([len(parts[0])]),
+                      [trainer.tokenizer.encode(cuts[0].supervisions[0].text)], [cuts[0].supervisions[0].text])
+    for k in ("ctc", "att", "loss"):
+        torch.testing.assert_close(packed[k], by_hand[k], rtol=1e-5, atol=1e-5)
+    assert packed["att"] > alone["att"]    # three sentences of targets, not one
+
+
+def test_packed_training_resumes_exactly_with_a_loader_worker(parallel_corpus, whisper_pair, tmp_path):
+    extra = [*PACK, "data.num_workers=1"]
+    straight, exp = tmp_path / "straight", tmp_path / "exp"
+    train(whisper_cfg(parallel_corpus, whisper_pair, *extra), straight)
+    train(whisper_cfg(parallel_corpus, whisper_pair, *extra, steps=2), exp)
+    train(whisper_cfg(parallel_corpus, whisper_pair, *extra), exp, resume=True)
+    a, b = (load_file(str(d / "checkpoints" / "step-4" / "model.safetensors")) for d in (straight, exp))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.fixture(scope="module")
+def packed_exp(parallel_corpus, whisper_pair, tmp_path_factory):
+    exp = tmp_path_factory.mktemp("packed")
+    train(whisper_cfg(parallel_corpus, whisper_pair, *PACK, steps=2), exp)
+    return exp
+
+
+def test_a_packed_experiment_embeds_one_utterance_per_window_sliced_to_its_frames(packed_exp, parallel_corpus,
+                                                                                 tmp_path):
+    encoder, source = build_source(exp_dir=packed_exp)
+    assert encoder.length_mode == "pad30"          # from the experiment's config, no flag
+    batched = EmbeddingStore.open(embed([parallel_corpus["dev"]], tmp_path / "b", encoder, source, frames=True))
+    alone = EmbeddingStore.open(embed([parallel_corpus["dev"]], tmp_path / "a", encoder, source, frames=True,
+                                      max_duration=0.01))
+    cuts = list(load_cuts(parallel_corpus["dev"]))
+    for layer in (1, 2):
+        for x, y, cut in zip(batched.frames(layer), alone.frames(layer), cuts):
+            assert len(x) == round(cut.duration * 50)      # the utterance's own frames, not the window's 1,500
+            np.testing.assert_allclose(x, y, atol=2e-3)    # float16 frame store
+
+
+def test_a_packed_experiment_decodes_in_its_format(packed_exp, parallel_corpus):
+    for mode in ("ctc_greedy", "attention_beam"):
+        scorer = decode(packed_exp, [parallel_corpus["dev"]], mode=mode, beam=2)["par_dev"]
+        assert scorer.overall().utts == 12
