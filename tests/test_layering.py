@@ -114,3 +114,38 @@ def test_every_import_follows_the_layering():
             if target not in MAY_IMPORT[part] and (module, name) not in KNOWN_EXCEPTIONS:
                 broken.append(f"{where} ({part} may import {sorted(MAY_IMPORT[part]) or 'nothing of ours'})")
     assert not broken, "imports against DESIGN.md's table:\n" + "\n".join(broken)
+
+
+def import_cycles() -> list[list[str]]:
+    """Groups of our modules that import each other, directly or through others (any import statement)."""
+    mods = {module_name(p): p for p in sources()}
+    graph = {m: sorted({n for n, _ in imports(p) if n in mods and n != m}) for m, p in mods.items()}
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    cycles = []
+
+    def visit(v: str) -> None:   # Tarjan's strongly connected components
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        for w in graph[v]:
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            group = stack[stack.index(v):]
+            del stack[stack.index(v):]
+            if len(group) > 1:
+                cycles.append(sorted(group))
+
+    for v in graph:
+        if v not in index:
+            visit(v)
+    return cycles
+
+
+def test_no_module_imports_itself_through_others():
+    """issue 33: decode/run.py and decode/translation.py imported each other; what both need is in decode/report.py."""
+    assert import_cycles() == []

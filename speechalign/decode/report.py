@@ -111,6 +111,20 @@ class Recogs:
     utts: list[Utterance]
 
 
+def read_text_file(path: str | Path) -> dict[str, str]:
+    """``id<TAB>text`` or Kaldi-style ``id text`` lines; duplicate ids are an error. Here, below both
+    ``run`` (score) and ``translation`` (score-translation --hyp), which read such files."""
+    out = {}
+    for n, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip() or line.startswith("#"):
+            continue
+        key, _, text = line.partition("\t") if "\t" in line else line.partition(" ")
+        if key in out:
+            raise ValueError(f"{path}:{n}: duplicate id {key!r}")
+        out[key] = text
+    return out
+
+
 def read_recogs(path: str | Path) -> Recogs:
     """Read back a recogs file of :func:`write_reports`; anything else is a ValueError naming the file."""
     path = Path(path)

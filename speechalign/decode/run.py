@@ -21,7 +21,7 @@ from speechalign.decode.ctc import ctc_greedy, ctc_prefix_beam
 from speechalign.decode.ctc_beam import CtcBeamSearch
 from speechalign.decode.joint_bpe import joint_beam_bpe
 from speechalign.decode.lm import CharLM, LMOptions
-from speechalign.decode.report import Utterance, lm_effect, report_set, write_reports
+from speechalign.decode.report import Utterance, lm_effect, read_text_file, report_set, write_reports
 from speechalign.models.experiment import load_experiment
 
 log = logging.getLogger("speechalign.decode")
@@ -268,19 +268,6 @@ def audio_files_16k(files: list[str | Path], min_samples: int, skip_bad: bool):
                 raise
             log.warning("transcribe: skipped %s", e)
             yield None
-
-
-def read_text_file(path: str | Path) -> dict[str, str]:
-    """``id<TAB>text`` or Kaldi-style ``id text`` lines; duplicate ids are an error."""
-    out = {}
-    for n, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip() or line.startswith("#"):
-            continue
-        key, _, text = line.partition("\t") if "\t" in line else line.partition(" ")
-        if key in out:
-            raise ValueError(f"{path}:{n}: duplicate id {key!r}")
-        out[key] = text
-    return out
 
 
 def score_files(ref: str | Path, hyp: str | Path, groups: str | Path | None, out_dir: str | Path,

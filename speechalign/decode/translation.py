@@ -25,7 +25,7 @@ from sacrebleu.metrics import BLEU, CHRF
 
 from speechalign.data.manifest import cut_meta, open_cuts
 from speechalign.atomic import write_text
-from speechalign.decode.report import read_recogs
+from speechalign.decode.report import read_recogs, read_text_file
 from speechalign.text import describe, normalize
 from speechalign.tables import markdown, tsv
 
@@ -163,7 +163,6 @@ def score_translation(cuts: str | Path, out_dir: str | Path | None = None, recog
         source, default_out, default_set, default_mode = (f"recogs={recogs} ({rec.header})", Path(recogs).parent,
                                                           rec.set_name, rec.mode)
     else:
-        from speechalign.decode.run import read_text_file   # imports torch: only for this input
 
         hyps = read_text_file(hyp)
         source, default_out, default_set, default_mode = f"hyp={hyp}", Path("."), "external", "score"
