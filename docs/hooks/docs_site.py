@@ -48,7 +48,8 @@ def _mirror_targets(docs_dir: Path) -> set[str]:
     seen: set[str] = set()
     while todo:
         doc = todo.pop()
-        for target in markdown_links((ROOT / doc).read_text(encoding="utf-8")):
+        source = docs_dir / doc.removeprefix("docs/") if doc.startswith("docs/") else ROOT / doc
+        for target in markdown_links(source.read_text(encoding="utf-8")):
             path = _in_repo(doc, target)
             if path is None or path.startswith("docs/") or path in seen:
                 continue
@@ -87,6 +88,28 @@ def _rewrite(markdown: str, repo_path: str, site_path: str) -> str:
         parts += [LINK.sub(fix, markdown[last:block.start()]), block.group(0)]
         last = block.end()
     return "".join(parts + [LINK.sub(fix, markdown[last:])])
+
+
+# Pages other work adds to docs/ that belong in the nav, after the page named: listed here when they appear.
+OPTIONAL_NAV = {"runs.md": ("Runs", "scaling.md")}
+
+
+def on_config(config):
+    """Put an optional page into the nav (after its neighbour) when the file exists and the nav lacks it."""
+    nav = config["nav"] or []
+
+    def pages(items):
+        for item in items:
+            value = next(iter(item.values())) if isinstance(item, dict) else item
+            yield from pages(value) if isinstance(value, list) else [value]
+
+    present = set(pages(nav))
+    for page, (title, after) in OPTIONAL_NAV.items():
+        if page in present or not (Path(config["docs_dir"]) / page).is_file():
+            continue
+        at = next((i + 1 for i, item in enumerate(nav) if isinstance(item, dict) and after in item.values()), len(nav))
+        nav.insert(at, {title: page})
+    return config
 
 
 def on_files(files, config):
