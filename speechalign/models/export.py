@@ -6,6 +6,12 @@
 (``tokens.txt``, and ``vocab.json`` + ``tokenizer_config.json`` for ``Wav2Vec2CTCTokenizer``), the feature
 extractor's ``preprocessor_config.json`` and a model card (``README.md``) whose code is tested.
 
+A Whisper encoder with Whisper's pretrained decoder (``model.decoder.pretrained``) is written whole instead:
+a ``WhisperForConditionalGeneration`` with its ``generation_config.json`` and ``WhisperProcessor`` (what
+``pipeline("automatic-speech-recognition")`` and CTranslate2's ``ct2-transformers-converter`` read), the CTC
+head and ``tokens.txt`` beside it, the CTC tokenizer's files in ``ctc_tokenizer/`` (Whisper's tokenizer owns
+``vocab.json`` and ``tokenizer_config.json`` there).
+
 ``onnx``: ``model.onnx`` mapping waveforms (B, N) and their lengths (B,) to CTC log-probabilities (B, T, V)
 and valid frame counts (B,), batch and time dynamic; the feature front end is inside the graph.
 """
@@ -59,7 +65,8 @@ def atomic_dir(out: Path):
 
 def export(exp_dir: str | Path, out: str | Path, fmt: str, checkpoint: str = "latest",
            results: list[str | Path] = ()) -> Path:
-    """Write the experiment's encoder and CTC head at ``checkpoint`` to ``out`` in format ``fmt``."""
+    """Write the experiment's encoder and CTC head at ``checkpoint`` to ``out`` in format ``fmt`` (with ``hf``,
+    a Whisper decoder too: the whole model, see the module docstring)."""
     from speechalign.models.experiment import load_experiment
 
     if fmt not in FORMATS:
@@ -70,12 +77,19 @@ def export(exp_dir: str | Path, out: str | Path, fmt: str, checkpoint: str = "la
     exp_dir, out = Path(exp_dir), Path(out)
     cfg, tokenizer, model = load_experiment(exp_dir, checkpoint)
     meta = _meta(cfg, model, exp_dir, checkpoint)
+    whole = fmt == "hf" and exports_whisper_decoder(cfg, model)
+    if model.decoder is not None and not whole:
+        log.info("export: the attention decoder is not exported (only a Whisper decoder on a Whisper encoder "
+                 "makes a transformers model; --format %s carries the encoder and CTC head)", fmt)
     with atomic_dir(out) as tmp:
-        if fmt == "hf":
+        if whole:
+            meta["whisper_decoder"] = _write_whisper(tmp, cfg, model, exp_dir)
+            meta["ctc"]["tokenizer"] = "ctc_tokenizer"
+        elif fmt == "hf":
             _write_hf(tmp, cfg, model)
         else:
             meta["onnx"] = _write_onnx(tmp / "model.onnx", model)
-        _write_tokenizer(tmp, tokenizer.tokens)
+        _write_tokenizer(tmp, tokenizer.tokens, tmp / "ctc_tokenizer" if whole else tmp)
         (tmp / META).write_text(json.dumps(meta, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
         shutil.copyfile(exp_dir / "config.yaml", tmp / "speechalign_config.yaml")
         from speechalign.models.model_card import model_card
@@ -119,15 +133,71 @@ def _write_hf(out: Path, cfg, model) -> None:
     save_file({k: v.contiguous() for k, v in model.ctc.state_dict().items()}, str(out / "ctc.safetensors"))
 
 
-def _write_tokenizer(out: Path, tokens: list[str]) -> None:
+def exports_whisper_decoder(cfg, model) -> bool:
+    """True when ``--format hf`` writes a whole ``WhisperForConditionalGeneration``: Whisper's decoder
+    (pretrained, BPE) on a Whisper encoder. Other decoders have no transformers model to go into."""
+    return (cfg.model.encoder == "whisper" and bool(cfg.model.decoder.pretrained) and model.decoder is not None
+            and model.att_vocab is not None)
+
+
+def _pretrained_alignment_heads(pretrained: str) -> list | None:
+    """The cross-attention heads that follow the audio (word timestamps), from the pretrained model the
+    decoder started from, if it is still on this machine; fine-tuning keeps the architecture they index."""
+    from speechalign.models.whisper_hf import _ct2_config
+
+    src = Path(os.path.expanduser(pretrained))
+    hf_gen = src / "hf" / "generation_config.json"
+    if hf_gen.is_file():
+        return json.loads(hf_gen.read_text(encoding="utf-8")).get("alignment_heads")
+    try:
+        return _ct2_config(src, None)[0].get("alignment_heads")
+    except (FileNotFoundError, KeyError, ValueError):
+        return None
+
+
+def _write_whisper(out: Path, cfg, model, exp_dir: Path) -> dict:
+    """The whole fine-tuned Whisper as ``WhisperForConditionalGeneration`` + processor + generation config,
+    and the CTC head; returns what speechalign.json records about it."""
+    from transformers import WhisperFeatureExtractor
+
+    from speechalign.models.whisper_hf import (_token_ids, check_whisper_decoder, finetuned_generation_config,
+                                               whisper_hf_model, whisper_processor)
+
+    enc, dec, d = model.encoder, model.decoder, cfg.model.decoder
+    dec_config = json.loads((exp_dir / "decoder.json").read_text(encoding="utf-8"))
+    check_whisper_decoder(dec_config, enc.dim, str(exp_dir / "decoder.json"))
+    tokenizer_json = model.att_vocab.path
+    vocab, _ = _token_ids(tokenizer_json)
+    # A train_vocab=targets model holds the full embedding (the tied output layer); only the rows it was
+    # trained on may be output, as speechalign decodes it.
+    allowed = None if dec.allowed is None else dec.allowed.nonzero().squeeze(-1).tolist()
+    heads = _pretrained_alignment_heads(d.pretrained)
+    gen = finetuned_generation_config(vocab, dec.embed.num_embeddings, dec.max_len, d.language, allowed, heads)
+    hf = whisper_hf_model(enc.hf_config.to_dict(), enc.encoder.state_dict(), dec_config, dec.state_dict(), gen,
+                          str(exp_dir))
+    hf.save_pretrained(out, safe_serialization=True)
+    processor = whisper_processor(tokenizer_json, vocab, gen["eos_token_id"],
+                                  WhisperFeatureExtractor(feature_size=enc.hf_config.num_mel_bins), d.language)
+    processor.save_pretrained(out)
+    save_file({k: v.contiguous() for k, v in model.ctc.state_dict().items()}, str(out / "ctc.safetensors"))
+    return {"architecture": "WhisperForConditionalGeneration", "language": d.language,
+            "prompt": list(model.att_prefix), "decoder_layers": dec_config["num_layers"],
+            "decoder_heads": dec_config["num_heads"], "vocab_size": dec_config["vocab_size"],
+            "train_vocab": d.train_vocab, "allowed_tokens": None if allowed is None else len(allowed),
+            "variety_prompt": d.prompt == "variety", "targets": d.targets,
+            "alignment_heads": bool(heads)}
+
+
+def _write_tokenizer(out: Path, tokens: list[str], ctc_dir: Path) -> None:
     from transformers import Wav2Vec2CTCTokenizer
 
     (out / "tokens.txt").write_text("".join(f"{t} {i}\n" for i, t in enumerate(tokens)), encoding="utf-8")
-    (out / "vocab.json").write_text(json.dumps({t: i for i, t in enumerate(tokens)}, ensure_ascii=False, indent=0),
-                                    encoding="utf-8")
+    ctc_dir.mkdir(exist_ok=True)
+    (ctc_dir / "vocab.json").write_text(json.dumps({t: i for i, t in enumerate(tokens)}, ensure_ascii=False,
+                                                   indent=0), encoding="utf-8")
     # The CTC tokenizer transformers has: decode() merges repeats and drops <blank> (its pad token).
-    Wav2Vec2CTCTokenizer(str(out / "vocab.json"), unk_token="<unk>", pad_token="<blank>", bos_token="<sos/eos>",
-                         eos_token="<sos/eos>", word_delimiter_token=None).save_pretrained(out)
+    Wav2Vec2CTCTokenizer(str(ctc_dir / "vocab.json"), unk_token="<unk>", pad_token="<blank>", bos_token="<sos/eos>",
+                         eos_token="<sos/eos>", word_delimiter_token=None).save_pretrained(ctc_dir)
 
 
 class CTCGraph(nn.Module):

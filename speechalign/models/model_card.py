@@ -13,11 +13,11 @@ _LOAD = {
 import torch
 from safetensors.torch import load_file
 from transformers import WhisperFeatureExtractor
-from transformers.models.whisper.modeling_whisper import WhisperEncoder
+{encoder_import}
 
 model_dir = {model_dir!r}
 extractor = WhisperFeatureExtractor.from_pretrained(model_dir)
-encoder = WhisperEncoder.from_pretrained(model_dir).eval()
+encoder = {encoder_load}.eval()
 
 
 @torch.no_grad()
@@ -120,6 +120,52 @@ def transcribe_batch(wavs: list[np.ndarray]) -> list[str]:
 '''
 
 
+# The encoder alone, or the encoder of the whole WhisperForConditionalGeneration (WhisperEncoder.from_pretrained
+# would not find its weights under the model.encoder. prefix and start from random ones).
+_ENCODER_LOAD = {
+    False: {"encoder_import": "from transformers.models.whisper.modeling_whisper import WhisperEncoder",
+            "encoder_load": "WhisperEncoder.from_pretrained(model_dir)"},
+    True: {"encoder_import": "from transformers import WhisperForConditionalGeneration",
+           "encoder_load": "WhisperForConditionalGeneration.from_pretrained(model_dir).get_encoder()"},
+}
+
+_PIPELINE = '''import numpy as np
+from transformers import pipeline
+
+model_dir = {model_dir!r}
+# generation_config.json prompts <|startoftranscript|><|{language}|><|transcribe|><|notimestamps|>, as the decoder was
+# trained, and suppresses only what speechalign's decoding suppresses.
+asr = pipeline("automatic-speech-recognition", model=model_dir)
+
+
+def transcribe_whisper(wav: np.ndarray, **generate_kwargs) -> str:
+    """One 16-kHz mono float32 utterance (up to 30 s) -> the Whisper decoder's transcript, greedy
+    (speechalign's attention_beam at beam 1); the pipeline's own default is beam search with 5 beams."""
+    generate_kwargs = {{"num_beams": 1, **generate_kwargs}}
+    return asr({{"raw": wav, "sampling_rate": 16000}}, generate_kwargs=generate_kwargs)["text"]
+'''
+
+_FASTER_WHISPER = '''ct2-transformers-converter --model {model_dir} --output_dir {model_dir}-ct2 \\
+    --copy_files tokenizer.json preprocessor_config.json
+'''
+
+_FASTER_WHISPER_PY = '''import json
+
+
+def transcribe_faster_whisper(audio, ct2_dir: str = model_dir + "-ct2", compute_type: str = "int8") -> str:
+    """A file name or 16-kHz mono float32 array -> faster-whisper's transcript of the converted model,
+    decoded as speechalign decodes (greedy, nothing suppressed that training did not exclude)."""
+    from faster_whisper import WhisperModel
+
+    model = WhisperModel(ct2_dir, device="cpu", compute_type=compute_type)
+    suppress = json.load(open(f"{{model_dir}}/generation_config.json")).get("suppress_tokens") or []
+    segments, _ = model.transcribe(audio, language={language!r}, beam_size=1, temperature=0.0,
+                                   without_timestamps=True, suppress_blank=False, suppress_tokens=suppress,
+                                   condition_on_previous_text=False, no_speech_threshold=None)
+    return "".join(s.text for s in segments)
+'''
+
+
 def usage_code(fmt: str, meta: dict, model_dir: str) -> list[str]:
     """The card's python blocks for this export, in order (each runs after the previous ones)."""
     if fmt == "onnx":
@@ -127,12 +173,17 @@ def usage_code(fmt: str, meta: dict, model_dir: str) -> list[str]:
         return [_ONNX.format(model_dir=model_dir, min_samples=onnx["min_samples"], max_samples=onnx["max_samples"])]
     tail = round(meta.get("tail_seconds", 0.0) * 16000)
     frames = "the utterance's frames and the silence appended to it" if tail else "real frames only"
-    load = _LOAD[meta["encoder"]].format(model_dir=model_dir, frames=frames, tail=(
+    whole = "whisper_decoder" in meta
+    load = _LOAD[meta["encoder"]].format(model_dir=model_dir, frames=frames, **_ENCODER_LOAD[whole], tail=(
         f"    wav = np.concatenate([wav, np.zeros({tail}, np.float32)])  # the silence this model appends\n"
         "    wav = np.concatenate([wav, np.zeros(160 * (len(wav) // 160 % 2), np.float32)])  # even frame count\n"
         if tail else ""))
     if meta["encoder"] == "whisper":
         load += _WHISPER_TRIM if meta["length_mode"] == "trim" else _WHISPER_PAD30
+    if whole:
+        language = meta["whisper_decoder"]["language"]
+        return [_PIPELINE.format(model_dir=model_dir, language=language),
+                _FASTER_WHISPER_PY.format(language=language), load, _CTC]
     return [load, _CTC]
 
 
@@ -155,12 +206,23 @@ def model_card(fmt: str, meta: dict, cfg, exp_dir: Path, checkpoint: str, result
     enc, data, m, o, t = meta["encoder"], cfg.data, cfg.model, cfg.optim, cfg.train
     sub = getattr(m, enc)
     source = getattr(sub, "pretrained", None)
-    lines = [f"# speechalign {enc} CTC model ({'transformers' if fmt == 'hf' else 'ONNX'})", "",
-             f"Exported by `speechalign export --format {fmt}` from `{exp_dir}`, checkpoint `{checkpoint}`: "
-             f"a {enc} encoder ({meta['num_layers']} layers, dimension {meta['dim']}, one output frame per "
-             f"{meta['frame_shift'] * 1000:.0f} ms) with a CTC head over {meta['ctc']['vocab_size']} characters, "
-             "trained for Chinese dialect ASR with speechalign and used for cross-dialect "
-             "speech retrieval from any layer. 16-kHz mono input.", ""]
+    whole = meta.get("whisper_decoder")
+    if whole:
+        lines = ["# speechalign fine-tuned Whisper (transformers WhisperForConditionalGeneration + CTC head)", "",
+                 f"Exported by `speechalign export --format {fmt}` from `{exp_dir}`, checkpoint `{checkpoint}`: "
+                 f"Whisper's encoder ({meta['num_layers']} layers, dimension {meta['dim']}) and decoder "
+                 f"({whole['decoder_layers']} layers, {whole['vocab_size']} BPE tokens), fine-tuned together with a "
+                 f"CTC head over {meta['ctc']['vocab_size']} characters for Chinese dialect ASR, and used for "
+                 "cross-dialect speech retrieval from any encoder layer. A complete transformers "
+                 "`WhisperForConditionalGeneration` directory (config, weights, `generation_config.json`, "
+                 "`WhisperProcessor`); the CTC head is `ctc.safetensors` beside it. 16-kHz mono input.", ""]
+    else:
+        lines = [f"# speechalign {enc} CTC model ({'transformers' if fmt == 'hf' else 'ONNX'})", "",
+                 f"Exported by `speechalign export --format {fmt}` from `{exp_dir}`, checkpoint `{checkpoint}`: "
+                 f"a {enc} encoder ({meta['num_layers']} layers, dimension {meta['dim']}, one output frame per "
+                 f"{meta['frame_shift'] * 1000:.0f} ms) with a CTC head over {meta['ctc']['vocab_size']} characters, "
+                 "trained for Chinese dialect ASR with speechalign and used for cross-dialect "
+                 "speech retrieval from any layer. 16-kHz mono input.", ""]
     lines += ["## Training data", "", "From the experiment's `config.yaml` (copied here as `speechalign_config.yaml`):", ""]
     for c in data.train:
         lines.append(f"- train (weight {c.weight:g}): " + ", ".join(f"`{p}`" for p in (c.cuts or [getattr(c, 'shar', None)])))
@@ -170,7 +232,8 @@ def model_card(fmt: str, meta: dict, cfg, exp_dir: Path, checkpoint: str, result
     prompt = ", prompted with each cut's variety label" if m.decoder.prompt == "variety" else ""
     decoder = ("none" if m.decoder.num_layers == 0 and not m.decoder.pretrained else
                f"{'Whisper pretrained' if m.decoder.pretrained else f'{m.decoder.num_layers}-layer'} attention "
-               f"decoder{prompt}, CTC weight {m.ctc_weight:g} (the decoder is not exported)")
+               f"decoder{prompt}, CTC weight {m.ctc_weight:g} "
+               f"({'exported as the Whisper decoder' if whole else 'the decoder is not exported'})")
     lines += ["## Recipe", "",
               f"- encoder: {enc}, initialized from `{source}`" if source else f"- encoder: {enc}, random init",
               f"- loss: CTC{' + attention' if m.ctc_weight < 1 else ''}; attention branch: {decoder}",
@@ -184,7 +247,9 @@ def model_card(fmt: str, meta: dict, cfg, exp_dir: Path, checkpoint: str, result
     mine, others = _table_files(exp_dir, checkpoint)
     lines += ["## Results", "", "### CER (per dialect, micro-averaged)", ""]
     if mine:
-        if m.decoder.num_layers > 0 or m.decoder.pretrained:
+        if whole:
+            lines += [_reproducible(meta), ""]
+        elif m.decoder.num_layers > 0 or m.decoder.pretrained:
             lines += ["Only the CTC modes (`ctc_greedy`, `ctc_prefix_beam`) can be reproduced from this export; the "
                       "attention modes used the decoder, which is not exported.", ""]
         for p in mine:
@@ -202,9 +267,49 @@ def model_card(fmt: str, meta: dict, cfg, exp_dir: Path, checkpoint: str, result
     return "\n".join(lines).rstrip() + "\n"
 
 
+def _reproducible(meta: dict) -> str:
+    """Which measured modes this export reproduces, and on what input."""
+    ctc = "`ctc_greedy` from the CTC head; "
+    if meta["length_mode"] == "pad30":
+        return (ctc + "`attention_beam` at beam 1 (greedy) from the Whisper decoder with transformers' `generate` or "
+                "pipeline, which pad every utterance to a 30-s window as this model was trained. Beam search, "
+                "`attention_rescoring` and `joint_beam` (CTC and decoder scores combined) are speechalign's own.")
+    tail = (f", plus {meta['tail_seconds']:g} s of silence," if meta.get("tail_seconds") else "")
+    return (ctc + f"the attention modes are **not** reproduced: this model was trained and measured on trimmed "
+            f"input (`length_mode: trim`: the encoder reads the utterance's own frames{tail} and nothing else), "
+            "while transformers' `WhisperFeatureExtractor`, pipeline and faster-whisper pad every input to a 30-s "
+            "window, which the decoder reads differently (expect different, likely worse, transcripts than the "
+            "attention rows above). `speechalign transcribe --mode attention_beam` on the experiment decodes as "
+            "measured.")
+
+
 def _usage(fmt: str, meta: dict, model_dir: str) -> list[str]:
     code = usage_code(fmt, meta, model_dir)
     enc = meta["encoder"]
+    whole = meta.get("whisper_decoder")
+    out = []
+    if whole:
+        prompt = ("The decoder was trained with the variety label of each non-Mandarin cut as Whisper's previous-"
+                  "text prompt; give it with `generate_kwargs={\"prompt_ids\": asr.tokenizer.get_prompt_ids("
+                  "\"Taiwanese Hokkien\", return_tensors=\"pt\")}`. " if whole.get("variety_prompt") else "")
+        restricted = (f"It was trained on {whole['allowed_tokens']} of the {whole['vocab_size']} BPE tokens "
+                      "(`train_vocab: targets`); the others' output logits were never trained, so "
+                      "`generation_config.json` suppresses them (`suppress_tokens`), as speechalign's decoding "
+                      "does. " if whole.get("allowed_tokens") else "")
+        translation = ("The decoder was trained to write the Mandarin translation of the speech, not its "
+                       "transcript. " if whole.get("targets") == "translation" else "")
+        out += ["## Transcribing with transformers", "",
+                "The directory is a `WhisperForConditionalGeneration`: `from_pretrained`, `generate` and "
+                "`pipeline(\"automatic-speech-recognition\")` load it as they load openai/whisper-*. "
+                f"{translation}{restricted}{prompt}" + _reproducible(meta), "",
+                "```python", code[0].rstrip(), "```", "",
+                "## faster-whisper (CTranslate2)", "",
+                "Convert once (float32 weights; `--quantization int8` for a smaller model):", "",
+                "```bash", _FASTER_WHISPER.format(model_dir=model_dir).rstrip(), "```", "",
+                "then decode as speechalign does (faster-whisper's defaults add beam search, temperature "
+                "fallback and its own token suppression):", "",
+                "```python", code[1].rstrip(), "```", ""]
+        code = code[2:]
     if fmt == "onnx":
         onnx = meta["onnx"]
         return ["## Usage (onnxruntime)", "",
@@ -215,10 +320,11 @@ def _usage(fmt: str, meta: dict, model_dir: str) -> list[str]:
                 + (f"; at most {onnx['max_samples']} samples ({onnx['max_samples'] / 16000:.0f} s)." if onnx["max_samples"] else ".")
                 + " `speechalign transcribe --onnx DIR audio.wav` runs it; in plain Python:", "",
                 "```python", code[0].rstrip(), "```", ""]
-    out = ["## Per-layer states with plain transformers", ""]
+    out += ["## Per-layer states with plain transformers", ""]
     if enc == "whisper":
-        out += ["`WhisperEncoder.from_pretrained` loads the encoder (transformers' `WhisperModel` would need a "
-                "decoder). Lengths as speechalign computes them: `n = samples // 160` feature frames, "
+        out += [("The encoder is the `WhisperForConditionalGeneration`'s (`get_encoder()`). " if whole else
+                 "`WhisperEncoder.from_pretrained` loads the encoder (transformers' `WhisperModel` would need a "
+                 "decoder). ") + "Lengths as speechalign computes them: `n = samples // 160` feature frames, "
                 "`(n + 1) // 2` encoder frames. This model was trained with length mode "
                 f"`{meta['length_mode']}`: "
                 + ("`trim` runs only the real frames (the positional table sliced to their number; in a speechalign "
@@ -245,7 +351,9 @@ def _usage(fmt: str, meta: dict, model_dir: str) -> list[str]:
                 "valid lengths, for batches too).", ""]
     out += ["```python", code[0].rstrip(), "```", "",
             "The CTC head (`ctc.safetensors`: `weight` vocabulary x dimension, `bias`) reads the last state; "
-            "`tokens.txt` lists `token id` per line (`<blank>` = 0), `vocab.json` is the same mapping, which "
-            "`Wav2Vec2CTCTokenizer.from_pretrained` loads too:", "",
+            "`tokens.txt` lists `token id` per line (`<blank>` = 0), "
+            + ("`ctc_tokenizer/vocab.json` is the same mapping, which `Wav2Vec2CTCTokenizer.from_pretrained"
+               "(f\"{model_dir}/ctc_tokenizer\")`" if whole else
+               "`vocab.json` is the same mapping, which `Wav2Vec2CTCTokenizer.from_pretrained`") + " loads too:", "",
             "```python", code[1].rstrip(), "```", ""]
     return out

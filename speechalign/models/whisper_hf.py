@@ -128,13 +128,111 @@ def whisper_generation_config(vocab: dict[str, int], ct2: dict, max_length: int,
     return cfg
 
 
+def finetuned_generation_config(vocab: dict[str, int], vocab_size: int, max_length: int, language: str,
+                                allowed: list[int] | None = None, alignment_heads: list | None = None) -> dict:
+    """generation_config.json of a decoder speechalign fine-tuned: prompted as it was trained
+    (``<|startoftranscript|><|language|><|transcribe|><|notimestamps|>``, no language detection) and decoded
+    as speechalign decodes it, so greedy ``generate`` is speechalign's ``attention_beam`` at beam 1.
+
+    Nothing is suppressed but the tokens outside ``allowed``: speechalign's decoding suppresses nothing (the
+    reported CERs were measured so), and a decoder trained with ``model.decoder.train_vocab=targets`` never
+    had the other rows' logits trained down, so free they win (AttentionDecoder.allowed). A tied output
+    layer has no bias to push them down, so the restriction can only be a suppression list."""
+    if not is_multilingual(vocab):
+        raise ValueError("a fine-tuned Whisper decoder with an English-only vocabulary: no language prompt to export")
+    ct2 = {"alignment_heads": alignment_heads} if alignment_heads else {}
+    gen = whisper_generation_config(vocab, ct2, max_length, multilingual=True)
+    lang = f"<|{language}|>"
+    if lang not in gen["lang_to_id"]:
+        raise ValueError(f"model.decoder.language={language!r}: {lang} is not in the decoder's vocabulary")
+    allowed_set = set(allowed) if allowed is not None else None
+    gen.update(language=language, task="transcribe",
+               # read by older transformers and by tools that predate the language/task fields
+               forced_decoder_ids=[[1, gen["lang_to_id"][lang]], [2, gen["task_to_id"]["transcribe"]],
+                                   [3, gen["no_timestamps_token_id"]]],
+               # None, not []: an empty list still makes generate() build (and warn about) suppressors
+               begin_suppress_tokens=None,
+               suppress_tokens=None if allowed_set is None else [i for i in range(vocab_size) if i not in allowed_set])
+    return gen
+
+
+def check_whisper_decoder(dec_config: dict, enc_d_model: int, where: str) -> None:
+    """A decoder that transformers' ``WhisperDecoder`` can hold: Whisper's own layout, the encoder's width."""
+    for key, want in (("learned_positions", True), ("scale_embedding", False), ("tie_output", True),
+                      ("activation", "gelu")):
+        if dec_config.get(key) != want:
+            raise ValueError(f"{where}: {key}={dec_config.get(key)!r}, a Whisper decoder has "
+                             f"{want!r} (is this a cold-started character decoder?)")
+    if dec_config["d_model"] != enc_d_model:
+        raise ValueError(f"{where}: decoder d_model {dec_config['d_model']} != encoder d_model {enc_d_model}")
+
+
+def is_multilingual(vocab: dict[str, int]) -> bool:
+    # openai/whisper: multilingual checkpoints have 51865+ tokens; a smaller vocabulary with language tokens
+    # (a test model) is treated as multilingual too, so language/task prompts work.
+    return any(_LANG_TOKEN.match(t) and t not in _NOT_LANGUAGES for t in vocab) and "<|translate|>" in vocab
+
+
+def whisper_hf_model(enc_config: dict, enc_state: dict[str, torch.Tensor], dec_config: dict,
+                     dec_state: dict[str, torch.Tensor], gen: dict, where: str):
+    """``WhisperForConditionalGeneration`` from a transformers ``WhisperEncoder``'s config and weights and our
+    ``AttentionDecoder``'s (decoder.json fields and state dict), output layer tied to the embedding."""
+    from transformers import GenerationConfig, WhisperConfig, WhisperForConditionalGeneration
+
+    keep = {k: v for k, v in enc_config.items() if k not in ("architectures", "transformers_version", "dtype",
+                                                               "torch_dtype", "_name_or_path")}
+    # The encoder's config also carries decoder_* fields (transformers' defaults or a random-init experiment's):
+    # every one of them is replaced by the decoder's real sizes.
+    keep.update(vocab_size=dec_config["vocab_size"], decoder_layers=dec_config["num_layers"],
+                decoder_attention_heads=dec_config["num_heads"], decoder_ffn_dim=dec_config["ffn_dim"],
+                max_target_positions=dec_config["max_len"], scale_embedding=False, activation_function="gelu",
+                tie_word_embeddings=True, architectures=["WhisperForConditionalGeneration"],
+                # suppressed tokens live in generation_config.json (transformers moves them there anyway)
+                begin_suppress_tokens=None, suppress_tokens=None, forced_decoder_ids=None,
+                **{k: gen[k] for k in ("bos_token_id", "eos_token_id", "pad_token_id", "decoder_start_token_id")})
+    config = WhisperConfig(**keep)
+    state = {f"model.encoder.{k}": v for k, v in enc_state.items()}
+    state.update(decoder_to_hf(dec_state, config.d_model))
+    model = WhisperForConditionalGeneration(config)
+    result = model.load_state_dict(state, strict=False)
+    missing = [k for k in result.missing_keys if k != "proj_out.weight"]   # tied to embed_tokens
+    if missing or result.unexpected_keys:
+        raise ValueError(f"{where}: weights do not fit WhisperForConditionalGeneration: missing {missing[:5]}, "
+                         f"unexpected {result.unexpected_keys[:5]}")
+    model.tie_weights()
+    if model.proj_out.weight.data_ptr() != model.model.decoder.embed_tokens.weight.data_ptr():
+        raise RuntimeError("proj_out is not tied to the decoder embedding")
+    model.generation_config = GenerationConfig(**gen)
+    return model.eval()
+
+
+def whisper_processor(tokenizer_json: Path, vocab: dict[str, int], eos: int, extractor,
+                      language: str | None = None):
+    """``WhisperProcessor``: ``extractor`` and ``WhisperTokenizerFast`` from tokenizer.json, Whisper's special
+    tokens registered as such (so ``skip_special_tokens`` drops them); with ``language`` the tokenizer's
+    label prefix is the one the decoder was trained with (``<|language|><|transcribe|><|notimestamps|>``)."""
+    from transformers import WhisperProcessor, WhisperTokenizerFast
+
+    specials = [t for t in sorted(vocab, key=vocab.get) if vocab[t] >= eos
+                and t.startswith("<|") and t.endswith("|>") and not re.match(r"^<\|\d+\.\d+\|>$", t)]
+    kwargs = dict(language=language, task="transcribe", predict_timestamps=False) if language else {}
+    tokenizer = WhisperTokenizerFast(tokenizer_file=str(tokenizer_json), pad_token="<|endoftext|>",
+                                     additional_special_tokens=[t for t in specials if t != "<|endoftext|>"],
+                                     model_max_length=1024, **kwargs)
+    if kwargs:
+        # set_prefix_tokens rewrites tokenizer.json's post-processor (__init__ only stores the fields), and
+        # tokenizer_config.json saves init_kwargs only
+        tokenizer.set_prefix_tokens(**kwargs)
+        tokenizer.init_kwargs.update(kwargs)
+    return WhisperProcessor(feature_extractor=extractor, tokenizer=tokenizer)
+
+
 def export_whisper_hf(whisper_dir: str | Path, out: str | Path | None = None, ct2_dir: str | Path | None = None) -> Path:
     """Write ``out`` (default ``<whisper_dir>/hf``): a ``WhisperForConditionalGeneration`` with its
     generation config and ``WhisperProcessor``, from an import-whisper / fetch-pretrained directory.
     ``ct2_dir`` (default: the one ct2_source.json names) supplies CTranslate2's suppressed-token lists."""
     from safetensors.torch import load_file
-    from transformers import (GenerationConfig, WhisperConfig, WhisperFeatureExtractor,
-                              WhisperForConditionalGeneration, WhisperProcessor, WhisperTokenizerFast)
+    from transformers import WhisperFeatureExtractor
 
     whisper_dir = Path(whisper_dir).expanduser()
     out = Path(out).expanduser() if out is not None else whisper_dir / "hf"
@@ -142,13 +240,7 @@ def export_whisper_hf(whisper_dir: str | Path, out: str | Path | None = None, ct
     dec_config = _load_json(whisper_dir / "decoder.json")
     if enc_config.get("model_type") != "whisper":
         raise ValueError(f"{whisper_dir}/config.json: model_type {enc_config.get('model_type')!r} is not whisper")
-    for key, want in (("learned_positions", True), ("scale_embedding", False), ("tie_output", True),
-                      ("activation", "gelu")):
-        if dec_config.get(key) != want:
-            raise ValueError(f"{whisper_dir}/decoder.json: {key}={dec_config.get(key)!r}, a Whisper decoder has "
-                             f"{want!r} (is this a cold-started character decoder?)")
-    if dec_config["d_model"] != enc_config["d_model"]:
-        raise ValueError(f"{whisper_dir}: decoder d_model {dec_config['d_model']} != encoder d_model {enc_config['d_model']}")
+    check_whisper_decoder(dec_config, enc_config["d_model"], f"{whisper_dir}/decoder.json")
     tokenizer_json = whisper_dir / "tokenizer.json"
     if not tokenizer_json.is_file():
         raise FileNotFoundError(f"{whisper_dir}: no tokenizer.json (the CTranslate2 dir had none to copy)")
@@ -156,48 +248,19 @@ def export_whisper_hf(whisper_dir: str | Path, out: str | Path | None = None, ct
     vocab, _ = _token_ids(tokenizer_json)
     if len(vocab) != dec_config["vocab_size"]:
         raise ValueError(f"{tokenizer_json}: {len(vocab)} tokens, the decoder has {dec_config['vocab_size']} rows")
-    # openai/whisper: multilingual checkpoints have 51865+ tokens; a smaller vocabulary with language tokens
-    # (a test model) is treated as multilingual too, so language/task prompts work.
-    multilingual = any(_LANG_TOKEN.match(t) and t not in _NOT_LANGUAGES for t in vocab) and "<|translate|>" in vocab
-    gen = whisper_generation_config(vocab, ct2, dec_config["max_len"], multilingual)
-
-    keep = {k: v for k, v in enc_config.items() if k not in ("architectures", "transformers_version", "dtype",
-                                                               "torch_dtype", "_name_or_path")}
-    keep.update(vocab_size=dec_config["vocab_size"], decoder_layers=dec_config["num_layers"],
-                decoder_attention_heads=dec_config["num_heads"], decoder_ffn_dim=dec_config["ffn_dim"],
-                max_target_positions=dec_config["max_len"], scale_embedding=False, activation_function="gelu",
-                tie_word_embeddings=True, architectures=["WhisperForConditionalGeneration"],
-                # suppressed tokens live in generation_config.json (transformers moves them there anyway)
-                begin_suppress_tokens=None, suppress_tokens=None,
-                **{k: gen[k] for k in ("bos_token_id", "eos_token_id", "pad_token_id", "decoder_start_token_id")})
-    config = WhisperConfig(**keep)
-
-    state = {f"model.encoder.{k}": v for k, v in load_file(str(whisper_dir / "model.safetensors")).items()}
-    state.update(decoder_to_hf(load_file(str(whisper_dir / "decoder.safetensors")), config.d_model))
-    model = WhisperForConditionalGeneration(config)
-    result = model.load_state_dict(state, strict=False)
-    missing = [k for k in result.missing_keys if k != "proj_out.weight"]   # tied to embed_tokens
-    if missing or result.unexpected_keys:
-        raise ValueError(f"{whisper_dir}: weights do not fit WhisperForConditionalGeneration: missing {missing[:5]}, "
-                         f"unexpected {result.unexpected_keys[:5]}")
-    model.tie_weights()
-    if model.proj_out.weight.data_ptr() != model.model.decoder.embed_tokens.weight.data_ptr():
-        raise RuntimeError("proj_out is not tied to the decoder embedding")
-    model.generation_config = GenerationConfig(**gen)
+    gen = whisper_generation_config(vocab, ct2, dec_config["max_len"], is_multilingual(vocab))
+    model = whisper_hf_model(enc_config, load_file(str(whisper_dir / "model.safetensors")), dec_config,
+                             load_file(str(whisper_dir / "decoder.safetensors")), gen, str(whisper_dir))
 
     preprocessor = ct2_dir / "preprocessor_config.json" if ct2_dir else None
     if preprocessor is not None and preprocessor.is_file():
         extractor = WhisperFeatureExtractor.from_pretrained(str(ct2_dir))
     else:   # the pip wheels carry none: Whisper's defaults, with the encoder's mel bins
-        extractor = WhisperFeatureExtractor(feature_size=config.num_mel_bins)
-    if extractor.feature_size != config.num_mel_bins:
-        raise ValueError(f"{preprocessor}: feature_size {extractor.feature_size} != the encoder's {config.num_mel_bins} mel bins")
-    specials = [t for t in sorted(vocab, key=vocab.get) if vocab[t] >= gen["eos_token_id"]
-                and t.startswith("<|") and t.endswith("|>") and not re.match(r"^<\|\d+\.\d+\|>$", t)]
-    tokenizer = WhisperTokenizerFast(tokenizer_file=str(tokenizer_json), pad_token="<|endoftext|>",
-                                     additional_special_tokens=[t for t in specials if t != "<|endoftext|>"],
-                                     model_max_length=1024)
-    processor = WhisperProcessor(feature_extractor=extractor, tokenizer=tokenizer)
+        extractor = WhisperFeatureExtractor(feature_size=model.config.num_mel_bins)
+    if extractor.feature_size != model.config.num_mel_bins:
+        raise ValueError(f"{preprocessor}: feature_size {extractor.feature_size} != the encoder's "
+                         f"{model.config.num_mel_bins} mel bins")
+    processor = whisper_processor(tokenizer_json, vocab, gen["eos_token_id"], extractor)
 
     tmp = out.with_name(f".{out.name}.tmp")
     if tmp.exists():
