@@ -63,9 +63,10 @@ def hidden_states(wav: np.ndarray) -> list[torch.Tensor]:
 ''',
 }
 
-_WHISPER_PAD30 = '''    # pad30 (as Whisper was trained): the whole 30-s window, then the real frames
+_WHISPER_PAD30 = '''    # pad30 (as Whisper and this model were trained): the whole 30-s window, which the CTC head reads;
+    # the utterance's own frames are the first t (what speechalign's embeddings pool)
     states = encoder(feats, output_hidden_states=True).hidden_states
-    return [h[0, :t] for h in states]
+    return [h[0] for h in states]
 '''
 
 _WHISPER_TRIM = '''    # trim (as this model was trained): only the real frames, positional table sliced to their number
@@ -172,7 +173,9 @@ def usage_code(fmt: str, meta: dict, model_dir: str) -> list[str]:
         onnx = meta["onnx"]
         return [_ONNX.format(model_dir=model_dir, min_samples=onnx["min_samples"], max_samples=onnx["max_samples"])]
     tail = round(meta.get("tail_seconds", 0.0) * 16000)
-    frames = "the utterance's frames and the silence appended to it" if tail else "real frames only"
+    frames = ("the utterance's frames and the silence appended to it" if tail else
+              "all 1,500 frames of the 30-s window (the utterance's own are the first t)"
+              if meta.get("length_mode") == "pad30" else "real frames only")
     whole = "whisper_decoder" in meta
     load = _LOAD[meta["encoder"]].format(model_dir=model_dir, frames=frames, **_ENCODER_LOAD[whole], tail=(
         f"    wav = np.concatenate([wav, np.zeros({tail}, np.float32)])  # the silence this model appends\n"
@@ -333,8 +336,9 @@ def _usage(fmt: str, meta: dict, model_dir: str) -> list[str]:
                    "its modules on one utterance; `output_hidden_states=True` on the padded 30-s window gives the "
                    "`pad30` states instead, which differ."
                    if meta["length_mode"] == "trim" else
-                   "`pad30` pads every utterance to 30 s, exactly as Whisper was trained, and keeps the real frames "
-                   "of the output; `attention_mask` is not used (transformers ignores it for Whisper)."),
+                   "`pad30` pads every utterance to 30 s, exactly as Whisper was trained; the decoder and the CTC "
+                   "head read the whole window, embeddings pool the utterance's own first `t` frames; "
+                   "`attention_mask` is not used (transformers ignores it for Whisper)."),
                 "The log-mel spectrogram is `WhisperFeatureExtractor`'s; speechalign takes its per-utterance peak "
                 "(the -8 floor) over the real frames only, which differs only if audio cut mid-sound makes the "
                 "last, partial frame the loudest.", ""]

@@ -106,7 +106,12 @@ def test_hf_export_plain_transformers_states_equal_speechalign(tmp_path, name):
             worst = max(worst, float((mine - ref[i, :n]).abs().max()))
     assert worst <= 1e-5, worst
     assert [ns["transcribe"](w) for w in wavs] == texts
-    assert len(set(texts)) > 1   # the transcripts depend on the audio, so the comparison means something
+    if name == "whisper-pad30":
+        # the random CTC head reads the whole 30-s window, mostly silence, and spells the same for every utterance;
+        # the utterances' own frames still differ, so the state comparison means something
+        assert not torch.allclose(ns["hidden_states"](wavs[0])[-1][:20], ns["hidden_states"](wavs[1])[-1][:20])
+    else:
+        assert len(set(texts)) > 1   # the transcripts depend on the audio, so the comparison means something
     card = (out / "README.md").read_text(encoding="utf-8")
     assert "| A | 12.34 |" in card and "R@1)\n\nNot measured" in card
     from transformers import Wav2Vec2CTCTokenizer
