@@ -83,6 +83,7 @@ if run_stage 2 && ! done_marker train; then
   sets=(--set "data.train=$train_data" --set "data.dev=$(yaml_list $(in_data "${dev_cuts[@]}"))")
   if $dry_run; then
     log "stage 2: dry run of $config (random-init miniature, one step)"
+    rm -rf "$exp"   # a pipeline check starts afresh each time (train refuses to mix two runs in a dir)
     speechalign train --config "$config" --exp-dir "$exp" --dry-run "${sets[@]}"
   elif [ "$ngpu" -gt 1 ]; then
     log "stage 2: training $config on $ngpu processes"

@@ -112,7 +112,8 @@ done
 if run_stage 2 && ! $eval_only; then
   log "stage 2: fine-tuning ($config; resumes after any interruption)"
   extra=(--resume)
-  $dry_run && extra=(--dry-run)
+  # A dry run's miniature is a pipeline check: each one starts afresh (train refuses to mix two runs in a dir).
+  $dry_run && extra=(--dry-run) && rm -rf "$exp"
   mix=$(printf '{cuts: [%s]}, ' "${train_sets[@]}"); mix=${mix%, }
   speechalign train --config "$config" --exp-dir "$exp" "${extra[@]}" \
     --set "model.whisper.pretrained=$whisper" --set "model.decoder.pretrained=$whisper" \
