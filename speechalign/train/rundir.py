@@ -179,6 +179,7 @@ class ExperimentLock:
 def move_aside(exp_dir: Path) -> Path:
     """Everything of the old run into ``<exp>.old-<timestamp>``; the lock stays, so no one slips in."""
     stamp = time.strftime("%Y%m%d-%H%M%S")
+    exp_dir = exp_dir.resolve()      # "--exp-dir ." has no name to extend
     dest = exp_dir.with_name(f"{exp_dir.name}.old-{stamp}")
     n = 1
     while dest.exists():
