@@ -7,7 +7,8 @@ weights bit for bit (cmp) with an uninterrupted run of the same command.
 
 Everything after ``--`` is passed to ``speechalign train`` (both runs get the same arguments plus their own
 --exp-dir). The kill points are drawn (``--seed``) from the steps before the end, each after the previous
-one, and land between checkpoints, so every resume redoes some steps. ``--reference DIR`` reuses a finished
+one, plus a random fraction of a step (so a kill may land mid-step or mid-checkpoint-write), and land between
+checkpoints, so every resume redoes some steps. ``--reference DIR`` reuses a finished
 uninterrupted run instead of training one. Exit status 0 when the weights are identical.
 """
 
@@ -33,6 +34,7 @@ class Run:
 
     def __init__(self, args: list[str], log: Path):
         self.step, self.total, self.resumed_at = 0, 0, None
+        self.step_seconds, self._stepped_at = 0.0, None
         self.log = log.open("ab")
         self.proc = subprocess.Popen([sys.executable, "-m", "speechalign.cli", "train", *args],
                                      stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
@@ -43,18 +45,30 @@ class Run:
         for chunk in iter(lambda: self.proc.stderr.read1(65536), b""):
             self.log.write(chunk)
             for m in STEP.finditer(chunk):
-                self.step, self.total = int(m.group(1)), int(m.group(2))
+                self._saw(int(m.group(1)), int(m.group(2)))
             m = RESUMED.search(chunk)
             if m:
                 self.resumed_at = int(m.group(1))
 
-    def kill_at(self, step: int, timeout: float) -> bool:
-        """SIGKILL the whole group once the bar reaches ``step``; False if the run ended first."""
+    def _saw(self, step: int, total: int) -> None:
+        now = time.monotonic()
+        if step > self.step and self._stepped_at is not None:
+            self.step_seconds = (now - self._stepped_at) / (step - self.step)
+        if step > self.step:
+            self._stepped_at = now
+        self.step, self.total = step, total
+
+    def kill_at(self, step: int, fraction: float, timeout: float) -> bool:
+        """SIGKILL the whole group ``fraction`` of a step after the bar reaches ``step``; False if the run
+        ended first."""
         deadline = time.monotonic() + timeout
         while self.step < step:
             if self.proc.poll() is not None or time.monotonic() > deadline:
                 return False
             time.sleep(0.01)
+        time.sleep(fraction * self.step_seconds)
+        if self.proc.poll() is not None:
+            return False
         os.killpg(self.proc.pid, signal.SIGKILL)
         self.finish()
         return True
@@ -88,14 +102,16 @@ def soak(train_args: list[str], out: Path, kills: int, seed: int, reference: Pat
             raise SystemExit(f"soak: the reference run failed; see {out / 'reference.log'}")
     killed, log = out / "killed", out / "killed.log"
     total = int(final_weights(reference).parent.name.split("-")[1])
-    points = sorted(random.Random(seed).sample(range(1, total), min(kills, total - 1)))
-    print(f"kill points (seed {seed}): steps {', '.join(map(str, points))} of {total}", flush=True)
-    for i, step in enumerate(points, 1):
+    rng = random.Random(seed)
+    points = [(step, round(rng.random(), 2)) for step in sorted(rng.sample(range(1, total), min(kills, total - 1)))]
+    print(f"kill points (seed {seed}): steps {', '.join(f'{s} + {f:.2f}' for s, f in points)} of {total}", flush=True)
+    for i, (step, fraction) in enumerate(points, 1):
         run = Run([*train_args, "--exp-dir", str(killed), "--resume"], log)
-        if not run.kill_at(step, timeout):
+        if not run.kill_at(step, fraction, timeout):
             raise SystemExit(f"soak: the run ended before step {step}; see {log}")
         start = "step 0" if run.resumed_at is None else f"step-{run.resumed_at}"
-        print(f"kill {i}: kill -9 at step {run.step} (this leg resumed from {start})", flush=True)
+        print(f"kill {i}: kill -9 at step {step} + {fraction:.2f} of a step ({run.step_seconds:.2f} s/step; "
+              f"this leg resumed from {start})", flush=True)
     run = Run([*train_args, "--exp-dir", str(killed), "--resume"], log)
     if run.finish() != 0:
         raise SystemExit(f"soak: the last resume failed; see {log}")

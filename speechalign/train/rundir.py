@@ -140,9 +140,7 @@ class ExperimentLock:
             try:
                 os.link(tmp, self.path)
             except FileExistsError:
-                found = _read_owner(self.path) or ({}, 0.0)
-                raise ExperimentBusy(f"{self.path.parent}: in use by another training ({describe(found[0])}); "
-                                     "wait for it to end or use another --exp-dir") from None
+                raise self._busy((_read_owner(self.path) or ({}, 0.0))[0]) from None
             finally:
                 tmp.unlink(missing_ok=True)
         atexit.register(self.release)
@@ -153,11 +151,14 @@ class ExperimentLock:
         if owner.get("pid") == os.getpid() and owner.get("host") == socket.gethostname():
             log.debug("%s: left by an earlier trainer of this process", self.path)
         elif _alive(owner, mtime):
-            raise ExperimentBusy(f"{self.path.parent}: in use by another training ({describe(owner)}); "
-                                 f"wait for it to end or use another --exp-dir (lock {self.path})")
+            raise self._busy(owner)
         else:
             log.warning("%s: taking over the lock of a run that is gone (%s)", self.path, describe(owner))
         self.path.unlink(missing_ok=True)
+
+    def _busy(self, owner: dict) -> ExperimentBusy:
+        return ExperimentBusy(f"{self.path.parent}: in use by another training ({describe(owner)}); wait for it "
+                              f"to end or use another --exp-dir (lock {self.path})")
 
     def _heartbeat(self) -> None:
         while not self._stop.wait(HEARTBEAT_S):
