@@ -9,7 +9,8 @@ speechalign's trainer against the transformers peer, in one process, same model,
   full transformers model (``<model.whisper.pretrained>/hf``, as fetch-pretrained writes it), fed the very
   batches speechalign's sampler drew (same cut ids, so the same batch duration), with the recipe's
   gradient accumulation.
-* ``--ablate pad30 frozen ctc`` turns speechalign's differences off one at a time, a row each:
+* ``--ablate pad30 frozen ctc packed`` turns speechalign's differences off one at a time, a row each
+  (``packed``: the cuts packed back to back into 30-s windows, 100 s of audio per batch):
   ``pad30`` = model.whisper.length_mode=pad30 (Whisper's 30-s padding instead of trimming to the audio);
   ``frozen`` = nothing frozen (front end, first layers and decoder embedding trained);
   ``ctc`` = model.ctc_weight=0 (the attention decoder's loss only; the CTC head's forward still runs).
@@ -63,7 +64,14 @@ ABLATIONS = {
                                                "model.freeze.decoder_embedding=false",
                                                "model.freeze.cache_states=false"]),
     "ctc": ("speechalign, no CTC loss (ctc_weight 0)", ["model.ctc_weight=0.0"]),
+    # Issue 31: the cuts packed back to back into 30-s windows (recipes/real_whisper_base_hybrid_packed.yaml),
+    # with PACKED_BATCH times the audio per batch (40 -> 100 s), so each of the ~4 windows is as full as first
+    # fit makes it.
+    "packed": ("speechalign, packed 30-s windows (data.pack, pad30)", [
+        "model.whisper.length_mode=pad30", "model.freeze.cache_states=false", "data.num_buckets=1",
+        "data.pack={window: 30, gap: 0.3, single_share: 0.1}"]),
 }
+PACKED_BATCH = 2.5
 
 
 class PeakRss:
@@ -208,13 +216,14 @@ def render(rows: list[Row], cfg, argv: list[str], threads: int, steps: int) -> s
              f"batches of data.max_duration {cfg.data.max_duration} s (the same cut ids for every row), "
              f"optim.accum_grad {cfg.optim.accum_grad}. Load average (1 min) now: {os.getloadavg()[0]:.2f}.", "",
              "| system | audio-s per wall-s | with in-process loading | s/step | audio s/step | utterances/step | "
-             "peak RSS MB (row start) | vs peer |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
+             "peak RSS MB (row start) | vs recipe | vs peer |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
         s = train_profile.mean(r.step_s)
         vs = f"{r.throughput / ref:.2f}x" if ref > 0 else "-"
         lines.append(f"| {r.name} | {r.throughput:.2f} | {r.throughput_with_loading:.2f} | {s:.3f} | "
                      f"{train_profile.mean(r.audio_s):.1f} | {train_profile.mean(r.utts):.1f} | "
-                     f"{r.rss_peak / mb:.0f} ({r.rss_start / mb:.0f}) | {vs} |")
+                     f"{r.rss_peak / mb:.0f} ({r.rss_start / mb:.0f}) | {r.throughput / rows[0].throughput:.2f}x | "
+                     f"{vs} |")
     lines.append("")
     for r in rows:
         if r.note:
@@ -240,7 +249,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--max-duration", type=float, help="data.max_duration: seconds of audio per batch (default: the recipe's)")
     p.add_argument("--threads", type=int, default=2, help="torch intra-op threads (default 2)")
     p.add_argument("--ablate", nargs="*", default=[], choices=sorted(ABLATIONS),
-                   help="speechalign differences to turn off, one row each: pad30 frozen ctc")
+                   help="speechalign differences to turn off, one row each: pad30 frozen ctc; packed: the cuts "
+                        "packed into 30-s windows (issue 31)")
     p.add_argument("--no-peer", action="store_true", help="speechalign rows only")
     p.add_argument("--out", help="write the markdown table here too")
     return p.parse_args(argv)
@@ -259,7 +269,10 @@ def main(argv: list[str] | None = None) -> list[Row]:
     rows, batches, accum = [], None, base.optim.accum_grad
     configs = [("speechalign recipe", [], f"freeze {base.model.freeze.__dict__}, ctc_weight {base.model.ctc_weight}, "
                                          f"length_mode {base.model.whisper.length_mode}")]
-    configs += [(ABLATIONS[a][0], ABLATIONS[a][1], " ".join(ABLATIONS[a][1])) for a in args.ablate]
+    for a in args.ablate:
+        extra = ABLATIONS[a][1] + ([f"data.max_duration={PACKED_BATCH * base.data.max_duration:g}"]
+                                   if a == "packed" else [])
+        configs.append((ABLATIONS[a][0], extra, " ".join(extra)))
     for name, extra, note in configs:
         cfg = train_profile.profile_config(args.config, args.cuts, args.max_duration, args.threads,
                                            args.overrides + extra) if extra else base

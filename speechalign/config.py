@@ -143,8 +143,10 @@ class LoraConfig:
 
 @dataclass
 class GuardConfig:
-    kind: str = "none"                   # "none" or "distill": KL towards the frozen pretrained decoder's
-                                         # distribution on the same encoder memory (needs decoder.pretrained)
+    kind: str = "none"                   # "none", "distill": KL towards the frozen pretrained decoder's
+                                         # distribution on the same encoder memory (needs decoder.pretrained), or
+                                         # "padded_teacher": towards frozen pretrained Whisper reading the
+                                         # utterance padded to 30 s (computed once per utterance, cached)
     weight: float = 0.5                  # loss weight of the guard term
     temperature: float = 1.0
 
@@ -210,11 +212,15 @@ def check_model(model: ModelConfig) -> None:
     for key, value, allowed in (("model.decoder.targets", d.targets, ("transcript", "translation")),
                                 ("model.decoder.train_vocab", d.train_vocab, ("full", "targets")),
                                 ("model.decoder.prompt", d.prompt, ("none", "variety")),
-                                ("model.guard.kind", model.guard.kind, ("none", "distill"))):
+                                ("model.guard.kind", model.guard.kind, ("none", "distill", "padded_teacher"))):
         if value not in allowed:
             raise ConfigError(f"{key}: expected one of {list(allowed)}, got {value!r}")
-    if model.guard.kind == "distill" and not d.pretrained:
-        raise ConfigError("model.guard.kind=distill: the teacher is Whisper's pretrained decoder; set model.decoder.pretrained")
+    if model.guard.kind in ("distill", "padded_teacher") and not d.pretrained:
+        raise ConfigError(f"model.guard.kind={model.guard.kind}: the teacher is Whisper's pretrained decoder; set "
+                          "model.decoder.pretrained")
+    if model.guard.kind == "padded_teacher" and model.encoder != "whisper":
+        raise ConfigError(f"model.guard.kind=padded_teacher: the teacher is pretrained Whisper; got model.encoder="
+                          f"{model.encoder!r}")
     if d.train_vocab == "targets" and not d.pretrained:
         raise ConfigError("model.decoder.train_vocab=targets: only a pretrained (BPE) decoder has unused output rows")
     if d.prompt == "variety" and not d.pretrained:
@@ -353,6 +359,9 @@ def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> Ex
         cfg = from_dict(ExperimentConfig, raw)
         check_data(cfg.data)
         check_model(cfg.model)
+        if cfg.data.pack.window and cfg.model.guard.kind == "padded_teacher":
+            raise ConfigError("model.guard.kind=padded_teacher caches per utterance; data.pack makes new windows "
+                              "every epoch (a packed run reads the padded format itself)")
         if cfg.data.pack.window and cfg.model.decoder.prompt == "variety" and cfg.data.pack.group != "variety":
             raise ConfigError("model.decoder.prompt=variety prompts a window with one label: set data.pack.group=variety")
         return cfg

@@ -129,12 +129,16 @@ def test_throughput_dry_configuration(bench, whisper_dir, tone_corpus, tmp_path)
                             "--cuts", str(tone_corpus["train"]), "--set", f"model.whisper.pretrained={whisper_dir}",
                             "--set", f"model.decoder.pretrained={whisper_dir}", "--set", "train.valid_retrieval_layers=[]",
                             "--steps", "1", "--warmup", "0", "--max-duration", "4", "--threads", "1",
-                            "--ablate", "pad30", "frozen", "ctc", "--out", str(out)])
+                            "--ablate", "pad30", "frozen", "ctc", "packed", "--out", str(out)])
     names = [r.name for r in rows]
-    assert names[0] == "speechalign recipe" and names[-1].startswith("transformers peer") and len(rows) == 5
+    assert names[0] == "speechalign recipe" and names[-1].startswith("transformers peer") and len(rows) == 6
     assert all(r.throughput > 0 and r.rss_peak > 0 and len(r.step_s) == 1 for r in rows)
-    # the same batches for every row: same audio and utterances per step
-    assert len({round(r.audio_s[0], 3) for r in rows}) == 1 and len({r.utts[0] for r in rows}) == 1
+    # the same batches for every row but the packed one: same audio and utterances per step
+    same = [r for r in rows if not r.name.startswith("speechalign, packed")]
+    assert len({round(r.audio_s[0], 3) for r in same}) == 1 and len({r.utts[0] for r in same}) == 1
+    packed = rows[4]
+    assert packed.name == "speechalign, packed 30-s windows (data.pack, pad30)"
+    assert 4 < packed.audio_s[0] <= 10 and packed.utts[0] < same[0].utts[0]   # a few windows of many cuts
     text = out.read_text()
     assert "ratio (speechalign recipe / transformers peer, audio-s per wall-s): " in text
     assert "| speechalign, Whisper 30-s padding (length_mode pad30) |" in text

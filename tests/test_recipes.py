@@ -23,3 +23,5 @@ def test_recipe_dry_run(recipe):
     assert parts["loss"] > 0 and all(v == v for v in parts.values())
     if cfg.model.ctc_weight < 1.0:
         assert "att" in parts
+    if cfg.model.guard.kind != "none":
+        assert parts[cfg.model.guard.kind] >= 0

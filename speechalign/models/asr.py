@@ -139,7 +139,7 @@ class ASRModel(nn.Module):
                                                [prefixes[i] for i in keep])
             out.update(att=att, att_acc=acc, loss=self.ctc_weight * ctc + (1 - self.ctc_weight) * att)
             if keep_attention:
-                out["attention"] = io
+                out["attention"] = {**io, "rows": keep}   # the batch items the decoder rows belong to
         return out
 
     def attention_loss(self, memory: torch.Tensor, lengths: torch.Tensor, targets: list[list[int]],

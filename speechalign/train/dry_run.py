@@ -10,9 +10,11 @@ from __future__ import annotations
 import copy
 import logging
 
-import torch
+import numpy as np
 
 from speechalign.config import ExperimentConfig
+from speechalign.data.dataset import Batch, collate_audio
+from speechalign.data.packing import join_audio
 from speechalign.models import build_model
 from speechalign.train.objectives import add_terms, build_terms
 
@@ -57,16 +59,23 @@ def miniature(cfg: ExperimentConfig) -> ExperimentConfig:
 
 
 def dry_run(cfg: ExperimentConfig, vocab_size: int = 50) -> dict:
-    """Returns the loss parts of one forward/backward of the full-size recipe model (random init)."""
+    """Returns the loss parts of one forward/backward of the full-size recipe model (random init). With
+    ``data.pack`` the fake batch is two windows of three utterances each, joined as the loader joins them."""
     cfg = copy.deepcopy(cfg)
     for sub in (cfg.model.whisper, cfg.model.wav2vec2):
         sub.pretrained = None
     _without_pretrained_decoder(cfg)
     model = build_model(cfg, vocab_size)
     model.encoder.enable_spec_augment(cfg.data.spec_augment)
-    wav = torch.randn(2, 16000 * 2) * 0.1
-    lens = torch.tensor([32000, 24000])
-    out = add_terms(model(wav, lens, [[3, 4, 5], [6, 7]], keep_attention=True), build_terms(cfg, model))
+    utts = [np.random.default_rng(i).standard_normal(16000 * 2 - 4000 * (i % 2)).astype(np.float32) * 0.1
+            for i in range(6 if cfg.data.pack.window else 2)]
+    targets = [[3 + i, 4 + i, 5][: 3 - i % 2] for i in range(len(utts))]
+    if cfg.data.pack.window:
+        utts = [join_audio(utts[:3], cfg.data.pack.gap), join_audio(utts[3:], cfg.data.pack.gap)]
+        targets = [sum(targets[:3], []), sum(targets[3:], [])]
+    wav, lens = collate_audio(utts)
+    batch = Batch(wav, lens, targets, [f"utt{i}" for i in range(len(utts))], ["A"] * len(utts), [""] * len(utts))
+    out = add_terms(model(wav, lens, targets, keep_attention=True), build_terms(cfg, model), batch)
     out["loss"].backward()
     parts = {k: float(v.detach()) for k, v in out.items()}
     log.info("dry run: %s encoder, %d layers, %.2fM parameters, losses %s", cfg.model.encoder,

@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from speechalign.models.asr import IGNORE, ASRModel, build_decoder
+from speechalign.models.encoders import WhisperSpeechEncoder, load_pretrained_whisper_encoder
 
 
 class DecoderDistillation(nn.Module):
@@ -26,7 +27,7 @@ class DecoderDistillation(nn.Module):
         self.teacher = teacher.eval().requires_grad_(False)
         self.weight, self.temperature = weight, temperature
 
-    def forward(self, out: dict) -> torch.Tensor | None:
+    def forward(self, out: dict, batch=None) -> torch.Tensor | None:
         io = out.get("attention")
         if io is None:
             return None
@@ -41,24 +42,74 @@ class DecoderDistillation(nn.Module):
         return kl * t * t / io["batch"]
 
 
+class PaddedTeacher(nn.Module):
+    """KL(teacher || student) per target token, towards the frozen pretrained Whisper (encoder and decoder)
+    reading the utterance padded to 30 s, the format it was trained on, while the student reads the trimmed
+    memory (the idea of FUTO's whisper-acft). The teacher's distributions over the training rows are computed
+    once per utterance, one utterance at a time, and kept in memory (float16), so later epochs cost nothing
+    and a resumed run recomputes them bit for bit."""
+
+    name = "padded_teacher"
+
+    def __init__(self, encoder: nn.Module, decoder: nn.Module, weight: float, temperature: float):
+        super().__init__()
+        self.encoder = encoder.eval().requires_grad_(False)
+        self.decoder = decoder.eval().requires_grad_(False)
+        self.weight, self.temperature = weight, temperature
+        self.cache: dict[str, torch.Tensor] = {}
+
+    @torch.no_grad()
+    def teacher_log_probs(self, cut_id: str, wav: torch.Tensor, n: int, tokens: torch.Tensor, positions: torch.Tensor,
+                          vocab: torch.Tensor | None) -> torch.Tensor:
+        """(len(positions), V) teacher log-probabilities (at temperature) of one utterance, cached by cut id."""
+        if cut_id not in self.cache:
+            enc = self.encoder(wav[None, :n], torch.tensor([n], device=wav.device))
+            memory_pad = torch.zeros(1, enc.last.shape[1], dtype=torch.bool, device=wav.device)
+            logits = self.decoder(tokens[None], enc.last, memory_pad, vocab=vocab)[0, positions]
+            self.cache[cut_id] = (logits.float() / self.temperature).log_softmax(-1).half().cpu()
+        return self.cache[cut_id].to(wav.device).float()
+
+    def forward(self, out: dict, batch=None) -> torch.Tensor | None:
+        io = out.get("attention")
+        if io is None or batch is None:
+            return None
+        mask = io["gold"] != IGNORE
+        target = torch.cat([self.teacher_log_probs(batch.ids[i], batch.wav[i], int(batch.wav_lens[i]),
+                                                   io["tokens"][r][: int((~io["token_pad"][r]).sum())],
+                                                   mask[r].nonzero()[:, 0], io["vocab"])
+                            for r, i in enumerate(io["rows"])])
+        student = (io["logits"].float() / self.temperature).log_softmax(-1)[mask]
+        kl = nn.functional.kl_div(student, target, log_target=True, reduction="sum")
+        return kl * self.temperature ** 2 / io["batch"]
+
+    def megabytes(self) -> float:
+        return sum(t.numel() * t.element_size() for t in self.cache.values()) / 2**20
+
+
 def build_terms(cfg, model: ASRModel) -> list[nn.Module]:
     """The configured extra loss terms (``model.guard``); empty for the plain hybrid loss."""
     guard = cfg.model.guard
     if guard.kind == "none" or guard.weight == 0:
         return []
     if model.decoder is None or cfg.model.ctc_weight >= 1.0:
-        raise ValueError("model.guard.kind=distill needs the attention branch (model.ctc_weight < 1)")
+        raise ValueError(f"model.guard.kind={guard.kind} needs the attention branch (model.ctc_weight < 1)")
     # The teacher is read from the pretrained files, so a resumed run gets the same one. Only dry runs
-    # (random-init miniatures, no pretrained dir) take a copy of the decoder as it starts.
-    teacher = build_decoder(cfg) if cfg.model.decoder.pretrained else copy.deepcopy(model.decoder)
-    return [DecoderDistillation(teacher.to(next(model.parameters()).device), guard.weight, guard.temperature)]
+    # (random-init miniatures, no pretrained dir) take a copy of the model as it starts.
+    device = next(model.parameters()).device
+    decoder = build_decoder(cfg) if cfg.model.decoder.pretrained else copy.deepcopy(model.decoder)
+    if guard.kind == "distill":
+        return [DecoderDistillation(decoder.to(device), guard.weight, guard.temperature)]
+    w = cfg.model.whisper
+    weights = load_pretrained_whisper_encoder(w.pretrained) if w.pretrained else copy.deepcopy(model.encoder.encoder)
+    encoder = WhisperSpeechEncoder(weights, "pad30")
+    return [PaddedTeacher(encoder.to(device), decoder.to(device), guard.weight, guard.temperature)]
 
 
-def add_terms(out: dict, terms: list[nn.Module]) -> dict:
+def add_terms(out: dict, terms: list[nn.Module], batch=None) -> dict:
     """Add each term's value (named) and weighted share of the loss to a forward's output, then drop the
-    decoder tensors kept for them."""
+    decoder tensors kept for them. ``batch``: the input batch, for terms that read its audio."""
     for term in terms:
-        value = term(out)
+        value = term(out, batch)
         if value is not None:
             out[term.name] = value
             out["loss"] = out["loss"] + term.weight * value

@@ -474,7 +474,7 @@ class Trainer:
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.cfg.train.bf16):
             out = add_terms(self.ddp_model(wav, lens, batch.targets, batch.texts, batch.translations,
                                            start_layer=start, keep_attention=bool(self.terms),
-                                           dialects=batch.dialects), self.terms)
+                                           dialects=batch.dialects), self.terms, batch)
         loss = out["loss"]
         finite = self.dist.all_true(bool(torch.isfinite(loss)))
         if finite:

@@ -61,7 +61,9 @@ def test_multidialect_then_yubao_dry_run(tmp_path):
     dirs = [fake_corpora.kespeech_tree(tmp_path / "ke", KESPEECH_PARTS),
             fake_corpora.mdcc_tree(tmp_path / "mdcc"), fake_corpora.cv_tree(tmp_path / "cv"),
             fake_corpora.yubao_tree(tmp_path / "yubao")]
-    run_egs("multidialect", *[a for d in dirs for a in ("--corpus-dir", d)], "--out", tmp_path / "exp", "--dry-run")
+    run = run_egs("multidialect", *[a for d in dirs for a in ("--corpus-dir", d)], "--out", tmp_path / "exp",
+                  "--dry-run")
+    assert "packed into 30-s windows" in run.stdout + run.stderr    # the recipe's data.pack reaches training
     out = tmp_path / "exp" / "dry-run"
     for test_set in ("kespeech_test", "mdcc_test", "commonvoice-zh-HK_test", "commonvoice-zh-CN_test"):
         assert (out / "asr" / "decode" / "avg-last1" / f"cer-{test_set}-joint_beam.md").is_file()

@@ -330,3 +330,47 @@ def test_variety_prompt_needs_whisper_decoder():
         load_config(None, ["model.decoder.prompt=variety"])
     with pytest.raises(ConfigError, match="model.decoder.prompt"):
         load_config(None, ["model.decoder.prompt=dialect"])
+
+
+TEACHER = ["model.guard.kind=padded_teacher", "model.guard.weight=0.5"]
+
+
+def test_the_padded_teacher_cache_equals_a_live_teacher_on_the_30_s_memory(parallel_corpus, whisper_pair, tmp_path):
+    from speechalign.models.asr import build_decoder
+    from speechalign.models.encoders import WhisperSpeechEncoder, load_pretrained_whisper_encoder
+
+    cfg = _cfg(parallel_corpus, whisper_pair, *TEACHER, "model.decoder.train_vocab=targets")
+    trainer = Trainer(cfg, tmp_path / "exp")
+    (term,) = trainer.terms
+    batch, model = _batch(trainer), trainer.model.eval()
+    out = model(batch.wav, batch.wav_lens, batch.targets, batch.texts, keep_attention=True)
+    io = out["attention"]
+    cached = term(out, batch)
+    assert sorted(term.cache) == sorted(batch.ids) and torch.equal(term(out, batch), cached)
+    # live and batched: pretrained Whisper's encoder reading each utterance padded to 30 s, its decoder
+    live_encoder = WhisperSpeechEncoder(load_pretrained_whisper_encoder(str(whisper_pair[0])), "pad30").eval()
+    with torch.no_grad():
+        memory = live_encoder(batch.wav, batch.wav_lens).last
+        assert memory.shape[1] == 1500
+        teacher = build_decoder(cfg).eval()(io["tokens"], memory, torch.zeros(memory.shape[:2], dtype=torch.bool),
+                                            io["token_pad"], vocab=io["vocab"])
+    mask = io["gold"] != IGNORE
+    kl = torch.nn.functional.kl_div(io["logits"].detach()[mask].log_softmax(-1), teacher[mask].log_softmax(-1),
+                                    log_target=True, reduction="sum") / len(batch.ids)
+    assert float(kl) > 1e-3                                   # the student reads the trimmed memory
+    torch.testing.assert_close(cached, kl, rtol=2e-3, atol=1e-4)   # the cache is float16
+    kl_grad = term({**out}, batch)
+    kl_grad.backward()
+    assert model.decoder.layers.norm.weight.grad.abs().sum() > 0
+    assert all(p.grad is None for p in term.parameters())
+
+
+def test_padded_teacher_resumes_exactly_and_needs_whisper(parallel_corpus, whisper_pair, tmp_path):
+    straight, (a, b) = _straight_and_resumed(parallel_corpus, whisper_pair, tmp_path, *TEACHER)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert "train_padded_teacher" in __import__("yaml").safe_load(
+        (straight / "checkpoints" / "step-4" / "metrics.yaml").read_text())
+    with pytest.raises(ConfigError, match="padded_teacher: the teacher is pretrained Whisper"):
+        load_config(None, ["model.decoder.pretrained=x", *TEACHER])
+    with pytest.raises(ConfigError, match="padded_teacher caches per utterance"):
+        load_config(None, ["model.encoder=whisper", "model.decoder.pretrained=x", "data.pack.window=30", *TEACHER])
