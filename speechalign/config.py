@@ -362,6 +362,9 @@ def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> Ex
         if cfg.data.pack.window and cfg.model.guard.kind == "padded_teacher":
             raise ConfigError("model.guard.kind=padded_teacher caches per utterance; data.pack makes new windows "
                               "every epoch (a packed run reads the padded format itself)")
+        if cfg.data.pack.window and cfg.model.decoder.targets == "translation":
+            raise ConfigError("data.pack: packed windows learn transcripts; model.decoder.targets=translation is "
+                              "not implemented for them")
         if cfg.data.pack.window and cfg.model.decoder.prompt == "variety" and cfg.data.pack.group != "variety":
             raise ConfigError("model.decoder.prompt=variety prompts a window with one label: set data.pack.group=variety")
         return cfg

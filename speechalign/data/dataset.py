@@ -73,6 +73,7 @@ class Batch:
     seconds: float = 0.0       # audio duration of the usable items
     bad: list[BadItem] = field(default_factory=list)
     translations: list[str | None] = field(default_factory=list)   # Mandarin sentence per item, or None
+    parts: list[list[str]] = field(default_factory=list)   # a packed window's texts one by one (else [text])
 
     def to(self, device) -> "Batch":
         self.wav, self.wav_lens = self.wav.to(device), self.wav_lens.to(device)
@@ -207,7 +208,7 @@ class SpeechDataset(torch.utils.data.Dataset):
         texts = [m["text"] for m in metas]
         targets = [self.tokenizer.encode(t) for t in texts] if self.tokenizer else [[] for _ in texts]
         return Batch(wav, lens, targets, [m["id"] for m in metas], [m["dialect"] for m in metas], texts,
-                     seconds, bad, [m["translation"] for m in metas])
+                     seconds, bad, [m["translation"] for m in metas], [m["parts"] for m in metas])
 
 
 class UsableForTraining:

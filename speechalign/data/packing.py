@@ -32,8 +32,8 @@ class Window:
 @dataclass
 class TargetBudget:
     """The longest attention target a window may hold: the decoder's positions less its prefix and end token
-    (Whisper: 448). Counted per cut, plus one token per joint, because byte-level BPE may tokenize a joined
-    text differently at the joint."""
+    (Whisper: 448). A window's target is its cuts' tokens one after another (``ASRModel.attention_targets``),
+    so the count is exact."""
 
     limit: int
     vocab: object = None            # a WhisperVocab (BPE), or None: one token per character
@@ -74,11 +74,11 @@ class WindowPacker:
             key = _variety(cut) if self.group == "variety" else ""
             tokens = self.budget.cost(cut) if self.budget else 0
             fits = [w for w in open_by_group.get(key, []) if w.seconds + self.gap + cut.duration <= self.window
-                    and (self.budget is None or w.tokens + 1 + tokens <= self.budget.limit)]
+                    and (self.budget is None or w.tokens + tokens <= self.budget.limit)]
             if fits:
                 fits[0].cuts.append(cut)
                 fits[0].seconds += self.gap + cut.duration
-                fits[0].tokens += 1 + tokens
+                fits[0].tokens += tokens
                 continue
             new = Window([cut], cut.duration, tokens, rng.random() < self.single_share)
             windows.append(new)
@@ -119,12 +119,13 @@ def join_texts(texts: list[str]) -> str:
 
 
 def join_meta(metas: list[dict]) -> dict:
-    """One window's metadata from its cuts' (``cut_meta``): ids joined with '+', texts joined, the variety
-    when all agree (else "mixed"), translations joined when every cut has one."""
+    """One window's metadata from its cuts' (``cut_meta``): ids joined with '+', texts joined (and kept apart
+    in "parts"), the variety when all agree (else "mixed"), translations joined when every cut has one."""
     if len(metas) == 1:
-        return metas[0]
+        return {**metas[0], "parts": [metas[0]["text"]]}
     dialects = {m["dialect"] for m in metas}
     translations = [m["translation"] for m in metas]
     return {"id": "+".join(m["id"] for m in metas), "text": join_texts([m["text"] for m in metas]),
+            "parts": [m["text"] for m in metas],
             "dialect": dialects.pop() if len(dialects) == 1 else "mixed",
             "translation": join_texts(translations) if all(translations) else None}

@@ -55,7 +55,8 @@ class ASRModel(nn.Module):
 
     def attention_targets(self, targets: list[list[int]], texts: list[str] | None,
                           translations: list[str | None] | None = None) -> list[list[int] | None]:
-        """Token ids the attention branch learns per utterance: the transcript (ASR-only), or with
+        """Token ids the attention branch learns per utterance: the transcript (ASR-only; an item of ``texts``
+        may be a packed window's list of texts), or with
         ``model.decoder.targets=translation`` the Mandarin sentence (None where a cut has none)."""
         if self.att_targets == "translation":
             if translations is None:
@@ -67,7 +68,10 @@ class ASRModel(nn.Module):
             return targets
         if texts is None:
             raise ValueError("a BPE attention decoder needs the batch texts")
-        return [self.att_vocab.encode(t) for t in texts]
+        # A packed window's texts are encoded one by one: byte-level BPE would merge characters across the
+        # joint into tokens no single cut has (outside a restricted training softmax).
+        return [self.att_vocab.encode(t) if isinstance(t, str) else [i for p in t for i in self.att_vocab.encode(p)]
+                for t in texts]
 
     def prefixes(self, dialects: list[str] | None, n: int) -> list[list[int]]:
         """The decoder prefix of each of ``n`` utterances. With ``model.decoder.prompt=variety`` a cut of a

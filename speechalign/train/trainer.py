@@ -472,7 +472,7 @@ class Trainer:
             wav, lens = self.cache.batch(batch.ids, wav, lens)
             start = self.cfg.model.freeze.first_layers
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.cfg.train.bf16):
-            out = add_terms(self.ddp_model(wav, lens, batch.targets, batch.texts, batch.translations,
+            out = add_terms(self.ddp_model(wav, lens, batch.targets, batch.parts or batch.texts, batch.translations,
                                            start_layer=start, keep_attention=bool(self.terms),
                                            dialects=batch.dialects), self.terms, batch)
         loss = out["loss"]

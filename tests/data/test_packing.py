@@ -43,8 +43,8 @@ def test_every_cut_once_in_order_and_every_window_within_its_length(ds, share, g
         seconds = sum(c.duration for c in w.cuts) + 0.3 * (len(w.cuts) - 1)
         assert seconds <= 30.0 + 1e-9 and w.seconds == pytest.approx(seconds)
         assert not w.single or len(w.cuts) == 1
-        if budget and len(w.cuts) > 1:   # the decoder's positions: the texts plus one token per joint
-            assert sum(len(c.supervisions[0].text) for c in w.cuts) + len(w.cuts) - 1 <= limit
+        if budget and len(w.cuts) > 1:   # the decoder's positions
+            assert sum(len(c.supervisions[0].text) for c in w.cuts) <= limit
         if group == "variety":
             assert len({c.supervisions[0].language for c in w.cuts}) == 1
 
@@ -101,6 +101,7 @@ def test_a_packed_batch_is_each_window_s_audio_and_texts_joined(tones):
     batch = SpeechDataset(packer=packer)[CutSet.from_cuts(cuts)]
     assert batch.ids == ["+".join(c.id for c in w.cuts) for w in windows]
     assert batch.texts == ["".join(c.supervisions[0].text for c in w.cuts) for w in windows]
+    assert batch.parts == [[c.supervisions[0].text for c in w.cuts] for w in windows]
     assert batch.seconds == pytest.approx(sum(c.duration for c in cuts))
     for i, w in enumerate(windows):
         gap = np.zeros(4000, dtype=np.float32)

@@ -24,8 +24,8 @@ def test_windows_hold_no_more_target_tokens_than_the_decoder_has_positions(paral
     packer, model = trainer.loader.dataset.packer, trainer.model
     assert packer.budget.limit == model.decoder.max_len - len(model.att_prefix) - 1 == 59
     windows = packer.plan(list(load_cuts(parallel_corpus["train"])))
-    assert len(windows) > 2 and all(len(model.att_vocab.encode(
-        "".join(c.supervisions[0].text for c in w.cuts))) <= 59 for w in windows)
+    assert len(windows) > 2 and all(sum(len(model.att_vocab.encode(c.supervisions[0].text)) for c in w.cuts) <= 59
+                                    for w in windows)
 
 
 def test_packed_window_loss_equals_its_audio_and_text_joined_by_hand(parallel_corpus, whisper_pair, tmp_path):
@@ -39,7 +39,7 @@ def test_packed_window_loss_equals_its_audio_and_text_joined_by_hand(parallel_co
     wav = np.concatenate([parts[0], gap, parts[1], gap, parts[2]])
     text = "".join(c.supervisions[0].text for c in cuts)
     with torch.no_grad():
-        packed = model(batch.wav, batch.wav_lens, batch.targets, batch.texts)
+        packed = model(batch.wav, batch.wav_lens, batch.targets, batch.parts)
         by_hand = model(torch.from_numpy(wav)[None], torch.tensor([len(wav)]), [trainer.tokenizer.encode(text)], [text])
         alone = model(torch.from_numpy(parts[0])[None], torch.tensor([len(parts[0])]),
                       [trainer.tokenizer.encode(cuts[0].supervisions[0].text)], [cuts[0].supervisions[0].text])
@@ -83,3 +83,17 @@ def test_a_packed_experiment_decodes_in_its_format(packed_exp, parallel_corpus):
     for mode in ("ctc_greedy", "attention_beam"):
         scorer = decode(packed_exp, [parallel_corpus["dev"]], mode=mode, beam=2)["par_dev"]
         assert scorer.overall().utts == 12
+
+
+def test_a_window_s_attention_target_is_its_cuts_tokens_one_after_another():
+    from types import SimpleNamespace
+
+    from speechalign.models.asr import ASRModel
+
+    class MergingBpe:   # like Whisper's byte-level BPE, it has one token for 甲乙 that neither cut alone uses
+        def encode(self, text):
+            return [100] if text == "甲乙" else [ord(c) for c in text]
+
+    model = SimpleNamespace(att_targets="transcript", att_vocab=MergingBpe())
+    targets = ASRModel.attention_targets(model, [[], []], [["甲", "乙"], "甲乙"])
+    assert targets == [[ord("甲"), ord("乙")], [100]]
