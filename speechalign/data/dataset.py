@@ -16,6 +16,7 @@ import torch
 from lhotse import CutSet, set_audio_duration_mismatch_tolerance
 from lhotse.cut import Cut
 from lhotse.dataset import DynamicBucketingSampler, DynamicCutSampler
+from lhotse.dataset.sampling.base import TimeConstraint
 from lhotse.utils import compute_num_samples
 
 from speechalign.data.audio import quiet_id3
@@ -255,10 +256,15 @@ def train_cuts(corpora, seed: int, metadata_only: bool = False) -> CutSet:
 
 
 def train_sampler(cuts: CutSet, max_duration: float, num_buckets: int, shuffle: bool, seed: int,
-                  world_size: int = 1, rank: int = 0, buffer_size: int = 10000
+                  world_size: int = 1, rank: int = 0, buffer_size: int = 10000, packed: bool = False
                   ) -> DynamicBucketingSampler | DynamicCutSampler:
-    """Bucketing over a lazy CutSet: only ``buffer_size`` cuts are held in memory at a time. One bucket is
-    a plain shuffle buffer (packed windows mix short and long cuts; lhotse's bucketing needs two or more)."""
+    """Bucketing over a lazy CutSet: only ``buffer_size`` cuts are held in memory at a time. One bucket, or
+    ``packed`` windows, is a plain shuffle buffer. lhotse counts a batch's duration with its padding (the longest
+    cut times their number); packed cuts are not padded, so their batch counts the sum of their durations."""
+    if packed:
+        constraint = TimeConstraint(max_duration=max_duration, concatenate_cuts=True)
+        return DynamicCutSampler(cuts, constraint=constraint, shuffle=shuffle, drop_last=True, seed=seed,
+                                 world_size=world_size, rank=rank, shuffle_buffer_size=buffer_size)
     if num_buckets <= 1:
         return DynamicCutSampler(cuts, max_duration=max_duration, shuffle=shuffle, drop_last=True, seed=seed,
                                  world_size=world_size, rank=rank, shuffle_buffer_size=buffer_size)

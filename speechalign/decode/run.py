@@ -101,15 +101,18 @@ def decode_encoded(model, enc, log_probs: torch.Tensor, mode: str, beam: int, ct
                          "and encode) and takes no character LM")
     if mode == "ctc_greedy":
         return ctc_greedy(log_probs, enc.lengths)
+    # CTC searches read the utterance's own frames: in a 30-s window (whisper pad30) the rest is padding, where a
+    # trained head emits blank, and a search over it costs up to 1,500 frames per step; the decoder reads it all.
+    speech = enc.speech_lengths
     nbest = None
     if ctc_search is not None and mode in ("ctc_prefix_beam", "attention_rescoring"):
-        nbest = ctc_search(log_probs, enc.lengths)
+        nbest = ctc_search(log_probs, speech)
         if mode == "ctc_prefix_beam":
             return [list(hyps[0].tokens) if hyps else [] for hyps in nbest]
     out = []
     prefixes = model.prefixes(dialects, len(enc.lengths)) if model.decoder is not None else None
-    for i, n in enumerate(enc.lengths.tolist()):
-        lp = log_probs[i, :n]
+    for i, (n, m) in enumerate(zip(enc.lengths.tolist(), speech.tolist())):
+        lp = log_probs[i, :m]
         if mode == "ctc_prefix_beam":
             out.append(list(ctc_prefix_beam(lp.cpu().numpy(), beam)[0][0]))
         elif mode == "attention_rescoring":

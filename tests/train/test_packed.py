@@ -28,6 +28,14 @@ def test_windows_hold_no_more_target_tokens_than_the_decoder_has_positions(paral
                                     for w in windows)
 
 
+def test_a_packed_batch_holds_max_duration_of_audio_not_of_padding(parallel_corpus, whisper_pair, tmp_path):
+    # lhotse's default constraint counts the longest cut times their number: 55 of 100 s in the first packed run
+    cfg = whisper_cfg(parallel_corpus, whisper_pair, *PACK, "data.max_duration=12")
+    batches = [list(cuts) for cuts in Trainer(cfg, tmp_path / "exp").sampler]
+    assert batches and all(10.0 <= sum(c.duration for c in b) <= 12.0 + 0.75 for b in batches)
+    assert any(max(c.duration for c in b) * len(b) > 12.75 for b in batches)   # more than padding would allow
+
+
 def test_packed_window_loss_equals_its_audio_and_text_joined_by_hand(parallel_corpus, whisper_pair, tmp_path):
     trainer = Trainer(whisper_cfg(parallel_corpus, whisper_pair, *PACK), tmp_path / "exp")
     model = trainer.model.eval()
@@ -80,7 +88,7 @@ def test_a_packed_experiment_embeds_one_utterance_per_window_sliced_to_its_frame
 
 
 def test_a_packed_experiment_decodes_in_its_format(packed_exp, parallel_corpus):
-    for mode in ("ctc_greedy", "attention_beam"):
+    for mode in ("ctc_greedy", "attention_beam", "joint_beam"):   # joint_beam: CTC over the utterance's frames
         scorer = decode(packed_exp, [parallel_corpus["dev"]], mode=mode, beam=2)["par_dev"]
         assert scorer.overall().utts == 12
 
