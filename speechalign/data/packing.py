@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 import numpy as np
 from lhotse.cut import Cut
 
+from speechalign.data.manifest import cut_meta
+
 SAMPLE_RATE = 16000
 
 
@@ -37,12 +39,10 @@ class TargetBudget:
 
     limit: int
     vocab: object = None            # a WhisperVocab (BPE), or None: one token per character
-    translation: bool = False       # the decoder learns the cuts' Mandarin translations
 
     def cost(self, cut: Cut) -> int:
-        sup = cut.supervisions[0] if cut.supervisions else None
-        text = ((sup.custom or {}).get("translation") if self.translation else sup.text) if sup else ""
-        return len(self.vocab.encode(text or "")) if self.vocab is not None else len(text or "")
+        text = cut_meta(cut)["text"]
+        return len(self.vocab.encode(text)) if self.vocab is not None else len(text)
 
 
 @dataclass
@@ -71,7 +71,7 @@ class WindowPacker:
             if cut.duration > self.window:
                 raise ValueError(f"cut {cut.id} of {cut.duration:.2f} s does not fit a {self.window:g}-s window "
                                  "(data.max_utt_duration must not exceed data.pack.window)")
-            key = _variety(cut) if self.group == "variety" else ""
+            key = cut_meta(cut)["dialect"] if self.group == "variety" else ""
             tokens = self.budget.cost(cut) if self.budget else 0
             fits = [w for w in open_by_group.get(key, []) if w.seconds + self.gap + cut.duration <= self.window
                     and (self.budget is None or w.tokens + tokens <= self.budget.limit)]
@@ -85,10 +85,6 @@ class WindowPacker:
             if not new.single:
                 open_by_group.setdefault(key, []).append(new)
         return windows
-
-
-def _variety(cut: Cut) -> str:
-    return (cut.supervisions[0].language if cut.supervisions else None) or "unknown"
 
 
 def fit_length(audio: np.ndarray, duration: float) -> np.ndarray:

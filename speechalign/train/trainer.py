@@ -286,7 +286,7 @@ class Trainer:
         if m.decoder is None or m.ctc_weight >= 1.0:
             return None
         reserve = len(m.att_prefix) + 1 + (32 if m.prompt == "variety" else 0)
-        return TargetBudget(m.decoder.max_len - reserve, m.att_vocab, m.att_targets == "translation")
+        return TargetBudget(m.decoder.max_len - reserve, m.att_vocab)
 
     def _scan_training_data(self, usable: UsableForTraining) -> int:
         """One streaming pass over the training manifests (metadata only): counts the usable cuts and why
