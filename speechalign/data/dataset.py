@@ -255,6 +255,22 @@ def train_cuts(corpora, seed: int, metadata_only: bool = False) -> CutSet:
     return CutSet.mux(*sets, weights=[c.weight for c in corpora], seed=seed)
 
 
+class PackedCutSampler(DynamicCutSampler):
+    """lhotse's dynamic sampler with batches of ``max_duration`` seconds of audio, not of padded audio
+    (``TimeConstraint(concatenate_cuts=True)``): packed cuts carry no padding. lhotse cannot checkpoint a
+    custom constraint in general; this one is rebuilt from ``max_duration``, so the state is the rest."""
+
+    def __init__(self, cuts, max_duration: float, **kwargs):
+        super().__init__(cuts, constraint=TimeConstraint(max_duration=max_duration, concatenate_cuts=True), **kwargs)
+
+    def state_dict(self) -> dict:
+        constraint, self.constraint = self.constraint, None
+        try:
+            return super().state_dict()
+        finally:
+            self.constraint = constraint
+
+
 def train_sampler(cuts: CutSet, max_duration: float, num_buckets: int, shuffle: bool, seed: int,
                   world_size: int = 1, rank: int = 0, buffer_size: int = 10000, packed: bool = False
                   ) -> DynamicBucketingSampler | DynamicCutSampler:
@@ -262,9 +278,8 @@ def train_sampler(cuts: CutSet, max_duration: float, num_buckets: int, shuffle: 
     ``packed`` windows, is a plain shuffle buffer. lhotse counts a batch's duration with its padding (the longest
     cut times their number); packed cuts are not padded, so their batch counts the sum of their durations."""
     if packed:
-        constraint = TimeConstraint(max_duration=max_duration, concatenate_cuts=True)
-        return DynamicCutSampler(cuts, constraint=constraint, shuffle=shuffle, drop_last=True, seed=seed,
-                                 world_size=world_size, rank=rank, shuffle_buffer_size=buffer_size)
+        return PackedCutSampler(cuts, max_duration, shuffle=shuffle, drop_last=True, seed=seed,
+                                world_size=world_size, rank=rank, shuffle_buffer_size=buffer_size)
     if num_buckets <= 1:
         return DynamicCutSampler(cuts, max_duration=max_duration, shuffle=shuffle, drop_last=True, seed=seed,
                                  world_size=world_size, rank=rank, shuffle_buffer_size=buffer_size)
