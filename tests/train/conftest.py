@@ -11,7 +11,7 @@ from safetensors.torch import save_file
 from speechalign.models.decoder import AttentionDecoder
 
 SPECIALS = ["<|endoftext|>", "<|startoftranscript|>", "<|zh|>", "<|transcribe|>", "<|notimestamps|>",
-            "<|startofprev|>"]
+            "<|startofprev|>", "<|translate|>"]   # <|translate|>: a multilingual layout, as export expects
 ARCH = dict(d_model=32, num_layers=1, num_heads=2, ffn_dim=64, max_len=64, activation="gelu",
             learned_positions=True, scale_embedding=False, tie_output=True)
 
