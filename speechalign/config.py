@@ -159,6 +159,9 @@ class ModelConfig:
     conformer: ConformerEncoderConfig = field(default_factory=ConformerEncoderConfig)
     decoder: DecoderConfig = field(default_factory=DecoderConfig)
     ctc_weight: float = 1.0
+    # Scale of the CTC loss's gradient into the encoder (the head always learns at full weight); below 1, a
+    # cold CTC head's blank-plateau gradients cannot swamp what the pretrained decoder teaches the encoder.
+    ctc_encoder_grad: float = 1.0
     freeze: FreezeConfig = field(default_factory=FreezeConfig)
     lora: LoraConfig = field(default_factory=LoraConfig)
     guard: GuardConfig = field(default_factory=GuardConfig)
@@ -233,6 +236,8 @@ def check_model(model: ModelConfig) -> None:
     if model.freeze.cache_states and (model.encoder != "whisper" or model.whisper.length_mode != "trim"):
         raise ConfigError("model.freeze.cache_states: implemented for the whisper encoder in length_mode=trim "
                           f"(got {model.encoder!r}, {model.whisper.length_mode!r})")
+    if not 0.0 <= model.ctc_encoder_grad <= 1.0:
+        raise ConfigError(f"model.ctc_encoder_grad: expected a scale in [0, 1], got {model.ctc_encoder_grad}")
     if model.lora.rank < 0:
         raise ConfigError(f"model.lora.rank: expected >= 0, got {model.lora.rank}")
 

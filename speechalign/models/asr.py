@@ -29,6 +29,7 @@ class ASRModel(nn.Module):
         self.vocab_size = vocab_size
         self.sos_eos = 2
         self.ctc_weight = cfg.model.ctc_weight
+        self.ctc_encoder_grad = cfg.model.ctc_encoder_grad
         self.ctc = nn.Linear(encoder.dim, vocab_size)
         d = cfg.model.decoder
         if decoder is None and d.num_layers > 0:
@@ -103,8 +104,13 @@ class ASRModel(nn.Module):
             return self.encoder(wav, wav_lens)
         return self.encoder.run_layers(wav, wav_lens, start_layer)
 
-    def ctc_log_probs(self, enc: EncoderOutput) -> torch.Tensor:
-        return self.ctc(enc.last).float().log_softmax(-1)
+    def ctc_log_probs(self, enc: EncoderOutput, encoder_grad: float = 1.0) -> torch.Tensor:
+        """CTC log-probabilities; ``encoder_grad`` scales the gradient the CTC loss sends into the encoder
+        (the forward value is unchanged)."""
+        states = enc.last
+        if encoder_grad != 1.0:
+            states = states.detach() + encoder_grad * (states - states.detach())
+        return self.ctc(states).float().log_softmax(-1)
 
     def forward(self, wav: torch.Tensor, wav_lens: torch.Tensor, targets: list[list[int]],
                 texts: list[str] | None = None, translations: list[str | None] | None = None,
@@ -125,7 +131,7 @@ class ASRModel(nn.Module):
         device = enc.last.device
         target_lens = torch.tensor([len(t) for t in targets], device=device)
         flat = torch.tensor([i for t in targets for i in t], dtype=torch.long, device=device)
-        log_probs = self.ctc_log_probs(enc)
+        log_probs = self.ctc_log_probs(enc, self.ctc_encoder_grad if self.training else 1.0)
         ctc = nn.functional.ctc_loss(log_probs.transpose(0, 1), flat, enc.lengths, target_lens,
                                      blank=0, reduction="sum", zero_infinity=False) / batch
         out = {"ctc": ctc, "loss": ctc}
