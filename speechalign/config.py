@@ -60,6 +60,9 @@ class DataConfig:
     max_bad_fraction: float = 0.1       # unreadable items per epoch tolerated (dropped and counted) before stopping
     pack: PackConfig = field(default_factory=PackConfig)   # training batches of packed windows (max_duration
                                                            # then counts the audio of all windows of a batch)
+    # Times per epoch a variety's usable training cuts are seen (e.g. {Mandarin: 5}: four more copies, with
+    # their own ids); the share of a variety a model must keep, without a separate manifest.
+    oversample: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass
@@ -261,6 +264,9 @@ def check_data(data: DataConfig) -> None:
             raise ConfigError("data.pack: windows are joined as audio; set data.features=audio")
         if data.max_utt_duration > p.window:
             raise ConfigError(f"data.max_utt_duration={data.max_utt_duration} exceeds data.pack.window={p.window}")
+    for variety, times in data.oversample.items():
+        if times < 1:
+            raise ConfigError(f"data.oversample.{variety}: expected a number of times >= 1, got {times}")
     if not 0.0 <= data.max_bad_fraction <= 1.0:
         raise ConfigError(f"data.max_bad_fraction: expected a fraction in [0, 1], got {data.max_bad_fraction}")
 
@@ -275,6 +281,10 @@ def _is_instance(value, tp) -> bool:
         return value is None
     if origin is list:
         return isinstance(value, list)
+    if origin is dict:
+        key_type, value_type = typing.get_args(tp)
+        return isinstance(value, dict) and all(_is_instance(k, key_type) and _is_instance(v, value_type)
+                                               for k, v in value.items())
     if tp is float:
         return isinstance(value, (int, float)) and not isinstance(value, bool)
     if tp is int:

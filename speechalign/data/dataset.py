@@ -255,6 +255,36 @@ def train_cuts(corpora, seed: int, metadata_only: bool = False) -> CutSet:
     return CutSet.mux(*sets, weights=[c.weight for c in corpora], seed=seed)
 
 
+class OfVariety:
+    """Keeps the cuts of one variety (a picklable predicate)."""
+
+    def __init__(self, variety: str):
+        self.variety = variety
+
+    def __call__(self, cut: Cut) -> bool:
+        return cut_meta(cut)["dialect"] == self.variety
+
+
+class CopyId:
+    """Renames a cut to its ``k``-th oversampled copy, so ids stay unique."""
+
+    def __init__(self, k: int):
+        self.k = k
+
+    def __call__(self, cut: Cut) -> Cut:
+        return cut.with_id(f"{cut.id}#copy{self.k}")
+
+
+def oversampled(cuts: CutSet, times: dict[str, int]) -> CutSet:
+    """``cuts`` plus ``times[v] - 1`` renamed copies of variety v's cuts (data.oversample); the training
+    sampler's shuffle buffer mixes them in."""
+    out = cuts
+    for variety, n in sorted(times.items()):
+        for k in range(1, n):
+            out = out + cuts.filter(OfVariety(variety)).map(CopyId(k))
+    return out
+
+
 class PackedCutSampler(DynamicCutSampler):
     """lhotse's dynamic sampler with batches of ``max_duration`` seconds of audio, not of padded audio
     (``TimeConstraint(concatenate_cuts=True)``): packed cuts carry no padding. lhotse cannot checkpoint a

@@ -23,7 +23,7 @@ from tqdm import tqdm
 
 from speechalign.config import ExperimentConfig, save_config
 from speechalign.data.dataset import (SpeechDataset, UsableForTraining, default_num_workers, eval_loader, make_loader,
-                                      train_cuts, train_sampler)
+                                      oversampled, train_cuts, train_sampler)
 from speechalign.data.features import frontend_for
 from speechalign.data.manifest import DuplicateIds, ManifestError, cut_meta, open_cuts, refuse_duplicates
 from speechalign.data.packing import TargetBudget, WindowPacker
@@ -253,9 +253,10 @@ class Trainer:
         cfg = self.cfg.data
         usable = UsableForTraining(cfg.min_utt_duration, cfg.max_utt_duration, self.model.encoder.frame_shift)
         kept = self._scan_training_data(usable)
-        self.epoch_items = kept * (1 + len(cfg.speed_perturb))
+        per_epoch = sum(n * cfg.oversample.get(variety, 1) for variety, n in kept.items())
+        self.epoch_items = per_epoch * (1 + len(cfg.speed_perturb))
         # Lazy all the way: the manifests are read as the sampler's buffer needs them.
-        cuts = train_cuts(cfg.train, self.cfg.train.seed).filter(usable)
+        cuts = oversampled(train_cuts(cfg.train, self.cfg.train.seed).filter(usable), cfg.oversample)
         for factor in cfg.speed_perturb:
             cuts = cuts + cuts.perturb_speed(factor)
         # lhotse asserts on more buckets than cuts; a tiny corpus simply gets fewer buckets.
@@ -288,18 +289,20 @@ class Trainer:
         reserve = len(m.att_prefix) + 1 + (32 if m.prompt == "variety" else 0)
         return TargetBudget(m.decoder.max_len - reserve, m.att_vocab)
 
-    def _scan_training_data(self, usable: UsableForTraining) -> int:
-        """One streaming pass over the training manifests (metadata only): counts the usable cuts and why
-        others are left out, and rejects duplicate cut ids, in memory that does not hold the cuts."""
+    def _scan_training_data(self, usable: UsableForTraining) -> dict[str, int]:
+        """One streaming pass over the training manifests (metadata only): counts the usable cuts per variety
+        and why others are left out, and rejects duplicate cut ids, in memory that does not hold the cuts."""
         reasons: dict[str, int] = {}
-        dups, kept, total = DuplicateIds(), 0, 0
+        kept: dict[str, int] = {}
+        dups, total = DuplicateIds(), 0
         for cut in tqdm(train_cuts(self.cfg.data.train, self.cfg.train.seed, True), desc="scan training data",
                         unit="cut", disable=not self.dist.main, mininterval=5):
             total += 1
             dups.add(cut.id)
             why = usable.reason(cut)
             if why is None:
-                kept += 1
+                variety = cut_meta(cut)["dialect"]
+                kept[variety] = kept.get(variety, 0) + 1
             else:
                 reasons[why] = reasons.get(why, 0) + 1
         repeated = dups.find(train_cuts(self.cfg.data.train, self.cfg.train.seed, True))
@@ -308,10 +311,13 @@ class Trainer:
                 refuse_duplicates([p for c in self.cfg.data.train for p in c.cuts], dups)
             raise ManifestError(f"data.train: duplicate cut id(s) {repeated} (ids must be unique across corpora)")
         if reasons:
-            log.warning("train: filtered %d of %d cuts: %s", total - kept, total,
+            log.warning("train: filtered %d of %d cuts: %s", total - sum(kept.values()), total,
                         ", ".join(f"{n} {r}" for r, n in sorted(reasons.items(), key=lambda x: -x[1])))
         if not kept:
             raise ValueError(f"train: no usable cuts left after filtering ({reasons})")
+        absent = sorted(set(self.cfg.data.oversample) - set(kept))
+        if absent:
+            raise ValueError(f"data.oversample: no usable training cut of {absent} (varieties: {sorted(kept)})")
         return kept
 
     def _restore(self) -> None:
