@@ -28,15 +28,18 @@ def levers(exp_dir: Path) -> dict[str, str]:
     memory = m.whisper.length_mode if m.encoder == "whisper" else "-"
     if m.encoder == "whisper" and m.whisper.tail_seconds:
         memory += f" + {m.whisper.tail_seconds:g} s silence"
+    if cfg.data.pack.window:
+        memory += f", packed {cfg.data.pack.window:g} s ({cfg.data.pack.group}, {cfg.data.pack.single_share:.0%} single)"
     targets = "translation (not ASR-only)" if m.decoder.targets == "translation" else "transcript"
     if m.decoder.prompt == "variety":
         targets += ", variety prompt"
     return {"targets": targets,
             "trained": f"LoRA r{m.lora.rank}" if m.lora.rank else f"layers {m.freeze.first_layers}+ in full",
             "guard": m.guard.kind if m.guard.kind == "none" else f"{m.guard.kind} {m.guard.weight:g}",
-            "loss": f"{m.ctc_weight:g} / {m.decoder.label_smoothing:g} / {m.decoder.dropout:g}",
+            "loss": f"{m.ctc_weight:g}" + (f" (encoder x{m.ctc_encoder_grad:g})" if m.ctc_encoder_grad != 1 else "")
+                    + f" / {m.decoder.label_smoothing:g} / {m.decoder.dropout:g}",
             "lr": f"{o.encoder_lr or o.lr:g} / {o.decoder_lr or o.lr:g}", "memory": memory,
-            "data": "+".join(corpora)}
+            "data": "+".join(corpora) + "".join(f", {v} x{n}" for v, n in sorted(cfg.data.oversample.items()))}
 
 
 def checkpoint_metrics(exp_dir: Path) -> list[dict]:
@@ -61,7 +64,10 @@ def run_row(exp_dir: Path, cer_name: str) -> dict:
     r1 = validated[-1]["valid_r1"] if validated else {}
     cer_path = exp_dir / "decode" / (f"{checkpoint}/{Path(cer_name).name}" if checkpoint else cer_name)
     cer = read_cer_table(cer_path) if cer_path.is_file() else {}
-    row = {"name": exp_dir.name, **levers(exp_dir), "steps": last["step"], "minutes": training_minutes(last), "r1": r1,
+    seconds = training_minutes(last) * 60
+    row = {"name": exp_dir.name, **levers(exp_dir), "steps": last["step"], "minutes": seconds / 60, "r1": r1,
+           "step_s": seconds / last["step"] if last["step"] else None,
+           "audio_rate": last["train_audio_s"] / seconds if seconds and "train_audio_s" in last else None,
            "r1_step": validated[-1]["valid_step"] if validated else None, "cer": cer}
     if checkpoint:
         row["name"] += f" @ {checkpoint}"
@@ -76,6 +82,10 @@ def _r1_cell(row: dict, layer: int) -> str:
     return f"{row['r1'][layer]:.1f}" + (f" (step {row['r1_step']})" if row["r1_step"] != row["steps"] else "")
 
 
+def _number(value: float | None, digits: int) -> str:
+    return "n/a" if value is None else f"{value:.{digits}f}"
+
+
 def ablation_table(exp_dirs: list[Path], cer_name: str, out: Path, order: list[str] | None = None) -> Path:
     """Markdown and TSV of the runs side by side; ``cer_name`` is a decode report under each run's
     ``decode/`` (e.g. ``avg-last3/cer-goo-gi_dev-attention_beam.tsv``)."""
@@ -85,16 +95,17 @@ def ablation_table(exp_dirs: list[Path], cer_name: str, out: Path, order: list[s
     dialects += sorted({d for r in rows for d in r["cer"]} - set(dialects) - {"overall"}) + ["overall"]
     header = ["run", "targets", "trained", "guard", "CTC weight / smoothing / decoder dropout",
               "lr (encoder / decoder)", "memory", "data",
-              *(f"R@1 L{k}" for k in layers), *dialects, "steps", "minutes"]
+              *(f"R@1 L{k}" for k in layers), *dialects, "steps", "minutes", "s / step", "audio s / s"]
     lines = []
     for r in rows:
         lines.append([r["name"], r["targets"], r["trained"], r["guard"], r["loss"], r["lr"], r["memory"], r["data"],
                       *(_r1_cell(r, k) for k in layers),
                       *(f"{r['cer'][d]:.1f}" if d in r["cer"] else "n/a" for d in dialects),
-                      str(r["steps"]), f"{r['minutes']:.1f}"])
+                      str(r["steps"]), f"{r['minutes']:.1f}", _number(r["step_s"], 2), _number(r["audio_rate"], 1)])
     write_text(out.with_suffix(".tsv"), tsv(header, lines))
     md = (f"Runs side by side: dev YuBao-protocol SeqSim R@1 % (mean off-diagonal, at each run's last validation), "
-          f"CER % per variety from `{cer_name}`, training steps and minutes (compute + data wait).\n\n"
+          f"CER % per variety from `{cer_name}`, training steps and minutes (compute + data wait), seconds per step "
+          f"and audio seconds trained per second (n/a: a run from before the trainer counted its audio).\n\n"
           + markdown(header, lines))
     write_text(out.with_suffix(".md"), md)
     return out.with_suffix(".md")

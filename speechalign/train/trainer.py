@@ -135,7 +135,7 @@ class Trainer:
         self.step, self.epoch, self.nan_run, self.nan_total = 0, 0, 0, 0
         self.consumed = 0                       # batches of this epoch taken from the loader
         self.bad = {"total": 0, "epoch": 0, "first": []}
-        self.timing = {"data_wait": 0.0, "compute": 0.0}
+        self.timing = {"data_wait": 0.0, "compute": 0.0, "audio": 0.0}   # seconds; audio: trained on (this rank)
         if self.resume_from is not None:
             self._restore()
         elif self.dist.main:
@@ -329,6 +329,7 @@ class Trainer:
         self.nan_total = state.get("nan_total", 0)
         self.run_id = state.get("run_id")   # None: a run from before run ids, whose checkpoints have none
         self.bad = state.get("bad", self.bad)
+        self.timing.update(state.get("timing", {}))   # a resumed run reports its whole training time
         per_rank = state["per_rank"]
         if len(per_rank) != self.dist.world_size:
             raise ValueError(f"{step_dir}: saved with {len(per_rank)} processes, resuming with {self.dist.world_size}")
@@ -382,6 +383,7 @@ class Trainer:
                 computed = time.perf_counter()
                 self._micro_step(batch.to(self.device), acc)
                 self.timing["compute"] += time.perf_counter() - computed
+                self.timing["audio"] += batch.seconds
                 micro += 1
                 if micro % self.cfg.optim.accum_grad or not self._optimizer_step(acc):
                     continue
@@ -581,7 +583,7 @@ class Trainer:
             return None
         state = {"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
                  "step": self.step, "epoch": self.epoch, "nan_total": self.nan_total, "per_rank": per_rank,
-                 "bad": self.bad, **({"run_id": self.run_id} if self.run_id else {})}
+                 "bad": self.bad, "timing": dict(self.timing), **({"run_id": self.run_id} if self.run_id else {})}
         log.info("step %d: %s", self.step, self._timing_line())
         # A time cap makes results depend on the machine's speed: the report says so.
         stopped = {"stopped_by": "max_minutes", "max_minutes": self.cfg.train.max_minutes} if out_of_time else {}
@@ -590,6 +592,7 @@ class Trainer:
                    **{f"train_{k}": round(v, 5) for k, v in stats.items() if isinstance(v, float)},
                    "train_data_wait_s": round(self.timing["data_wait"], 3),
                    "train_compute_s": round(self.timing["compute"], 3),
+                   "train_audio_s": round(self.timing["audio"], 1),
                    "train_bad_items": self.bad["total"], **({"train_bad_first": self.bad["first"][:5]} if self.bad["total"] else {}),
                    "arithmetic": arithmetic(self.device),
                    **(self.last_valid if self.last_valid.get("valid_step") == self.step else {})}

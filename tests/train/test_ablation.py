@@ -6,7 +6,7 @@ from speechalign.cli import main
 from speechalign.config import load_config, save_config
 
 
-def _fake_run(root, name, overrides, r1, cer, last_valid=200):
+def _fake_run(root, name, overrides, r1, cer, last_valid=200, audio=None):
     exp = root / name
     save_config(load_config(None, [f"data.train=[{{cuts: [d/goo-gi_cuts_train.jsonl.gz, d/kasu100_cuts_train.jsonl.gz]}}]",
                                    *overrides]), exp / "config.yaml")
@@ -15,6 +15,8 @@ def _fake_run(root, name, overrides, r1, cer, last_valid=200):
         d.mkdir(parents=True)
         (d / "model.safetensors").write_bytes(b"")
         metrics = {"step": step, "train_compute_s": 60.0 * step / 100, "train_data_wait_s": 6.0 * step / 100}
+        if audio is not None:
+            metrics["train_audio_s"] = audio * step / 100
         if valid:
             metrics.update(valid)
         if step == last_valid:
@@ -35,18 +37,26 @@ def test_ablation_rows_read_levers_validation_and_cer(tmp_path, capsys):
     c = _fake_run(tmp_path, "tail", ["model.encoder=whisper", "model.whisper.tail_seconds=3", "optim.encoder_lr=1e-5", "optim.decoder_lr=2e-5",
                                      "model.ctc_weight=0.3", "model.decoder.label_smoothing=0", "model.decoder.dropout=0"],
                   {4: 41.0, 5: 51.0}, {"Mandarin": 50.0, "overall": 60.0}, last_valid=100)
+    d = _fake_run(tmp_path, "packed", ["model.encoder=whisper", "model.whisper.length_mode=pad30", "data.pack.window=30",
+                                       "data.pack.single_share=0.1", "data.oversample={Mandarin: 5}",
+                                       "model.ctc_weight=0.3", "model.ctc_encoder_grad=0.05"],
+                  {4: 42.0, 5: 52.0}, {"Mandarin": 12.0, "overall": 40.0}, audio=1320.0)
     (a / "decode" / "wise-decoder-0.7").mkdir()
     (a / "decode" / "wise-decoder-0.7" / "cer-dev-attention_beam.tsv").write_text(
         "# header\ndialect\tCER%\tutts\n" + "Mandarin\t7.5\t1\noverall\t31.0\t1\n")
-    main(["compare", "ablation", str(a), str(b), str(c), f"{a}@wise-decoder-0.7", "--cer", "avg/cer-dev-attention_beam.tsv",
+    main(["compare", "ablation", str(a), str(b), str(c), f"{a}@wise-decoder-0.7", str(d), "--cer", "avg/cer-dev-attention_beam.tsv",
           "--out", str(tmp_path / "t"), "--order", "Mandarin"])
     rows = [line.split("\t") for line in (tmp_path / "t.tsv").read_text(encoding="utf-8").splitlines()]
-    header, full, lora, tail, wise = rows
+    header, full, lora, tail, wise, packed = rows
     assert header == ["run", "targets", "trained", "guard", "CTC weight / smoothing / decoder dropout",
                       "lr (encoder / decoder)", "memory", "data", "R@1 L4", "R@1 L5", "Mandarin", "Hakka", "overall",
-                      "steps", "minutes"]
+                      "steps", "minutes", "s / step", "audio s / s"]
+    # 200 steps in 120 s of compute + 12 s of data wait; no audio count (a run from before the trainer kept one)
     assert full == ["full", "transcript", "layers 0+ in full", "none", "1 / 0.1 / 0.1", "0.001 / 0.001", "-",
-                    "goo-gi+kasu100", "40.0", "50.5", "9.5", "n/a", "30.0", "200", "2.2"]
+                    "goo-gi+kasu100", "40.0", "50.5", "9.5", "n/a", "30.0", "200", "2.2", "0.66", "n/a"]
+    assert packed[4] == "0.3 (encoder x0.05) / 0.1 / 0.1"
+    assert packed[6:8] == ["pad30, packed 30 s (mixed, 10% single)", "goo-gi+kasu100, Mandarin x5"]
+    assert packed[-2:] == ["0.66", "20.0"]   # 2,640 s of audio in 132 s
     assert lora[1:4] == ["translation (not ASR-only), variety prompt", "LoRA r8", "distill 0.3"] and lora[7] == "goo-gi+kasu100"
     assert lora[8:10] == ["45.0", "55.2"] and lora[10] == "n/a"
     assert tail[4:7] == ["0.3 / 0 / 0", "1e-05 / 2e-05", "trim + 3 s silence"]

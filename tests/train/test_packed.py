@@ -3,6 +3,7 @@ of a window, exact resume with a loader worker, and evaluation of the experiment
 
 import numpy as np
 import pytest
+import yaml
 import soundfile as sf
 import torch
 from lhotse import CutSet
@@ -64,6 +65,11 @@ def test_packed_training_resumes_exactly_with_a_loader_worker(parallel_corpus, w
     train(whisper_cfg(parallel_corpus, whisper_pair, *extra), exp, resume=True)
     a, b = (load_file(str(d / "checkpoints" / "step-4" / "model.safetensors")) for d in (straight, exp))
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    # The audio trained on (and the training time) of a resumed run count both of its parts.
+    audio = [yaml.safe_load((d / "checkpoints" / "step-4" / "metrics.yaml").read_text())["train_audio_s"]
+             for d in (straight, exp)]
+    half = yaml.safe_load((exp / "checkpoints" / "step-2" / "metrics.yaml").read_text())["train_audio_s"]
+    assert audio[0] == pytest.approx(audio[1], abs=0.2) and 0 < half < audio[1]
 
 
 @pytest.fixture(scope="module")
