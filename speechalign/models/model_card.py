@@ -6,6 +6,7 @@ what the card tells a reader to run is what was checked to reproduce speechalign
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 _LOAD = {
@@ -361,3 +362,17 @@ def _usage(fmt: str, meta: dict, model_dir: str) -> list[str]:
                "`vocab.json` is the same mapping, which `Wav2Vec2CTCTokenizer.from_pretrained`") + " loads too:", "",
             "```python", code[1].rstrip(), "```", ""]
     return out
+
+
+def card_namespace(model_dir: Path, blocks: int | None = None) -> dict:
+    """Run the python blocks of an exported model's card (``README.md``) in one namespace, as a reader would;
+    ``blocks``: only the first that many."""
+    card = (Path(model_dir) / "README.md").read_text(encoding="utf-8")
+    code = re.findall(r"```python\n(.*?)```", card, flags=re.S)
+    if not code:
+        raise ValueError(f"{model_dir}/README.md: no python code blocks (not a speechalign export?)")
+    namespace: dict = {}
+    for block in code[:blocks]:
+        exec(compile(block, str(Path(model_dir) / "README.md"), "exec"), namespace)
+    return namespace
+

@@ -1,7 +1,6 @@
 """speechalign export: the hf directory reproduces speechalign's states with plain transformers (the model
 card's own code), the ONNX graph reproduces PyTorch's CTC log-probabilities and transcripts."""
 
-import re
 
 import numpy as np
 import pytest
@@ -17,6 +16,7 @@ from speechalign.decode.run import transcribe
 from speechalign.models.asr import build_model
 from speechalign.models.experiment import load_experiment
 from speechalign.models.export import load_hf_export
+from speechalign.models.model_card import card_namespace
 from speechalign.models.onnx_ctc import OnnxCTC
 from speechalign.text import CharTokenizer
 from speechalign.text.tokenizer import SPECIALS
@@ -63,17 +63,6 @@ def utterances(seed: int = 0) -> list[np.ndarray]:
         x = 0.1 * rng.standard_normal(n) + 0.3 * np.sin(2 * np.pi * (150 + 90 * i) * t[:n])
         out.append(x.astype(np.float32))
     return out
-
-
-def card_namespace(out_dir) -> dict:
-    """Execute the model card's python blocks, as a reader would."""
-    card = (out_dir / "README.md").read_text(encoding="utf-8")
-    blocks = re.findall(r"```python\n(.*?)```", card, flags=re.S)
-    assert blocks
-    namespace = {}
-    for block in blocks:
-        exec(compile(block, str(out_dir / "README.md"), "exec"), namespace)
-    return namespace
 
 
 def reference(exp_dir, wavs):

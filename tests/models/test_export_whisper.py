@@ -17,11 +17,12 @@ from speechalign.decode.attention import attention_beam
 from speechalign.models.asr import build_model
 from speechalign.models.ct2_import import import_whisper
 from speechalign.models.experiment import ATT_TRAIN_VOCAB, load_experiment, read_ids, write_ids
+from speechalign.models.model_card import card_namespace
 from speechalign.text import CharTokenizer
 from speechalign.text.tokenizer import SPECIALS
 from speechalign.text.whisper_vocab import WhisperVocab
 from tests.conftest import TONE_CHARS
-from tests.models.test_export import card_namespace, make_experiment, reference
+from tests.models.test_export import make_experiment, reference
 
 pytest.importorskip("ctranslate2", reason="pip ctranslate2 builds the tiny pretrained Whisper")
 from tests.tiny_whisper import convert_to_ct2, make_tiny_whisper  # noqa: E402

@@ -7,7 +7,6 @@ references. Run by stage 8 of egs/goo-gi/run.sh, after `speechalign export --for
 """
 
 import argparse
-import re
 import sys
 from pathlib import Path
 
@@ -15,17 +14,7 @@ from speechalign.atomic import write_text
 from speechalign.data.dataset import read_item
 from speechalign.data.manifest import cut_meta, open_cuts
 from speechalign.decode.cer import CerScorer
-
-
-def card_functions(exported: Path) -> dict:
-    """The python blocks of the exported model card, run in one namespace (they define transcribe_whisper and
-    transcribe_faster_whisper, loading the model from ``exported``)."""
-    card = (exported / "README.md").read_text(encoding="utf-8")
-    blocks = re.findall(r"```python\n(.*?)```", card, flags=re.S)
-    namespace: dict = {}
-    for block in blocks[:2]:   # the pipeline, then faster-whisper; the later ones are the encoder and CTC head
-        exec(compile(block, f"{exported}/README.md", "exec"), namespace)
-    return namespace
+from speechalign.models.model_card import card_namespace
 
 
 def main() -> None:
@@ -35,7 +24,8 @@ def main() -> None:
     p.add_argument("--per-variety", type=int, default=2, help="files per variety (the first by id)")
     p.add_argument("--out", type=Path, required=True)
     args = p.parse_args()
-    fns = card_functions(args.exported)
+    # The card's first blocks: transformers' pipeline, then faster-whisper (the later ones: encoder and CTC head).
+    fns = card_namespace(args.exported, blocks=2)
     taken: dict[str, int] = {}
     rows, scorers = [], {"transformers pipeline": CerScorer(), "faster-whisper": CerScorer()}
     for cut in sorted(open_cuts(args.cuts), key=lambda c: c.id):
