@@ -153,15 +153,21 @@ _FASTER_WHISPER = '''ct2-transformers-converter --model {model_dir} --output_dir
 
 _FASTER_WHISPER_PY = '''import json
 
+import numpy as np
+
 
 def transcribe_faster_whisper(audio, ct2_dir: str = model_dir + "-ct2", compute_type: str = "int8") -> str:
     """A file name or 16-kHz mono float32 array -> faster-whisper's transcript of the converted model,
-    decoded as speechalign decodes (greedy, nothing suppressed that training did not exclude)."""
-    from faster_whisper import WhisperModel
+    decoded as speechalign decodes (greedy, nothing suppressed that training did not exclude). Short audio
+    is padded to 30 s as a waveform, as transformers and speechalign pad it: faster-whisper would pad the
+    log-mel features instead, an input the model never saw (on goo-gi it then stops after a word or two)."""
+    from faster_whisper import WhisperModel, decode_audio
 
+    wav = decode_audio(audio) if isinstance(audio, str) else np.asarray(audio, dtype=np.float32)
+    wav = np.pad(wav, (0, max(0, 480000 - len(wav))))
     model = WhisperModel(ct2_dir, device="cpu", compute_type=compute_type)
     suppress = json.load(open(f"{{model_dir}}/generation_config.json")).get("suppress_tokens") or []
-    segments, _ = model.transcribe(audio, language={language!r}, beam_size=1, temperature=0.0,
+    segments, _ = model.transcribe(wav, language={language!r}, beam_size=1, temperature=0.0,
                                    without_timestamps=True, suppress_blank=False, suppress_tokens=suppress,
                                    condition_on_previous_text=False, no_speech_threshold=None)
     return "".join(s.text for s in segments)
