@@ -64,10 +64,10 @@ def run_row(exp_dir: Path, cer_name: str) -> dict:
     r1 = validated[-1]["valid_r1"] if validated else {}
     cer_path = exp_dir / "decode" / (f"{checkpoint}/{Path(cer_name).name}" if checkpoint else cer_name)
     cer = read_cer_table(cer_path) if cer_path.is_file() else {}
-    seconds = training_minutes(last) * 60
-    row = {"name": exp_dir.name, **levers(exp_dir), "steps": last["step"], "minutes": seconds / 60, "r1": r1,
-           "step_s": seconds / last["step"] if last["step"] else None,
-           "audio_rate": last["train_audio_s"] / seconds if seconds and "train_audio_s" in last else None,
+    minutes = training_minutes(last)
+    row = {"name": exp_dir.name, **levers(exp_dir), "steps": last["step"], "minutes": minutes, "r1": r1,
+           "step_s": 60 * minutes / last["step"] if last["step"] else None,
+           "audio_rate": last["train_audio_s"] / (60 * minutes) if minutes and "train_audio_s" in last else None,
            "r1_step": validated[-1]["valid_step"] if validated else None, "cer": cer}
     if checkpoint:
         row["name"] += f" @ {checkpoint}"
