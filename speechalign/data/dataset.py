@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import os
+import random
 import warnings
 from dataclasses import dataclass, field
 from itertools import islice
@@ -17,7 +18,7 @@ from lhotse import CutSet, set_audio_duration_mismatch_tolerance
 from lhotse.cut import Cut
 from lhotse.dataset import DynamicBucketingSampler, DynamicCutSampler
 from lhotse.dataset.sampling.base import TimeConstraint
-from lhotse.utils import compute_num_samples
+from lhotse.utils import compute_num_samples, streaming_shuffle
 
 from speechalign.data.audio import quiet_id3
 from speechalign.data.features import EncoderFrontend, FrontendConfig, valid_frames
@@ -301,12 +302,57 @@ class PackedCutSampler(DynamicCutSampler):
             self.constraint = constraint
 
 
+class VarietyRuns:
+    """The training stream shuffled per epoch (as lhotse's samplers shuffle it) and reordered into runs of one
+    variety, each closed by the cut that takes it past ``seconds``: the rule by which lhotse closes a packed
+    batch, so a sampler of ``max_duration=seconds`` reading this stream yields one run per batch. The partial runs
+    left at the end of an epoch come last, one variety after another."""
+
+    def __init__(self, cuts: CutSet, seconds: float, seed: int, buffer_size: int):
+        self.cuts, self.seconds, self.seed, self.buffer_size = cuts, seconds, seed, buffer_size
+        self.epoch = 0
+
+    def __iter__(self) -> Iterator[Cut]:
+        runs: dict[str, list[Cut]] = {}
+        totals: dict[str, float] = {}
+        for cut in streaming_shuffle(iter(self.cuts), bufsize=self.buffer_size,
+                                     rng=random.Random(self.seed + self.epoch)):
+            variety = cut_meta(cut)["dialect"]
+            runs.setdefault(variety, []).append(cut)
+            totals[variety] = totals.get(variety, 0.0) + cut.duration
+            if totals[variety] > self.seconds:
+                yield from runs.pop(variety)
+                del totals[variety]
+        for run in runs.values():
+            yield from run
+
+
+class VarietyRunSampler(PackedCutSampler):
+    """Packed batches of one variety each (``data.pack.group=variety``): windows of one variety are then as
+    full as mixed ones. A mixed shuffle would leave each variety a few seconds per batch, and a batch of ten
+    varieties ten sparse windows (measured: 24.6 s per step against 8.8). Resume replays the epoch's batches
+    from the same seed, as lhotse's samplers do."""
+
+    def __init__(self, cuts, max_duration: float, seed: int, shuffle_buffer_size: int, **kwargs):
+        self.runs = VarietyRuns(cuts, max_duration, seed, shuffle_buffer_size)
+        super().__init__(CutSet(self.runs), max_duration, shuffle=False, seed=seed,
+                         shuffle_buffer_size=shuffle_buffer_size, **kwargs)
+
+    def __iter__(self) -> "VarietyRunSampler":
+        self.runs.epoch = self.epoch
+        return super().__iter__()
+
+
 def train_sampler(cuts: CutSet, max_duration: float, num_buckets: int, shuffle: bool, seed: int,
-                  world_size: int = 1, rank: int = 0, buffer_size: int = 10000, packed: bool = False
-                  ) -> DynamicBucketingSampler | DynamicCutSampler:
+                  world_size: int = 1, rank: int = 0, buffer_size: int = 10000, packed: bool = False,
+                  by_variety: bool = False) -> DynamicBucketingSampler | DynamicCutSampler:
     """Bucketing over a lazy CutSet: only ``buffer_size`` cuts are held in memory at a time. One bucket, or
     ``packed`` windows, is a plain shuffle buffer. lhotse counts a batch's duration with its padding (the longest
-    cut times their number); packed cuts are not padded, so their batch counts the sum of their durations."""
+    cut times their number); packed cuts are not padded, so their batch counts the sum of their durations.
+    ``by_variety`` (packed, shuffled): every batch holds one variety (:class:`VarietyRunSampler`)."""
+    if packed and by_variety and shuffle:
+        return VarietyRunSampler(cuts, max_duration, seed, buffer_size, drop_last=True, world_size=world_size,
+                                 rank=rank)
     if packed:
         return PackedCutSampler(cuts, max_duration, shuffle=shuffle, drop_last=True, seed=seed,
                                 world_size=world_size, rank=rank, shuffle_buffer_size=buffer_size)
