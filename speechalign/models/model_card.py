@@ -131,10 +131,15 @@ _ENCODER_LOAD = {
            "encoder_load": "WhisperForConditionalGeneration.from_pretrained(model_dir).get_encoder()"},
 }
 
-_PIPELINE = '''import numpy as np
+_PIPELINE = '''import logging
+
+import numpy as np
 from transformers import pipeline
 
 model_dir = {model_dir!r}
+# Whisper's generate applies the suppression list below itself; transformers' generic generate then restores it
+# from the model's defaults and prints all of it (tens of thousands of ids) as a warning. The output is the same.
+logging.getLogger("transformers.generation.utils").setLevel(logging.ERROR)
 # generation_config.json prompts <|startoftranscript|><|{language}|><|transcribe|><|notimestamps|>, as the decoder was
 # trained, and suppresses only what speechalign's decoding suppresses.
 asr = pipeline("automatic-speech-recognition", model=model_dir)
