@@ -330,7 +330,7 @@ class VarietyRuns:
 class VarietyRunSampler(PackedCutSampler):
     """Packed batches of one variety each (``data.pack.group=variety``): windows of one variety are then as
     full as mixed ones. A mixed shuffle would leave each variety a few seconds per batch, and a batch of ten
-    varieties ten sparse windows (measured: 24.6 s per step against 8.8). Resume replays the epoch's batches
+    varieties ten sparse windows (measured: about 24 s per step against 8.8). Resume replays the epoch's batches
     from the same seed, as lhotse's samplers do."""
 
     def __init__(self, cuts, max_duration: float, seed: int, shuffle_buffer_size: int, **kwargs):
