@@ -10,7 +10,7 @@ from lhotse import CutSet
 from safetensors.torch import load_file
 
 from speechalign.data.dataset import SpeechDataset
-from speechalign.data.manifest import load_cuts
+from speechalign.data.manifest import cut_meta, load_cuts
 from speechalign.data.packing import WindowPacker
 from speechalign.decode.run import decode
 from speechalign.retrieval.embed import EmbeddingStore, build_source, embed
@@ -35,6 +35,14 @@ def test_a_packed_batch_holds_max_duration_of_audio_not_of_padding(parallel_corp
     batches = [list(cuts) for cuts in Trainer(cfg, tmp_path / "exp").sampler]
     assert batches and all(10.0 <= sum(c.duration for c in b) <= 12.0 + 0.75 for b in batches)
     assert any(max(c.duration for c in b) * len(b) > 12.75 for b in batches)   # more than padding would allow
+
+
+def test_windows_of_one_variety_come_from_batches_of_one_variety(parallel_corpus, whisper_pair, tmp_path):
+    cfg = whisper_cfg(parallel_corpus, whisper_pair, "data.pack={window: 30, gap: 0.3, group: variety}",
+                      "model.whisper.length_mode=pad30", "data.max_duration=4")
+    batches = [[cut_meta(c)["dialect"] for c in cuts] for cuts in Trainer(cfg, tmp_path / "exp").sampler]
+    assert len(batches) >= 4 and {d for b in batches for d in b} == {"A", "B"}
+    assert all(len(set(b)) == 1 for b in batches[:-2])   # only the epoch's two leftover runs may share a batch
 
 
 def test_packed_window_loss_equals_its_audio_and_text_joined_by_hand(parallel_corpus, whisper_pair, tmp_path):
