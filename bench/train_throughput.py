@@ -9,7 +9,7 @@ speechalign's trainer against the transformers peer, in one process, same model,
   full transformers model (``<model.whisper.pretrained>/hf``, as fetch-pretrained writes it), fed the very
   batches speechalign's sampler drew (same cut ids, so the same batch duration), with the recipe's
   gradient accumulation.
-* ``--ablate pad30 frozen ctc packed`` turns speechalign's differences off one at a time, a row each
+* ``--ablate pad30 frozen ctc packed packed_variety`` turns speechalign's differences off one at a time, a row each
   (``packed``: the cuts packed back to back into 30-s windows, 100 s of audio per batch):
   ``pad30`` = model.whisper.length_mode=pad30 (Whisper's 30-s padding instead of trimming to the audio);
   ``frozen`` = nothing frozen (front end, first layers and decoder embedding trained);
@@ -70,6 +70,10 @@ ABLATIONS = {
     "packed": ("speechalign, packed 30-s windows (data.pack, pad30)", [
         "model.whisper.length_mode=pad30", "model.freeze.cache_states=false", "data.num_buckets=1",
         "data.pack={window: 30, gap: 0.3, single_share: 0.1}"]),
+    # The same, with windows of one variety: the sampler draws runs of one variety (VarietyRunSampler).
+    "packed_variety": ("speechalign, packed 30-s windows of one variety (data.pack.group variety)", [
+        "model.whisper.length_mode=pad30", "model.freeze.cache_states=false", "data.num_buckets=1",
+        "data.pack={window: 30, gap: 0.3, single_share: 0.1, group: variety}"]),
 }
 PACKED_BATCH = 2.5
 
@@ -250,7 +254,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=2, help="torch intra-op threads (default 2)")
     p.add_argument("--ablate", nargs="*", default=[], choices=sorted(ABLATIONS),
                    help="speechalign differences to turn off, one row each: pad30 frozen ctc; packed: the cuts "
-                        "packed into 30-s windows (issue 31)")
+                        "packed into 30-s windows (issue 31); packed_variety: windows of one variety")
     p.add_argument("--no-peer", action="store_true", help="speechalign rows only")
     p.add_argument("--out", help="write the markdown table here too")
     return p.parse_args(argv)
@@ -271,7 +275,7 @@ def main(argv: list[str] | None = None) -> list[Row]:
                                          f"length_mode {base.model.whisper.length_mode}")]
     for a in args.ablate:
         extra = ABLATIONS[a][1] + ([f"data.max_duration={PACKED_BATCH * base.data.max_duration:g}"]
-                                   if a == "packed" else [])
+                                   if a.startswith("packed") else [])
         configs.append((ABLATIONS[a][0], extra, " ".join(extra)))
     for name, extra, note in configs:
         cfg = train_profile.profile_config(args.config, args.cuts, args.max_duration, args.threads,

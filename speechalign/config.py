@@ -36,6 +36,9 @@ class PackConfig:
     gap: float = 0.3                    # seconds of silence between two cuts of a window
     single_share: float = 0.0           # share of windows that hold one cut alone (padded, as evaluation reads it)
     group: str = "mixed"                # "mixed" or "variety": a window holds cuts of one variety only
+    # share of windows whose decoder target carries Whisper's timestamp tokens around each cut (its prefix then
+    # leaves out <|notimestamps|>), as Whisper's long-form pretraining data did; needs a pretrained Whisper decoder
+    timestamp_share: float = 0.0
 
 
 @dataclass
@@ -258,6 +261,8 @@ def check_data(data: DataConfig) -> None:
     if p.window:
         if not 0.0 < p.window <= 30.0 or p.gap < 0 or not 0.0 <= p.single_share <= 1.0:
             raise ConfigError(f"data.pack: expected 0 < window <= 30 s, gap >= 0 and 0 <= single_share <= 1, got {p}")
+        if not 0.0 <= p.timestamp_share <= 1.0:
+            raise ConfigError(f"data.pack.timestamp_share: expected a share in [0, 1], got {p.timestamp_share}")
         if p.group not in ("mixed", "variety"):
             raise ConfigError(f"data.pack.group: expected 'mixed' or 'variety', got {p.group!r}")
         if data.features != "audio":
@@ -380,6 +385,9 @@ def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> Ex
         if cfg.data.pack.window and cfg.model.decoder.targets == "translation":
             raise ConfigError("data.pack: packed windows learn transcripts; model.decoder.targets=translation is "
                               "not implemented for them")
+        if cfg.data.pack.timestamp_share and not (cfg.data.pack.window and cfg.model.decoder.pretrained):
+            raise ConfigError("data.pack.timestamp_share: timestamp tokens are Whisper's; they need packed windows "
+                              "(data.pack.window) and a pretrained Whisper decoder (model.decoder.pretrained)")
         if cfg.data.pack.window and cfg.model.decoder.prompt == "variety" and cfg.data.pack.group != "variety":
             raise ConfigError("model.decoder.prompt=variety prompts a window with one label: set data.pack.group=variety")
         return cfg

@@ -23,7 +23,7 @@ from lhotse.utils import compute_num_samples, streaming_shuffle
 from speechalign.data.audio import quiet_id3
 from speechalign.data.features import EncoderFrontend, FrontendConfig, valid_frames
 from speechalign.data.manifest import cut_meta, open_cuts
-from speechalign.data.packing import WindowPacker, fit_length, join_audio, join_meta
+from speechalign.data.packing import WindowPacker, fit_length, join_audio, join_meta, spans
 from speechalign.text import CharTokenizer
 
 log = logging.getLogger("speechalign.data")
@@ -76,6 +76,8 @@ class Batch:
     bad: list[BadItem] = field(default_factory=list)
     translations: list[str | None] = field(default_factory=list)   # Mandarin sentence per item, or None
     parts: list[list[str]] = field(default_factory=list)   # a packed window's texts one by one (else [text])
+    # per item, the (start, end) second of each part when its target carries timestamp tokens, else None
+    spans: list[list[tuple[float, float]] | None] = field(default_factory=list)
 
     def to(self, device) -> "Batch":
         self.wav, self.wav_lens = self.wav.to(device), self.wav_lens.to(device)
@@ -186,11 +188,11 @@ class SpeechDataset(torch.utils.data.Dataset):
 
     def __getitem__(self, cuts: CutSet) -> Batch:
         if self.packer is not None:
-            groups = [w.cuts for w in self.packer.plan(list(cuts))]
+            groups = [(w.cuts, w.timestamps) for w in self.packer.plan(list(cuts))]
         else:
-            groups = [[cut] for cut in cuts.sort_by_duration(ascending=False)]
-        arrays, metas, bad, seconds = [], [], [], 0.0
-        for group in groups:
+            groups = [([cut], False) for cut in cuts.sort_by_duration(ascending=False)]
+        arrays, metas, timed, bad, seconds = [], [], [], [], 0.0
+        for group, timestamps in groups:
             parts, part_metas = [], []
             for cut in group:
                 try:
@@ -204,13 +206,15 @@ class SpeechDataset(torch.utils.data.Dataset):
                 continue
             if self.packer is not None:
                 parts = [fit_length(a, m["duration"]) for a, m in zip(parts, part_metas)]
-            arrays.append(join_audio(parts, self.packer.gap if self.packer else 0.0))
+            gap = self.packer.gap if self.packer else 0.0
+            arrays.append(join_audio(parts, gap))
             metas.append(join_meta(part_metas))
+            timed.append(spans([m["duration"] for m in part_metas], gap) if timestamps else None)
         wav, lens = collate_audio(arrays)
         texts = [m["text"] for m in metas]
         targets = [self.tokenizer.encode(t) for t in texts] if self.tokenizer else [[] for _ in texts]
         return Batch(wav, lens, targets, [m["id"] for m in metas], [m["dialect"] for m in metas], texts,
-                     seconds, bad, [m["translation"] for m in metas], [m["parts"] for m in metas])
+                     seconds, bad, [m["translation"] for m in metas], [m["parts"] for m in metas], timed)
 
 
 class UsableForTraining:

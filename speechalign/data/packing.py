@@ -29,6 +29,7 @@ class Window:
     seconds: float = 0.0            # audio plus the gaps between cuts
     tokens: int = 0                 # attention target tokens, when the packer has a budget
     single: bool = False            # one cut alone by choice (the single_share), never filled further
+    timestamps: bool = False        # its decoder target carries timestamp tokens (the timestamp_share)
 
 
 @dataclass
@@ -39,10 +40,11 @@ class TargetBudget:
 
     limit: int
     vocab: object = None            # a WhisperVocab (BPE), or None: one token per character
+    per_cut: int = 0                # tokens around each cut's text (2 with timestamp tokens: its start and end)
 
     def cost(self, cut: Cut) -> int:
         text = cut_meta(cut)["text"]
-        return len(self.vocab.encode(text)) if self.vocab is not None else len(text)
+        return self.per_cut + (len(self.vocab.encode(text)) if self.vocab is not None else len(text))
 
 
 @dataclass
@@ -53,18 +55,22 @@ class WindowPacker:
     group: str = "mixed"            # or "variety"
     seed: int = 0
     budget: TargetBudget | None = None
+    timestamp_share: float = 0.0
 
     @classmethod
     def from_config(cls, pack, seed: int, budget: TargetBudget | None = None) -> "WindowPacker | None":
         if not pack.window:
             return None
-        return cls(pack.window, pack.gap, pack.single_share, pack.group, seed, budget)
+        return cls(pack.window, pack.gap, pack.single_share, pack.group, seed, budget, pack.timestamp_share)
 
     def plan(self, cuts: list[Cut]) -> list[Window]:
         """First fit in sampled order: each cut joins the first open window of its group it fits in; a new
         window is, with probability ``single_share``, a single cut padded with silence. Windows are
         returned in the order they were opened."""
-        rng = random.Random(f"{self.seed}:{len(cuts)}:{cuts[0].id if cuts else ''}")
+        key = f"{self.seed}:{len(cuts)}:{cuts[0].id if cuts else ''}"
+        rng = random.Random(key)
+        # A stream of its own, so that a timestamp share leaves the windows themselves unchanged.
+        ts_rng = random.Random(f"timestamps:{key}")
         windows: list[Window] = []
         open_by_group: dict[str, list[Window]] = {}
         for cut in cuts:
@@ -80,7 +86,8 @@ class WindowPacker:
                 fits[0].seconds += self.gap + cut.duration
                 fits[0].tokens += tokens
                 continue
-            new = Window([cut], cut.duration, tokens, rng.random() < self.single_share)
+            new = Window([cut], cut.duration, tokens, rng.random() < self.single_share,
+                         ts_rng.random() < self.timestamp_share)
             windows.append(new)
             if not new.single:
                 open_by_group.setdefault(key, []).append(new)
@@ -101,6 +108,15 @@ def join_audio(parts: list[np.ndarray], gap: float) -> np.ndarray:
     silence = np.zeros(round(gap * SAMPLE_RATE), dtype=np.float32)
     pieces = [p for part in parts for p in (part, silence)][:-1]
     return np.concatenate(pieces).astype(np.float32, copy=False)
+
+
+def spans(durations: list[float], gap: float) -> list[tuple[float, float]]:
+    """Start and end second of each part of a window joined by :func:`join_audio`."""
+    out, start = [], 0.0
+    for d in durations:
+        out.append((start, start + d))
+        start += d + gap
+    return out
 
 
 def join_texts(texts: list[str]) -> str:

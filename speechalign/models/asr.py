@@ -55,9 +55,11 @@ class ASRModel(nn.Module):
         return self.att_vocab is None
 
     def attention_targets(self, targets: list[list[int]], texts: list[str] | None,
-                          translations: list[str | None] | None = None) -> list[list[int] | None]:
+                          translations: list[str | None] | None = None,
+                          spans: list | None = None) -> list[list[int] | None]:
         """Token ids the attention branch learns per utterance: the transcript (ASR-only; an item of ``texts``
-        may be a packed window's list of texts), or with
+        may be a packed window's list of texts, and with its ``spans`` (seconds) each text sits between
+        Whisper's timestamp tokens), or with
         ``model.decoder.targets=translation`` the Mandarin sentence (None where a cut has none)."""
         if self.att_targets == "translation":
             if translations is None:
@@ -71,20 +73,24 @@ class ASRModel(nn.Module):
             raise ValueError("a BPE attention decoder needs the batch texts")
         # A packed window's texts are encoded one by one: byte-level BPE would merge characters across the
         # joint into tokens no single cut has (outside a restricted training softmax).
-        return [self.att_vocab.encode(t) if isinstance(t, str) else [i for p in t for i in self.att_vocab.encode(p)]
-                for t in texts]
+        spans = spans or [None] * len(texts)
+        return [self.att_vocab.timed([t] if isinstance(t, str) else t, s) if s is not None
+                else self.att_vocab.encode(t) if isinstance(t, str) else [i for p in t for i in self.att_vocab.encode(p)]
+                for t, s in zip(texts, spans)]
 
-    def prefixes(self, dialects: list[str] | None, n: int) -> list[list[int]]:
+    def prefixes(self, dialects: list[str] | None, n: int, timed: list[bool] | None = None) -> list[list[int]]:
         """The decoder prefix of each of ``n`` utterances. With ``model.decoder.prompt=variety`` a cut of a
         variety is prompted with its label (``<|startofprev|> Taiwanese Hokkien`` before Whisper's prefix);
         ``model.decoder.plain_varieties`` (Mandarin), an unlabelled cut ("unknown") and ``dialects=None``
-        get the plain prefix, the one zero-shot Whisper is decoded with."""
+        get the plain prefix, the one zero-shot Whisper is decoded with. A ``timed`` item's prefix has no
+        ``<|notimestamps|>``."""
+        timed = timed or [False] * n
         if self.prompt == "none" or dialects is None:
-            return [self.att_prefix] * n
+            return [self.att_vocab.prefix_for(True) if t else self.att_prefix for t in timed]
         if len(dialects) != n:
             raise ValueError(f"{len(dialects)} variety labels for {n} utterances")
-        return [self.att_prefix if d in self.plain_varieties or d == "unknown" else self.att_vocab.prompted(d)
-                for d in dialects]
+        return [self.att_vocab.prefix_for(t) if d in self.plain_varieties or d == "unknown"
+                else self.att_vocab.prompted(d, t) for d, t in zip(dialects, timed)]
 
     def set_train_vocab(self, ids: list[int] | None) -> None:
         """Restrict the decoder to ``ids`` (the tokens the training targets use, the end token among them):
@@ -115,18 +121,19 @@ class ASRModel(nn.Module):
     def forward(self, wav: torch.Tensor, wav_lens: torch.Tensor, targets: list[list[int]],
                 texts: list[str] | None = None, translations: list[str | None] | None = None,
                 start_layer: int | None = None, keep_attention: bool = False,
-                dialects: list[str] | None = None) -> dict:
+                dialects: list[str] | None = None, spans: list | None = None) -> dict:
         """Loss per utterance (summed over tokens, averaged over the batch) and its parts."""
         return self.loss(self.encode(wav, wav_lens, start_layer), targets, texts, translations, keep_attention,
-                         dialects)
+                         dialects, spans)
 
     def loss(self, enc: EncoderOutput, targets: list[list[int]], texts: list[str] | None = None,
              translations: list[str | None] | None = None, keep_attention: bool = False,
-             dialects: list[str] | None = None) -> dict:
+             dialects: list[str] | None = None, spans: list | None = None) -> dict:
         """The hybrid loss of already-encoded utterances (validation reuses the encoding it decodes).
         With ``keep_attention`` the decoder's inputs and logits are returned too (``out["attention"]``),
         for loss terms built on them (distillation). ``dialects`` selects the decoder prefixes
-        (:meth:`prefixes`)."""
+        (:meth:`prefixes`); ``spans``, per item None or its parts' (start, end) seconds, puts Whisper's
+        timestamp tokens into that item's decoder target (:meth:`attention_targets`)."""
         batch = len(targets)
         device = enc.last.device
         target_lens = torch.tensor([len(t) for t in targets], device=device)
@@ -136,7 +143,7 @@ class ASRModel(nn.Module):
                                      blank=0, reduction="sum", zero_infinity=False) / batch
         out = {"ctc": ctc, "loss": ctc}
         if self.decoder is not None and self.ctc_weight < 1.0:
-            att_targets = self.attention_targets(targets, texts, translations)
+            att_targets = self.attention_targets(targets, texts, translations, spans)
             keep = [i for i, t in enumerate(att_targets) if t is not None]
             if not keep:  # no item of this batch has an attention target: CTC alone
                 return out
@@ -144,7 +151,7 @@ class ASRModel(nn.Module):
             if len(keep) < batch:
                 index = torch.tensor(keep, device=device)
                 memory, lengths = memory.index_select(0, index), lengths.index_select(0, index)
-            prefixes = self.prefixes(dialects, batch)
+            prefixes = self.prefixes(dialects, batch, [s is not None for s in spans] if spans else None)
             att, acc, io = self.attention_loss(memory, lengths, [att_targets[i] for i in keep], batch,
                                                [prefixes[i] for i in keep])
             out.update(att=att, att_acc=acc, loss=self.ctc_weight * ctc + (1 - self.ctc_weight) * att)

@@ -9,6 +9,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+TIMESTAMP_STEP = 0.02          # seconds between two of Whisper's timestamp tokens
+TIMESTAMPS = 1501              # <|0.00|> ... <|30.00|>
+
 
 class WhisperVocab:
     def __init__(self, tokenizer_json: str | Path, language: str = "zh"):
@@ -24,9 +27,29 @@ class WhisperVocab:
         self.prefix = [self._special(n) for n in names]
         self.eos = self._special("<|endoftext|>")
 
-    def prompted(self, text: str) -> list[int]:
+    def prompted(self, text: str, timed: bool = False) -> list[int]:
         """The prefix after Whisper's previous-text prompt ``<|startofprev|> text``."""
-        return [self._special("<|startofprev|>"), *self.encode(" " + text), *self.prefix]
+        return [self._special("<|startofprev|>"), *self.encode(" " + text), *self.prefix_for(timed)]
+
+    def prefix_for(self, timed: bool) -> list[int]:
+        """The prefix of a target with timestamp tokens (``timed``: Whisper's, without ``<|notimestamps|>``)
+        or without them."""
+        return self.prefix[:-1] if timed else self.prefix
+
+    def timestamp(self, seconds: float) -> int:
+        """Whisper's timestamp token nearest ``seconds`` (a 0.02-s grid from <|0.00|> to <|30.00|>)."""
+        step = min(max(round(seconds / TIMESTAMP_STEP), 0), TIMESTAMPS - 1)
+        return self._special(f"<|{step * TIMESTAMP_STEP:.2f}|>")
+
+    def timestamp_ids(self) -> list[int]:
+        return [self.timestamp(i * TIMESTAMP_STEP) for i in range(TIMESTAMPS)]
+
+    def timed(self, parts: list[str], spans: list[tuple[float, float]]) -> list[int]:
+        """A window's target as Whisper's long-form data has it: ``<|start|> text <|end|>`` per part."""
+        if len(parts) != len(spans):
+            raise ValueError(f"{len(parts)} texts for {len(spans)} time spans")
+        return [i for text, (a, b) in zip(parts, spans)
+                for i in (self.timestamp(a), *self.encode(text), self.timestamp(b))]
 
     def _special(self, name: str) -> int:
         idx = self.tokenizer.token_to_id(name)

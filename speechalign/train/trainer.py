@@ -278,7 +278,8 @@ class Trainer:
                  self.num_workers, {"audio": "front end in the model", "loader": "front end in the loader",
                                     "precomputed": "precomputed features"}[cfg.features],
                  f", packed into {cfg.pack.window:g}-s windows ({cfg.pack.group}, {cfg.pack.gap:g}-s gaps, "
-                 f"{cfg.pack.single_share:.0%} single)" if packer else "")
+                 f"{cfg.pack.single_share:.0%} single, {cfg.pack.timestamp_share:.0%} with timestamps)"
+                 if packer else "")
         self.dev_cuts = open_cuts(*cfg.dev) if cfg.dev else None
 
     def _target_budget(self) -> TargetBudget | None:
@@ -288,7 +289,7 @@ class Trainer:
         if m.decoder is None or m.ctc_weight >= 1.0:
             return None
         reserve = len(m.att_prefix) + 1 + (32 if m.prompt == "variety" else 0)
-        return TargetBudget(m.decoder.max_len - reserve, m.att_vocab)
+        return TargetBudget(m.decoder.max_len - reserve, m.att_vocab, 2 if self.cfg.data.pack.timestamp_share else 0)
 
     def _scan_training_data(self, usable: UsableForTraining) -> dict[str, int]:
         """One streaming pass over the training manifests (metadata only): counts the usable cuts per variety
@@ -483,7 +484,7 @@ class Trainer:
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.cfg.train.bf16):
             out = add_terms(self.ddp_model(wav, lens, batch.targets, batch.parts or batch.texts, batch.translations,
                                            start_layer=start, keep_attention=bool(self.terms),
-                                           dialects=batch.dialects), self.terms, batch)
+                                           dialects=batch.dialects, spans=batch.spans or None), self.terms, batch)
         loss = out["loss"]
         finite = self.dist.all_true(bool(torch.isfinite(loss)))
         if finite:
@@ -619,7 +620,8 @@ def dev_retrieval_r1(dev_cuts, ids: list[str], frames: dict[int, list[np.ndarray
 
 
 def training_att_vocab(cfg: ExperimentConfig, model: ASRModel) -> list[int]:
-    """Every BPE token of the attention targets of the training cuts, plus the end token."""
+    """Every BPE token of the attention targets of the training cuts, plus the end token (and Whisper's
+    timestamp tokens when packed windows carry them)."""
     ids = {model.att_eos}
     translation = cfg.model.decoder.targets == "translation"
     for cut in train_cuts(cfg.data.train, cfg.train.seed, True):
@@ -627,6 +629,8 @@ def training_att_vocab(cfg: ExperimentConfig, model: ASRModel) -> list[int]:
         text = meta["translation"] if translation else meta["text"]
         if text:
             ids.update(model.att_vocab.encode(text))
+    if cfg.data.pack.timestamp_share:
+        ids.update(model.att_vocab.timestamp_ids())
     return sorted(ids)
 
 

@@ -66,6 +66,25 @@ def test_single_share_is_the_share_of_windows(share):
     assert np.mean([w.seconds for w in packed]) > 25.0
 
 
+@pytest.mark.parametrize("share", [0.2, 0.5])
+def test_a_timestamp_share_marks_that_share_of_windows_and_leaves_the_windows_alone(share):
+    cuts = planted(np.random.default_rng(2).uniform(1, 5, 3000))
+    plain = WindowPacker(30.0, 0.3, 0.1, "mixed", 3).plan(cuts)
+    timed = WindowPacker(30.0, 0.3, 0.1, "mixed", 3, timestamp_share=share).plan(cuts)
+    assert [[c.id for c in w.cuts] for w in timed] == [[c.id for c in w.cuts] for w in plain]
+    assert [w.single for w in timed] == [w.single for w in plain] and not any(w.timestamps for w in plain)
+    assert sum(w.timestamps for w in timed) / len(timed) == pytest.approx(share, abs=0.06)
+    again = WindowPacker(30.0, 0.3, 0.1, "mixed", 3, timestamp_share=share).plan(cuts)
+    assert [w.timestamps for w in again] == [w.timestamps for w in timed]
+
+
+def test_a_timestamp_budget_counts_two_tokens_per_cut():
+    cuts = planted([1.0] * 12)               # texts t0..t11: 2 or 3 characters
+    windows = WindowPacker(30.0, 0.3, budget=TargetBudget(10, per_cut=2)).plan(cuts)
+    assert all(sum(2 + len(c.supervisions[0].text) for c in w.cuts) <= 10 for w in windows)
+    assert [len(w.cuts) for w in windows][:2] == [2, 2]
+
+
 def test_a_cut_longer_than_the_window_is_an_error_naming_it():
     with pytest.raises(ValueError, match="cut c1 of 31.00 s does not fit a 30-s window"):
         WindowPacker(30.0).plan(planted([2.0, 31.0]))
@@ -84,6 +103,10 @@ def test_pack_config_errors_name_the_key():
         load_config(None, ["data.pack.window=10"])
     with pytest.raises(ConfigError, match="set data.features=audio"):
         load_config(None, ["data.pack.window=30", "data.features=loader"])
+    with pytest.raises(ConfigError, match="data.pack.timestamp_share: expected a share"):
+        load_config(None, ["data.pack={window: 30, timestamp_share: 1.5}"])
+    with pytest.raises(ConfigError, match="data.pack.timestamp_share: timestamp tokens are Whisper's"):
+        load_config(None, ["data.pack={window: 30, timestamp_share: 0.5}"])   # no pretrained decoder
     with pytest.raises(ConfigError, match="data.pack.group=variety"):
         load_config(None, ["data.pack.window=30", "model.decoder.pretrained=x", "model.decoder.prompt=variety"])
 
@@ -111,6 +134,21 @@ def test_a_packed_batch_is_each_window_s_audio_and_texts_joined(tones):
         assert n == len(by_hand) and np.array_equal(batch.wav[i, :n].numpy(), by_hand)
         assert batch.dialects[i] == (w.cuts[0].supervisions[0].language
                                      if len({c.supervisions[0].language for c in w.cuts}) == 1 else "mixed")
+
+
+def test_a_timestamped_window_carries_each_cut_s_span_and_others_none(tones):
+    cuts = list(load_cuts(tones["train"]))[:9]
+    packer = WindowPacker(3.5, 0.25, 0.0, "mixed", 0, timestamp_share=0.5)
+    windows = packer.plan(cuts)
+    assert {w.timestamps for w in windows} == {True, False}
+    batch = SpeechDataset(packer=packer)[CutSet.from_cuts(cuts)]
+    for w, spans in zip(windows, batch.spans, strict=True):
+        if not w.timestamps:
+            assert spans is None
+            continue
+        starts = np.cumsum([0.0] + [c.duration + 0.25 for c in w.cuts[:-1]])
+        expected = [(a, a + c.duration) for a, c in zip(starts, w.cuts)]
+        assert [t for span in spans for t in span] == pytest.approx([t for span in expected for t in span])
 
 
 def test_an_unreadable_cut_leaves_its_window_with_a_count(tones, tmp_path):

@@ -16,15 +16,16 @@ ARCH = dict(d_model=32, num_layers=1, num_heads=2, ffn_dim=64, max_len=64, activ
             learned_positions=True, scale_embedding=False, tie_output=True)
 
 
-def make_whisper_like_dir(root, d_model: int = 32):
-    """What fetch-pretrained leaves: decoder.json, decoder.safetensors and a byte-level BPE tokenizer.json."""
+def make_whisper_like_dir(root, d_model: int = 32, timestamps: bool = False):
+    """What fetch-pretrained leaves: decoder.json, decoder.safetensors and a byte-level BPE tokenizer.json
+    (with ``timestamps``, Whisper's 1,501 timestamp tokens after the special ones)."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers
 
     alphabet = sorted(pre_tokenizers.ByteLevel.alphabet())
     tok = Tokenizer(models.BPE(vocab={c: i for i, c in enumerate(alphabet)}, merges=[]))
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
-    tok.add_special_tokens(SPECIALS)
+    tok.add_special_tokens(SPECIALS + ([f"<|{i * 0.02:.2f}|>" for i in range(1501)] if timestamps else []))
     tok.save(str(root / "tokenizer.json"))
     arch = {"vocab_size": tok.get_vocab_size(), **ARCH, "d_model": d_model}
     torch.manual_seed(1)

@@ -65,6 +65,54 @@ def test_packed_window_loss_equals_its_audio_and_text_joined_by_hand(parallel_co
     assert packed["att"] > alone["att"]    # three sentences of targets, not one
 
 
+@pytest.fixture(scope="module")
+def whisper_pair_timestamps(tmp_path_factory, whisper_pair):
+    """The tiny pair, its decoder's vocabulary with Whisper's timestamp tokens."""
+    from tests.train.conftest import make_whisper_like_dir
+
+    return whisper_pair[0], make_whisper_like_dir(tmp_path_factory.mktemp("timestamps"), 64, timestamps=True)
+
+
+def test_a_timestamped_window_learns_whisper_s_long_form_target(parallel_corpus, whisper_pair_timestamps, tmp_path):
+    cfg = whisper_cfg(parallel_corpus, whisper_pair_timestamps,
+                      "data.pack={window: 30, gap: 0.3, timestamp_share: 1.0}", "model.whisper.length_mode=pad30",
+                      "model.decoder.train_vocab=targets")
+    trainer = Trainer(cfg, tmp_path / "exp")
+    model, vocab = trainer.model.eval(), trainer.model.att_vocab
+    ts = {vocab.tokenizer.token_to_id(f"<|{i * 0.02:.2f}|>") for i in range(1501)}
+    assert ts <= set(model.train_vocab.tolist())          # the training softmax can spell every timestamp
+    cuts = list(load_cuts(parallel_corpus["train"]))[:2]
+    packer = WindowPacker(30.0, 0.3, timestamp_share=1.0)
+    batch = SpeechDataset(trainer.tokenizer, packer=packer)[CutSet.from_cuts(cuts)]
+    a, b = (c.supervisions[0].text for c in cuts)
+    da, db = (c.duration for c in cuts)
+    tok = lambda t: vocab.tokenizer.token_to_id(f"<|{round(t / 0.02) * 0.02:.2f}|>")
+    target = [tok(0.0), *vocab.encode(a), tok(da), tok(da + 0.3), *vocab.encode(b), tok(da + 0.3 + db)]
+    assert model.attention_targets(batch.targets, batch.parts, spans=batch.spans) == [target]
+    prefix = model.prefixes(None, 1, [True])[0]
+    assert prefix == model.att_prefix[:-1] and vocab.tokenizer.id_to_token(model.att_prefix[-1]) == "<|notimestamps|>"
+    with torch.no_grad():
+        out = model(batch.wav, batch.wav_lens, batch.targets, batch.parts, spans=batch.spans)
+        enc = model.encode(batch.wav, batch.wav_lens)
+        by_hand, _, _ = model.attention_loss(enc.last, enc.lengths, [target], 1, [prefix])
+        plain = model(batch.wav, batch.wav_lens, batch.targets, batch.parts)
+    torch.testing.assert_close(out["att"], by_hand)
+    assert not torch.allclose(out["att"], plain["att"])   # the timestamps are in the loss, not dropped
+
+
+def test_the_trainer_passes_a_window_s_timestamps_to_the_loss(parallel_corpus, whisper_pair_timestamps, tmp_path):
+    cfg = whisper_cfg(parallel_corpus, whisper_pair_timestamps, "data.spec_augment=false",
+                      "data.pack={window: 30, gap: 0.3, timestamp_share: 1.0}", "model.whisper.length_mode=pad30")
+    trainer = Trainer(cfg, tmp_path / "exp")
+    batch = next(iter(trainer.loader))
+    assert batch.spans and all(s is not None for s in batch.spans)
+    with torch.no_grad():
+        timed = trainer.model(batch.wav, batch.wav_lens, batch.targets, batch.parts, spans=batch.spans)["att"]
+    acc = {"finite": True, "audio": 0.0}
+    trainer._micro_step(batch, acc)
+    assert acc["att"] == pytest.approx(float(timed), rel=1e-5)
+
+
 def test_packed_training_resumes_exactly_with_a_loader_worker(parallel_corpus, whisper_pair, tmp_path):
     extra = [*PACK, "data.num_workers=1"]
     straight, exp = tmp_path / "straight", tmp_path / "exp"
