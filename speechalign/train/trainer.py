@@ -278,7 +278,8 @@ class Trainer:
                  self.num_workers, {"audio": "front end in the model", "loader": "front end in the loader",
                                     "precomputed": "precomputed features"}[cfg.features],
                  f", packed into {cfg.pack.window:g}-s windows ({cfg.pack.group}, {cfg.pack.gap:g}-s gaps, "
-                 f"{cfg.pack.single_share:.0%} single, {cfg.pack.timestamp_share:.0%} with timestamps)"
+                 f"{cfg.pack.single_share:.0%} single"
+                 f"{f', {cfg.pack.timestamp_share:.0%} with timestamps' if cfg.pack.timestamp_share else ''})"
                  if packer else "")
         self.dev_cuts = open_cuts(*cfg.dev) if cfg.dev else None
 
