@@ -35,18 +35,18 @@ def parse_spec(item: str) -> SystemSpec:
     # The label ends at the first ':' that starts a key=: labels may hold ':' and ',' themselves.
     m = re.match(r"^(.+?):(?=[a-z]+=|$)", item)
     if not m:
-        raise ValueError(f"compare-systems: {item!r} is not LABEL:key=path,... (keys: {', '.join(SPEC_KEYS)})")
+        raise ValueError(f"compare systems: {item!r} is not LABEL:key=path,... (keys: {', '.join(SPEC_KEYS)})")
     label, rest = m.group(1), item[m.end():]
     parts: dict[str, Path] = {}
     for field in filter(None, re.split(r",(?=[a-z]+=)", rest)):
         key, eq, value = field.partition("=")
         if not eq or key not in SPEC_KEYS:
-            raise ValueError(f"compare-systems: {label}: {field!r} is not one of {', '.join(k + '=PATH' for k in SPEC_KEYS)}")
+            raise ValueError(f"compare systems: {label}: {field!r} is not one of {', '.join(k + '=PATH' for k in SPEC_KEYS)}")
         if key in parts:
-            raise ValueError(f"compare-systems: {label}: {key}= given twice")
+            raise ValueError(f"compare systems: {label}: {key}= given twice")
         path = Path(value)
         if not path.exists():
-            raise FileNotFoundError(f"compare-systems: {label}: {key}={path} does not exist")
+            raise FileNotFoundError(f"compare systems: {label}: {key}={path} does not exist")
         parts[key] = path
     return SystemSpec(label, **parts)
 
@@ -56,7 +56,7 @@ def dialect_cer(path: Path, mandarin: str) -> tuple[float, float]:
     table = read_cer_table(path)
     dialects = [v for d, v in table.items() if d not in ("overall", mandarin)]
     if not dialects or mandarin not in table:
-        raise ValueError(f"compare-systems: {path} needs a {mandarin!r} column and at least one other variety")
+        raise ValueError(f"compare systems: {path} needs a {mandarin!r} column and at least one other variety")
     return sum(dialects) / len(dialects), table[mandarin]
 
 
@@ -64,7 +64,7 @@ def best_yubao(retrieval_dir: Path) -> tuple[float, str]:
     """The best mean off-diagonal R@1 % over every scoring mode, centering and layer, and where it is."""
     runs = yubao_runs(retrieval_dir)
     if not runs:
-        raise ValueError(f"compare-systems: {retrieval_dir} has no yubao-*.tsv tables")
+        raise ValueError(f"compare systems: {retrieval_dir} has no yubao-*.tsv tables")
     value, key, layer = best_run(runs)
     where = describe_run(key, layer)
     return value, where
@@ -78,7 +78,7 @@ def training_record(path: Path) -> tuple[int, float]:
         try:
             return int(summary["steps"]), float(summary["minutes"])
         except KeyError as e:
-            raise ValueError(f"compare-systems: {path}: no {e.args[0]!r} field (expected a peer summary.json)") from None
+            raise ValueError(f"compare systems: {path}: no {e.args[0]!r} field (expected a peer summary.json)") from None
     last = checkpoint_metrics(path)[-1]
     return int(last["step"]), training_minutes(last)
 

@@ -88,4 +88,4 @@ def test_cli(outputs, tmp_path, caplog):
                  str(tmp_path / "alt"), "--title", "goo-gi"]) == 0
     assert "| r | 50.0 | 30.0 | n/a | n/a | 1200 | 26.0 |" in (tmp_path / "alt.md").read_text(encoding="utf-8")
     assert main(["compare", "systems", "r:cer=/nonexistent.tsv", "--out", str(tmp_path / "x")]) == 1
-    assert "compare-systems: r: cer=/nonexistent.tsv does not exist" in caplog.text
+    assert "compare systems: r: cer=/nonexistent.tsv does not exist" in caplog.text
