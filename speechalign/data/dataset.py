@@ -348,16 +348,19 @@ class VarietyRunSampler(PackedCutSampler):
 
 
 def train_sampler(cuts: CutSet, max_duration: float, num_buckets: int, shuffle: bool, seed: int,
-                  world_size: int = 1, rank: int = 0, buffer_size: int = 10000, packed: bool = False,
-                  by_variety: bool = False) -> DynamicBucketingSampler | DynamicCutSampler:
+                  world_size: int = 1, rank: int = 0, buffer_size: int = 10000, pack: str | None = None
+                  ) -> DynamicBucketingSampler | DynamicCutSampler:
     """Bucketing over a lazy CutSet: only ``buffer_size`` cuts are held in memory at a time. One bucket, or
-    ``packed`` windows, is a plain shuffle buffer. lhotse counts a batch's duration with its padding (the longest
-    cut times their number); packed cuts are not padded, so their batch counts the sum of their durations.
-    ``by_variety`` (packed, shuffled): every batch holds one variety (:class:`VarietyRunSampler`)."""
-    if packed and by_variety and shuffle:
+    packed windows (``pack``: their ``data.pack.group``, "mixed" or "variety"), is a plain shuffle buffer. lhotse
+    counts a batch's duration with its padding (the longest cut times their number); packed cuts are not padded,
+    so their batch counts the sum of their durations. With ``pack="variety"`` (shuffled) every batch holds one
+    variety (:class:`VarietyRunSampler`)."""
+    if pack not in (None, "mixed", "variety"):
+        raise ValueError(f"pack: expected None, 'mixed' or 'variety', got {pack!r}")
+    if pack == "variety" and shuffle:
         return VarietyRunSampler(cuts, max_duration, seed, buffer_size, drop_last=True, world_size=world_size,
                                  rank=rank)
-    if packed:
+    if pack:
         return PackedCutSampler(cuts, max_duration, shuffle=shuffle, drop_last=True, seed=seed,
                                 world_size=world_size, rank=rank, shuffle_buffer_size=buffer_size)
     if num_buckets <= 1:

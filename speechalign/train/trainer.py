@@ -262,8 +262,8 @@ class Trainer:
         # lhotse asserts on more buckets than cuts; a tiny corpus simply gets fewer buckets.
         num_buckets = max(1, min(cfg.num_buckets, self.epoch_items))
         self.sampler = train_sampler(cuts, cfg.max_duration, num_buckets, cfg.shuffle, self.cfg.train.seed,
-                                     self.dist.world_size, self.dist.rank, cfg.buffer_size, bool(cfg.pack.window),
-                                     by_variety=cfg.pack.group == "variety")
+                                     self.dist.world_size, self.dist.rank, cfg.buffer_size,
+                                     cfg.pack.group if cfg.pack.window else None)
         self.num_workers = cfg.num_workers if cfg.num_workers >= 0 else default_num_workers(self.device.type)
         # The front end whose stored output the loader reads, or None to decode audio on the fly.
         self.frontend = frontend_for(self.cfg) if cfg.features != "audio" else None

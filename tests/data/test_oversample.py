@@ -25,7 +25,7 @@ def test_each_cut_of_the_variety_comes_n_times_with_unique_ids_and_the_rest_once
 
 def test_the_shuffling_sampler_mixes_the_copies_into_the_epoch():
     cuts = CutSet.from_cuts(planted([1.0] * 30))
-    sampler = train_sampler(oversampled(cuts, {"B": 4}), 6.0, 1, True, seed=0, packed=True)
+    sampler = train_sampler(oversampled(cuts, {"B": 4}), 6.0, 1, True, seed=0, pack="mixed")
     order = [c.id for batch in sampler for c in batch]
     first_half = order[: len(order) // 2]
     assert sum("#" in i for i in first_half) > 0

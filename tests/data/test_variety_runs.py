@@ -21,7 +21,7 @@ def batches(sampler) -> list[list[str]]:
 
 def test_each_batch_is_one_variety_and_the_epoch_holds_every_cut_once():
     cuts = corpus()
-    sampler = train_sampler(cuts, 40.0, 1, True, seed=3, packed=True, by_variety=True)
+    sampler = train_sampler(cuts, 40.0, 1, True, seed=3, pack="variety")
     out = list(sampler)
     ids = [c.id for b in out for c in b]
     assert len(ids) == len(set(ids))
@@ -37,7 +37,7 @@ def test_each_batch_is_one_variety_and_the_epoch_holds_every_cut_once():
 
 def test_same_seed_same_batches_and_the_next_epoch_another_order():
     cuts = corpus()
-    make = lambda seed: train_sampler(cuts, 40.0, 1, True, seed=seed, packed=True, by_variety=True)
+    make = lambda seed: train_sampler(cuts, 40.0, 1, True, seed=seed, pack="variety")
     first = make(5)
     epoch0 = batches(first)
     assert epoch0 == batches(make(5)) and epoch0 != batches(make(6))
@@ -47,7 +47,7 @@ def test_same_seed_same_batches_and_the_next_epoch_another_order():
 
 def test_a_restored_sampler_continues_with_the_batches_an_uninterrupted_one_yields():
     cuts = corpus()
-    make = lambda: train_sampler(cuts, 40.0, 1, True, seed=1, packed=True, by_variety=True)
+    make = lambda: train_sampler(cuts, 40.0, 1, True, seed=1, pack="variety")
     whole = make()
     whole.set_epoch(1)
     expected = batches(whole)
