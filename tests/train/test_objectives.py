@@ -306,9 +306,9 @@ def test_variety_prompt_reaches_training_validation_and_decoding(parallel_corpus
     seen: list[tuple[str, ...]] = []
     original = ASRModel.prefixes
 
-    def recording(self, dialects, n):
+    def recording(self, dialects, n, timed=None):
         seen.append(tuple(dialects) if dialects is not None else None)
-        return original(self, dialects, n)
+        return original(self, dialects, n, timed)
 
     monkeypatch.setattr(ASRModel, "prefixes", recording)
     exp = tmp_path / "exp"
