@@ -29,7 +29,9 @@ def levers(exp_dir: Path) -> dict[str, str]:
     if m.encoder == "whisper" and m.whisper.tail_seconds:
         memory += f" + {m.whisper.tail_seconds:g} s silence"
     if cfg.data.pack.window:
-        memory += f", packed {cfg.data.pack.window:g} s ({cfg.data.pack.group}, {cfg.data.pack.single_share:.0%} single)"
+        pack = cfg.data.pack
+        memory += f", packed {pack.window:g} s ({pack.group}, {pack.single_share:.0%} single" + (
+            f", {pack.timestamp_share:.0%} timestamped)" if pack.timestamp_share else ")")
     targets = "translation (not ASR-only)" if m.decoder.targets == "translation" else "transcript"
     if m.decoder.prompt == "variety":
         targets += ", variety prompt"
