@@ -158,6 +158,14 @@ class GuardConfig:
 
 
 @dataclass
+class RampConfig:
+    """A value held until ``start``, moved linearly to ``to`` by ``end`` (training steps), then held."""
+    to: float | None = None              # None = no ramp: the value stays where the recipe sets it
+    start: int = 0
+    end: int = 0
+
+
+@dataclass
 class ModelConfig:
     encoder: str = "conformer"           # a key of speechalign.models.ENCODERS
     whisper: WhisperEncoderConfig = field(default_factory=WhisperEncoderConfig)
@@ -168,6 +176,8 @@ class ModelConfig:
     # Scale of the CTC loss's gradient into the encoder (the head always learns at full weight); below 1, a
     # cold CTC head's blank-plateau gradients cannot swamp what the pretrained decoder teaches the encoder.
     ctc_encoder_grad: float = 1.0
+    # Raise that scale once the CTC head has left the blank plateau (packed windows: hold 0.05, then ramp).
+    ctc_encoder_grad_ramp: RampConfig = field(default_factory=RampConfig)
     freeze: FreezeConfig = field(default_factory=FreezeConfig)
     lora: LoraConfig = field(default_factory=LoraConfig)
     guard: GuardConfig = field(default_factory=GuardConfig)
@@ -244,6 +254,10 @@ def check_model(model: ModelConfig) -> None:
                           f"(got {model.encoder!r}, {model.whisper.length_mode!r})")
     if not 0.0 <= model.ctc_encoder_grad <= 1.0:
         raise ConfigError(f"model.ctc_encoder_grad: expected a scale in [0, 1], got {model.ctc_encoder_grad}")
+    r = model.ctc_encoder_grad_ramp
+    if r.to is not None and not (0.0 <= r.to <= 1.0 and 0 <= r.start <= r.end):
+        raise ConfigError(f"model.ctc_encoder_grad_ramp: expected to in [0, 1] and 0 <= start <= end, got "
+                          f"to={r.to}, start={r.start}, end={r.end}")
     if model.lora.rank < 0:
         raise ConfigError(f"model.lora.rank: expected >= 0, got {model.lora.rank}")
 

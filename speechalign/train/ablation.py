@@ -38,10 +38,16 @@ def levers(exp_dir: Path) -> dict[str, str]:
     return {"targets": targets,
             "trained": f"LoRA r{m.lora.rank}" if m.lora.rank else f"layers {m.freeze.first_layers}+ in full",
             "guard": m.guard.kind if m.guard.kind == "none" else f"{m.guard.kind} {m.guard.weight:g}",
-            "loss": f"{m.ctc_weight:g}" + (f" (encoder x{m.ctc_encoder_grad:g})" if m.ctc_encoder_grad != 1 else "")
-                    + f" / {m.decoder.label_smoothing:g} / {m.decoder.dropout:g}",
+            "loss": f"{m.ctc_weight:g}" + _ctc_encoder_grad(m) + f" / {m.decoder.label_smoothing:g} / {m.decoder.dropout:g}",
             "lr": f"{o.encoder_lr or o.lr:g} / {o.decoder_lr or o.lr:g}", "memory": memory,
             "data": "+".join(corpora) + "".join(f", {v} x{n}" for v, n in sorted(cfg.data.oversample.items()))}
+
+
+def _ctc_encoder_grad(m) -> str:
+    r = m.ctc_encoder_grad_ramp
+    if r.to is not None:
+        return f" (encoder x{m.ctc_encoder_grad:g} -> x{r.to:g} over steps {r.start}-{r.end})"
+    return f" (encoder x{m.ctc_encoder_grad:g})" if m.ctc_encoder_grad != 1 else ""
 
 
 def checkpoint_metrics(exp_dir: Path) -> list[dict]:

@@ -24,6 +24,15 @@ def lr_factor(step: int, warmup: int, total: int, kind: str, min_ratio: float) -
     raise ValueError(f"optim.schedule: unknown schedule {kind!r}; use cosine, linear or noam")
 
 
+def ramp(step: int, value: float, to: float | None, start: int, end: int) -> float:
+    """``value`` until ``start``, linearly to ``to`` at ``end``, then ``to`` (``to=None``: always ``value``)."""
+    if to is None or step < start:
+        return value
+    if step >= end:
+        return to
+    return value + (to - value) * (step - start) / (end - start)
+
+
 def build_scheduler(optimizer, optim_cfg, total_steps: int) -> torch.optim.lr_scheduler.LambdaLR:
     if optim_cfg.schedule not in SCHEDULES:
         raise ValueError(f"optim.schedule: unknown schedule {optim_cfg.schedule!r}; use one of {SCHEDULES}")

@@ -39,7 +39,7 @@ from speechalign.train.arithmetic import arithmetic
 from speechalign.train.checkpoint import latest_valid, list_checkpoints, save_checkpoint
 from speechalign.train.objectives import add_terms, build_terms
 from speechalign.train.rundir import ExperimentLock, claim, new_run_id
-from speechalign.train.schedule import build_scheduler
+from speechalign.train.schedule import build_scheduler, ramp
 from speechalign.train.state_cache import StateCache
 from speechalign.train.stops import StopSignals, TrainingStopped
 
@@ -478,6 +478,8 @@ class Trainer:
     def _micro_step(self, batch, acc: dict) -> None:
         """Forward and backward of one batch; loss parts are kept in ``acc`` for logging."""
         self.ddp_model.train()
+        r = self.cfg.model.ctc_encoder_grad_ramp
+        self.model.ctc_encoder_grad = ramp(self.step, self.cfg.model.ctc_encoder_grad, r.to, r.start, r.end)
         wav, lens, start = batch.wav, batch.wav_lens, None
         if self.cache is not None:
             wav, lens = self.cache.batch(batch.ids, wav, lens)
@@ -521,6 +523,7 @@ class Trainer:
             for group, lr in zip(self.optimizer.param_groups, self.scheduler.get_last_lr()):
                 self.writer.add_scalar(f"train/lr/{group.get('name', 'all')}", lr, self.step)
             self.writer.add_scalar("train/grad_norm", float(grad_norm), self.step)
+            self.writer.add_scalar("train/ctc_encoder_grad", self.model.ctc_encoder_grad, self.step)
             wait, compute = self.timing["data_wait"], self.timing["compute"]
             self.writer.add_scalar("train/data_wait_fraction", wait / max(wait + compute, 1e-9), self.step)
         stats["grad_norm"] = float(grad_norm)

@@ -40,7 +40,8 @@ def test_ablation_rows_read_levers_validation_and_cer(tmp_path, capsys):
     d = _fake_run(tmp_path, "packed", ["model.encoder=whisper", "model.whisper.length_mode=pad30", "data.pack.window=30",
                                        "data.pack.single_share=0.1", "data.oversample={Mandarin: 5}",
                                        "data.pack.timestamp_share=0.5", "model.decoder.pretrained=whisper",
-                                       "model.ctc_weight=0.3", "model.ctc_encoder_grad=0.05"],
+                                       "model.ctc_weight=0.3", "model.ctc_encoder_grad=0.05",
+                                       "model.ctc_encoder_grad_ramp={to: 0.5, start: 100, end: 200}"],
                   {4: 42.0, 5: 52.0}, {"Mandarin": 12.0, "overall": 40.0}, audio=1320.0)
     (a / "decode" / "wise-decoder-0.7").mkdir()
     (a / "decode" / "wise-decoder-0.7" / "cer-dev-attention_beam.tsv").write_text(
@@ -55,7 +56,7 @@ def test_ablation_rows_read_levers_validation_and_cer(tmp_path, capsys):
     # 200 steps in 120 s of compute + 12 s of data wait; no audio count (a run from before the trainer kept one)
     assert full == ["full", "transcript", "layers 0+ in full", "none", "1 / 0.1 / 0.1", "0.001 / 0.001", "-",
                     "goo-gi+kasu100", "40.0", "50.5", "9.5", "n/a", "30.0", "200", "2.2", "0.66", "n/a"]
-    assert packed[4] == "0.3 (encoder x0.05) / 0.1 / 0.1"
+    assert packed[4] == "0.3 (encoder x0.05 -> x0.5 over steps 100-200) / 0.1 / 0.1"
     assert packed[6:8] == ["pad30, packed 30 s (mixed, 10% single, 50% timestamped)", "goo-gi+kasu100, Mandarin x5"]
     assert packed[-2:] == ["0.66", "20.0"]   # 2,640 s of audio in 132 s
     assert lora[1:4] == ["translation (not ASR-only), variety prompt", "LoRA r8", "distill 0.3"] and lora[7] == "goo-gi+kasu100"
