@@ -35,6 +35,8 @@ def levers(exp_dir: Path) -> dict[str, str]:
     targets = "translation (not ASR-only)" if m.decoder.targets == "translation" else "transcript"
     if m.decoder.prompt == "variety":
         targets += ", variety prompt"
+    if m.decoder.pretrained and m.decoder.train_vocab == "full":
+        targets += ", full softmax"
     return {"targets": targets,
             "trained": f"LoRA r{m.lora.rank}" if m.lora.rank else f"layers {m.freeze.first_layers}+ in full",
             "guard": m.guard.kind if m.guard.kind == "none" else f"{m.guard.kind} {m.guard.weight:g}",

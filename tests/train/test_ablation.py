@@ -35,7 +35,8 @@ def test_ablation_rows_read_levers_validation_and_cer(tmp_path, capsys):
                                      "model.decoder.prompt=variety"],
                   {4: 45.0, 5: 55.25}, {"Hakka": 40.0, "overall": 35.0})
     c = _fake_run(tmp_path, "tail", ["model.encoder=whisper", "model.whisper.tail_seconds=3", "optim.encoder_lr=1e-5", "optim.decoder_lr=2e-5",
-                                     "model.ctc_weight=0.3", "model.decoder.label_smoothing=0", "model.decoder.dropout=0"],
+                                     "model.ctc_weight=0.3", "model.decoder.label_smoothing=0", "model.decoder.dropout=0",
+                                     "model.decoder.pretrained=w", "model.decoder.train_vocab=targets"],
                   {4: 41.0, 5: 51.0}, {"Mandarin": 50.0, "overall": 60.0}, last_valid=100)
     d = _fake_run(tmp_path, "packed", ["model.encoder=whisper", "model.whisper.length_mode=pad30", "data.pack.window=30",
                                        "data.pack.single_share=0.1", "data.oversample={Mandarin: 5}",
@@ -56,10 +57,12 @@ def test_ablation_rows_read_levers_validation_and_cer(tmp_path, capsys):
     # 200 steps in 120 s of compute + 12 s of data wait; no audio count (a run from before the trainer kept one)
     assert full == ["full", "transcript", "layers 0+ in full", "none", "1 / 0.1 / 0.1", "0.001 / 0.001", "-",
                     "goo-gi+kasu100", "40.0", "50.5", "9.5", "n/a", "30.0", "200", "2.2", "0.66", "n/a"]
+    assert packed[1] == "transcript, full softmax" and full[1] == "transcript"   # full: no Whisper decoder
+    assert tail[1] == "transcript"                                                 # restricted softmax
     assert packed[4] == "0.3 (encoder x0.05 -> x0.5 over steps 100-200) / 0.1 / 0.1"
     assert packed[6:8] == ["pad30, packed 30 s (mixed, 10% single, 50% timestamped)", "goo-gi+kasu100, Mandarin x5"]
     assert packed[-2:] == ["0.66", "20.0"]   # 2,640 s of audio in 132 s
-    assert lora[1:4] == ["translation (not ASR-only), variety prompt", "LoRA r8", "distill 0.3"] and lora[7] == "goo-gi+kasu100"
+    assert lora[1:4] == ["translation (not ASR-only), variety prompt, full softmax", "LoRA r8", "distill 0.3"] and lora[7] == "goo-gi+kasu100"
     assert lora[8:10] == ["45.0", "55.2"] and lora[10] == "n/a"
     assert tail[4:7] == ["0.3 / 0 / 0", "1e-05 / 2e-05", "trim + 3 s silence"]
     assert tail[8:10] == ["41.0 (step 100)", "51.0 (step 100)"]  # validated before its last checkpoint
