@@ -22,7 +22,9 @@ def register(sub, command: str | None = None) -> None:
     p.add_argument("--random-init", action="store_true", help="same architecture, random weights (baseline)")
     p.add_argument("--seed", type=int, default=0, help="seed of --random-init weights")
     p.add_argument("--length-mode", choices=("trim", "pad30"),
-                   help="Whisper --encoder-dir: trim (real frames only, default) or pad30 (as Whisper was trained)")
+                   help="Whisper: trim (real frames only) or pad30 (as Whisper was pretrained). --encoder-dir: "
+                        "default trim; --exp-dir: default the mode it was trained in, another one is a read-out probe "
+                        "(recorded in info.yaml beside the trained mode)")
     p.add_argument("--layers", default="all", help="'all' or comma-separated indices (0 = input, -1 = top)")
     p.add_argument("--pool", nargs="+", default=["mean"], choices=("mean", "max", "meanstd"),
                    help="pooled vectors to store per layer (meanstd = mean and standard deviation concatenated)")

@@ -83,8 +83,8 @@ def build_source(exp_dir=None, encoder_dir=None, features=None, checkpoint="late
     given = [x for x in (exp_dir, encoder_dir, features) if x]
     if len(given) != 1:
         raise ValueError("embed: give exactly one of --exp-dir, --encoder-dir or --features")
-    if length_mode and not encoder_dir:
-        raise ValueError("embed: --length-mode applies to --encoder-dir (an experiment keeps its trained mode)")
+    if length_mode and features:
+        raise ValueError("embed: --length-mode applies to Whisper encoders, not to --features")
     torch.manual_seed(seed)
     if features:
         return FeatureBaseline(features), {"features": features}
@@ -99,11 +99,30 @@ def build_source(exp_dir=None, encoder_dir=None, features=None, checkpoint="late
             encoder = build_encoder(load_config(Path(exp_dir) / "config.yaml"), hf if hf.is_file() else None)
             return encoder.eval(), {"exp_dir": str(exp_dir), "random_init": True, "seed": seed}
         _, _, model = load_experiment(exp_dir, checkpoint)
-        return model.encoder.eval(), {"exp_dir": str(exp_dir), "checkpoint": checkpoint}
+        source = {"exp_dir": str(exp_dir), "checkpoint": checkpoint}
+        return _read_out(model.encoder.eval(), source, length_mode, exp_dir), source
     info = {"encoder_dir": str(encoder_dir), "random_init": random_init}
     if length_mode:
         info["length_mode"] = length_mode
     return _encoder_from_dir(Path(encoder_dir), random_init, length_mode), info
+
+
+def _read_out(encoder, source: dict, length_mode: str | None, exp_dir) -> torch.nn.Module:
+    """An experiment's encoder reads its input as it was trained (the config's whisper.length_mode), unless
+    ``length_mode`` asks for the other format: a read-out probe, recorded beside the trained mode."""
+    trained = getattr(encoder, "length_mode", None)
+    if trained is None:
+        if length_mode:
+            raise ValueError(f"embed: --length-mode applies to Whisper encoders; {exp_dir} has none")
+        return encoder
+    source["length_mode"] = length_mode or trained
+    if length_mode and length_mode != trained:
+        if encoder.tail_frames:
+            raise ValueError(f"embed: {exp_dir} appends {encoder.tail_frames / 50:g} s of silence (whisper."
+                             "tail_seconds), which only trimmed input has; --length-mode pad30 cannot read it")
+        encoder.length_mode = length_mode
+        source["trained_length_mode"] = trained
+    return encoder
 
 
 def _encoder_from_dir(path: Path, random_init: bool, length_mode: str | None = None):

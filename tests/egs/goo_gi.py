@@ -3,10 +3,17 @@ trees and a tiny imported Whisper (faster-whisper looks Whisper's tokens up, so 
 
 from __future__ import annotations
 
+import re
+
 from pathlib import Path
 
 from speechalign.models.ct2_import import import_whisper
 from tests import fake_corpora
+
+ROOT = Path(__file__).resolve().parents[2]
+# The experiment egs/goo-gi/run.sh trains by default: named after its default config (real_X.yaml -> X).
+DEFAULT_EXP = re.search(r"^config=\$repo_root/recipes/real_(\S+)\.yaml$",
+                        (ROOT / "egs/goo-gi/run.sh").read_text(encoding="utf-8"), re.M).group(1)
 
 
 def goo_gi_material(root: Path) -> dict[str, Path]:

@@ -3,7 +3,7 @@ own dry run (stages 0-2 on the fake trees; the full recipe is test_goo_gi_recipe
 
 import pytest
 
-from tests.egs.goo_gi import goo_gi_material, recipe_args, table_rows
+from tests.egs.goo_gi import DEFAULT_EXP, goo_gi_material, recipe_args, table_rows
 from tests.egs.test_egs_dry_run import run_egs
 
 pytest.importorskip("ctranslate2", reason="the zero-shot Whisper row needs ctranslate2")
@@ -12,7 +12,7 @@ pytest.importorskip("ctranslate2", reason="the zero-shot Whisper row needs ctran
 def test_eval_only_on_another_copy(tmp_path):
     corpora = goo_gi_material(tmp_path / "real")
     run_egs("goo-gi", *recipe_args(corpora, tmp_path / "exp"), "--stop-stage", "2")
-    trained = tmp_path / "exp" / "dry-run" / "whisper_base_hybrid"
+    trained = tmp_path / "exp" / "dry-run" / DEFAULT_EXP
     assert (trained / "checkpoints").is_dir() and not (tmp_path / "exp" / "dry-run" / "cer-goo-gi-test.md").exists()
     copy = tmp_path / "eval"
     # without --tw-hokkien (optional; the full recipe test covers it): goo-gi alone is evaluated
@@ -20,8 +20,8 @@ def test_eval_only_on_another_copy(tmp_path):
             "--whisper-dir", corpora["whisper"], "--out", copy, "--dry-run")
     report = (copy / "data" / "goo-gi_prep_report.txt").read_text()
     assert "kept test: 17;" in report   # every sentence of the copy (g 002 has no audio), no train/dev split
-    assert "whisper_base_hybrid (ctc_greedy)" in table_rows(copy / "cer-goo-gi-test.md")
+    assert f"{DEFAULT_EXP} (ctc_greedy)" in table_rows(copy / "cer-goo-gi-test.md")
     embedded = {r for r in table_rows(copy / "yubao-goo-gi-test.md") if not r.startswith("text-")}
-    assert embedded == {"fbank", "whisper-base-random", "whisper-base-trim", "whisper-base-pad30", "whisper_base_hybrid"}
-    assert not (copy / "whisper_base_hybrid").exists()
+    assert embedded == {"fbank", "whisper-base-random", "whisper-base-trim", "whisper-base-pad30", DEFAULT_EXP}
+    assert not (copy / DEFAULT_EXP).exists()
     assert not (copy / "emb" / "tw-hokkien").exists() and not (copy / "hokkien-to-mandarin.md").exists()

@@ -149,6 +149,21 @@ def test_a_packed_experiment_embeds_one_utterance_per_window_sliced_to_its_frame
             np.testing.assert_allclose(x, y, atol=2e-3)    # float16 frame store
 
 
+def test_a_packed_experiment_read_out_on_trimmed_input_is_a_recorded_override(packed_exp, parallel_corpus,
+                                                                              tmp_path):
+    trained, source = build_source(exp_dir=packed_exp)
+    assert source["length_mode"] == "pad30" and "trained_length_mode" not in source
+    probe, source = build_source(exp_dir=packed_exp, length_mode="trim")
+    assert probe.length_mode == "trim" and source == {"exp_dir": str(packed_exp), "checkpoint": "latest",
+                                                      "length_mode": "trim", "trained_length_mode": "pad30"}
+    stores = {}
+    for name, encoder, src in (("pad30", trained, build_source(exp_dir=packed_exp)[1]), ("trim", probe, source)):
+        stores[name] = EmbeddingStore.open(embed([parallel_corpus["dev"]], tmp_path / name, encoder, src))
+    assert stores["trim"].info["source"]["trained_length_mode"] == "pad30"
+    # the same weights read the same frames, but without 30 s of padding to attend to
+    assert not np.allclose(stores["trim"].pooled(2), stores["pad30"].pooled(2), atol=1e-3)
+
+
 def test_a_packed_experiment_decodes_in_its_format(packed_exp, parallel_corpus):
     for mode in ("ctc_greedy", "attention_beam", "joint_beam"):   # joint_beam: CTC over the utterance's frames
         scorer = decode(packed_exp, [parallel_corpus["dev"]], mode=mode, beam=2)["par_dev"]
