@@ -4,7 +4,6 @@ trees and a tiny imported Whisper (faster-whisper looks Whisper's tokens up, so 
 from __future__ import annotations
 
 import re
-
 from pathlib import Path
 
 from speechalign.models.ct2_import import import_whisper
