@@ -97,7 +97,8 @@ def build_source(exp_dir=None, encoder_dir=None, features=None, checkpoint="late
 
             hf = Path(exp_dir) / "encoder_config.json"
             encoder = build_encoder(load_config(Path(exp_dir) / "config.yaml"), hf if hf.is_file() else None)
-            return encoder.eval(), {"exp_dir": str(exp_dir), "random_init": True, "seed": seed}
+            source = {"exp_dir": str(exp_dir), "random_init": True, "seed": seed}
+            return _read_out(encoder.eval(), source, length_mode, exp_dir), source
         _, _, model = load_experiment(exp_dir, checkpoint)
         source = {"exp_dir": str(exp_dir), "checkpoint": checkpoint}
         return _read_out(model.encoder.eval(), source, length_mode, exp_dir), source

@@ -160,6 +160,9 @@ def test_a_packed_experiment_read_out_on_trimmed_input_is_a_recorded_override(pa
     for name, encoder, src in (("pad30", trained, build_source(exp_dir=packed_exp)[1]), ("trim", probe, source)):
         stores[name] = EmbeddingStore.open(embed([parallel_corpus["dev"]], tmp_path / name, encoder, src))
     assert stores["trim"].info["source"]["trained_length_mode"] == "pad30"
+    # the random-init baseline of the same experiment takes the override too, not silently its trained mode
+    rand, rand_source = build_source(exp_dir=packed_exp, random_init=True, length_mode="trim")
+    assert rand.length_mode == "trim" and rand_source["trained_length_mode"] == "pad30"
     # the same weights read the same frames, but without 30 s of padding to attend to
     assert not np.allclose(stores["trim"].pooled(2), stores["pad30"].pooled(2), atol=1e-3)
 
