@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
@@ -91,13 +92,15 @@ def load_checkpoint_into(model: torch.nn.Module, weights: Path, exp_dir: Path) -
     model.load_state_dict(state, strict=True)
 
 
-def build_experiment_model(exp_dir: str | Path) -> tuple[ExperimentConfig, CharTokenizer, ASRModel]:
-    """The config saved by training, its tokenizer and the model it describes (weights not loaded)."""
+def build_experiment_model(exp_dir: str | Path, overrides: Sequence[str] = ()
+                           ) -> tuple[ExperimentConfig, CharTokenizer, ASRModel]:
+    """The config saved by training (with ``key=value`` overrides, e.g. a read-out probe's
+    ``model.whisper.length_mode=trim``), its tokenizer and the model it describes (weights not loaded)."""
     exp_dir = Path(exp_dir)
     for name in ("config.yaml", "tokens.txt"):
         if not (exp_dir / name).is_file():
             raise FileNotFoundError(f"{exp_dir}: missing {name}; is this a speechalign experiment directory?")
-    cfg = load_config(exp_dir / "config.yaml")
+    cfg = load_config(exp_dir / "config.yaml", list(overrides))
     tokenizer = CharTokenizer.load(exp_dir / "tokens.txt")
     hf_config = exp_dir / "encoder_config.json"
     att_vocab, decoder_json = None, None
@@ -112,12 +115,12 @@ def build_experiment_model(exp_dir: str | Path) -> tuple[ExperimentConfig, CharT
     return cfg, tokenizer, model
 
 
-def load_experiment(exp_dir: str | Path, checkpoint: str = "latest",
-                    device: str | torch.device = "cpu") -> tuple[ExperimentConfig, CharTokenizer, ASRModel]:
-    """The config saved by training, its tokenizer and the model with the chosen weights (eval mode);
-    LoRA adapters are merged into their base weights, so every consumer sees the plain architecture."""
+def load_experiment(exp_dir: str | Path, checkpoint: str = "latest", device: str | torch.device = "cpu",
+                    overrides: Sequence[str] = ()) -> tuple[ExperimentConfig, CharTokenizer, ASRModel]:
+    """The config saved by training (with ``overrides``), its tokenizer and the model with the chosen weights
+    (eval mode); LoRA adapters are merged into their base weights, so every consumer sees the plain architecture."""
     exp_dir = Path(exp_dir)
-    cfg, tokenizer, model = build_experiment_model(exp_dir)
+    cfg, tokenizer, model = build_experiment_model(exp_dir, overrides)
     load_checkpoint_into(model, resolve_weights(exp_dir, checkpoint), exp_dir)
     return cfg, tokenizer, merge_lora(model).to(device).eval()
 

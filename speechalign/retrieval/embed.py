@@ -89,41 +89,44 @@ def build_source(exp_dir=None, encoder_dir=None, features=None, checkpoint="late
     if features:
         return FeatureBaseline(features), {"features": features}
     if exp_dir:
-        from speechalign.models.experiment import load_experiment
-
-        if random_init:
-            from speechalign.config import load_config
-            from speechalign.models.encoders import build_encoder
-
-            hf = Path(exp_dir) / "encoder_config.json"
-            encoder = build_encoder(load_config(Path(exp_dir) / "config.yaml"), hf if hf.is_file() else None)
-            source = {"exp_dir": str(exp_dir), "random_init": True, "seed": seed}
-            return _read_out(encoder.eval(), source, length_mode, exp_dir), source
-        _, _, model = load_experiment(exp_dir, checkpoint)
-        source = {"exp_dir": str(exp_dir), "checkpoint": checkpoint}
-        return _read_out(model.encoder.eval(), source, length_mode, exp_dir), source
+        return _experiment_encoder(Path(exp_dir), checkpoint, random_init, seed, length_mode)
     info = {"encoder_dir": str(encoder_dir), "random_init": random_init}
     if length_mode:
         info["length_mode"] = length_mode
     return _encoder_from_dir(Path(encoder_dir), random_init, length_mode), info
 
 
-def _read_out(encoder, source: dict, length_mode: str | None, exp_dir) -> torch.nn.Module:
+def _experiment_encoder(exp_dir: Path, checkpoint: str, random_init: bool, seed: int, length_mode: str | None):
     """An experiment's encoder reads its input as it was trained (the config's whisper.length_mode), unless
     ``length_mode`` asks for the other format: a read-out probe, recorded beside the trained mode."""
-    trained = getattr(encoder, "length_mode", None)
-    if trained is None:
-        if length_mode:
-            raise ValueError(f"embed: --length-mode applies to Whisper encoders; {exp_dir} has none")
-        return encoder
-    source["length_mode"] = length_mode or trained
-    if length_mode and length_mode != trained:
-        if encoder.tail_frames:
-            raise ValueError(f"embed: {exp_dir} appends {encoder.tail_frames / 50:g} s of silence (whisper."
-                             "tail_seconds), which only trimmed input has; --length-mode pad30 cannot read it")
-        encoder.length_mode = length_mode
-        source["trained_length_mode"] = trained
-    return encoder
+    from speechalign.config import load_config
+    from speechalign.models.encoders import build_encoder
+    from speechalign.models.experiment import load_experiment
+
+    source = {"exp_dir": str(exp_dir), **({"random_init": True, "seed": seed} if random_init
+                                          else {"checkpoint": checkpoint})}
+    trained_cfg = load_config(exp_dir / "config.yaml")
+    overrides = []
+    if trained_cfg.model.encoder == "whisper":
+        trained = trained_cfg.model.whisper.length_mode
+        source["length_mode"] = length_mode or trained
+        if length_mode and length_mode != trained:
+            source["trained_length_mode"] = trained
+            overrides = [f"model.whisper.length_mode={length_mode}"]
+    elif length_mode:
+        raise ValueError(f"embed: --length-mode applies to Whisper encoders; {exp_dir} has a "
+                         f"{trained_cfg.model.encoder} encoder")
+    try:
+        if random_init:
+            hf = exp_dir / "encoder_config.json"
+            encoder = build_encoder(load_config(exp_dir / "config.yaml", overrides), hf if hf.is_file() else None)
+        else:
+            encoder = load_experiment(exp_dir, checkpoint, overrides=overrides)[2].encoder
+    except ValueError as e:
+        if not overrides:
+            raise
+        raise ValueError(f"embed: --length-mode {length_mode} cannot read {exp_dir}: {e}") from None
+    return encoder.eval(), source
 
 
 def _encoder_from_dir(path: Path, random_init: bool, length_mode: str | None = None):

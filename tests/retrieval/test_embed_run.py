@@ -92,7 +92,7 @@ def test_encoder_dir_length_modes(exp, tone_corpus, tmp_path):
         pooled[mode] = store.pooled(1)
     # Same weights, same real frames, but pad30 lets them attend to 30 s of padding.
     assert pooled["trim"].shape == pooled["pad30"].shape and not np.allclose(pooled["trim"], pooled["pad30"], atol=1e-3)
-    with pytest.raises(ValueError, match="applies to Whisper encoders; .* has none"):
+    with pytest.raises(ValueError, match="applies to Whisper encoders; .* has a conformer encoder"):
         build_source(exp_dir=exp, length_mode="pad30")     # a conformer experiment
     with pytest.raises(ValueError, match="not to --features"):
         build_source(features="fbank", length_mode="trim")

@@ -1,6 +1,8 @@
 """Training on packed 30-s windows (data.pack, whisper length_mode=pad30) on a tiny imported Whisper: the loss
 of a window, exact resume with a loader worker, and evaluation of the experiment one utterance per window."""
 
+import shutil
+
 import numpy as np
 import pytest
 import yaml
@@ -165,6 +167,20 @@ def test_a_packed_experiment_read_out_on_trimmed_input_is_a_recorded_override(pa
     assert rand.length_mode == "trim" and rand_source["trained_length_mode"] == "pad30"
     # the same weights read the same frames, but without 30 s of padding to attend to
     assert not np.allclose(stores["trim"].pooled(2), stores["pad30"].pooled(2), atol=1e-3)
+
+
+def test_a_read_out_probe_is_validated_by_the_encoder_it_builds(packed_exp, tmp_path):
+    # the same weights, saved as a trimmed run with a silence tail: pad30 has no room for one
+    tail_exp = tmp_path / "tail"
+    shutil.copytree(packed_exp, tail_exp)
+    cfg = yaml.safe_load((tail_exp / "config.yaml").read_text())
+    cfg["model"]["whisper"].update(length_mode="trim", tail_seconds=0.5)
+    (tail_exp / "config.yaml").write_text(yaml.safe_dump(cfg))
+    encoder, source = build_source(exp_dir=tail_exp)
+    assert encoder.length_mode == "trim" and encoder.tail_frames == 25 and source["length_mode"] == "trim"
+    for random_init in (False, True):
+        with pytest.raises(ValueError, match=r"--length-mode pad30 cannot read .*tail_seconds"):
+            build_source(exp_dir=tail_exp, length_mode="pad30", random_init=random_init)
 
 
 def test_a_packed_experiment_decodes_in_its_format(packed_exp, parallel_corpus):
