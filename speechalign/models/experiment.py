@@ -92,15 +92,22 @@ def load_checkpoint_into(model: torch.nn.Module, weights: Path, exp_dir: Path) -
     model.load_state_dict(state, strict=True)
 
 
-def build_experiment_model(exp_dir: str | Path, overrides: Sequence[str] = ()
-                           ) -> tuple[ExperimentConfig, CharTokenizer, ASRModel]:
-    """The config saved by training (with ``key=value`` overrides, e.g. a read-out probe's
-    ``model.whisper.length_mode=trim``), its tokenizer and the model it describes (weights not loaded)."""
+def experiment_config(exp_dir: str | Path, overrides: Sequence[str] = ()) -> ExperimentConfig:
+    """The config saved by training, with ``key=value`` overrides (e.g. a read-out probe's
+    ``model.whisper.length_mode=trim``)."""
     exp_dir = Path(exp_dir)
     for name in ("config.yaml", "tokens.txt"):
         if not (exp_dir / name).is_file():
             raise FileNotFoundError(f"{exp_dir}: missing {name}; is this a speechalign experiment directory?")
-    cfg = load_config(exp_dir / "config.yaml", list(overrides))
+    return load_config(exp_dir / "config.yaml", list(overrides))
+
+
+def build_experiment_model(exp_dir: str | Path, overrides: Sequence[str] = ()
+                           ) -> tuple[ExperimentConfig, CharTokenizer, ASRModel]:
+    """The config saved by training (with ``overrides``), its tokenizer and the model it describes (weights not
+    loaded)."""
+    exp_dir = Path(exp_dir)
+    cfg = experiment_config(exp_dir, overrides)
     tokenizer = CharTokenizer.load(exp_dir / "tokens.txt")
     hf_config = exp_dir / "encoder_config.json"
     att_vocab, decoder_json = None, None

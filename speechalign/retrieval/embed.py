@@ -99,13 +99,12 @@ def build_source(exp_dir=None, encoder_dir=None, features=None, checkpoint="late
 def _experiment_encoder(exp_dir: Path, checkpoint: str, random_init: bool, seed: int, length_mode: str | None):
     """An experiment's encoder reads its input as it was trained (the config's whisper.length_mode), unless
     ``length_mode`` asks for the other format: a read-out probe, recorded beside the trained mode."""
-    from speechalign.config import load_config
     from speechalign.models.encoders import build_encoder
-    from speechalign.models.experiment import load_experiment
+    from speechalign.models.experiment import experiment_config, load_experiment
 
     source = {"exp_dir": str(exp_dir), **({"random_init": True, "seed": seed} if random_init
                                           else {"checkpoint": checkpoint})}
-    trained_cfg = load_config(exp_dir / "config.yaml")
+    trained_cfg = experiment_config(exp_dir)
     overrides = []
     if trained_cfg.model.encoder == "whisper":
         trained = trained_cfg.model.whisper.length_mode
@@ -119,7 +118,7 @@ def _experiment_encoder(exp_dir: Path, checkpoint: str, random_init: bool, seed:
     try:
         if random_init:
             hf = exp_dir / "encoder_config.json"
-            encoder = build_encoder(load_config(exp_dir / "config.yaml", overrides), hf if hf.is_file() else None)
+            encoder = build_encoder(experiment_config(exp_dir, overrides), hf if hf.is_file() else None)
         else:
             encoder = load_experiment(exp_dir, checkpoint, overrides=overrides)[2].encoder
     except ValueError as e:

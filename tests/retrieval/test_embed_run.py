@@ -94,6 +94,9 @@ def test_encoder_dir_length_modes(exp, tone_corpus, tmp_path):
     assert pooled["trim"].shape == pooled["pad30"].shape and not np.allclose(pooled["trim"], pooled["pad30"], atol=1e-3)
     with pytest.raises(ValueError, match="applies to Whisper encoders; .* has a conformer encoder"):
         build_source(exp_dir=exp, length_mode="pad30")     # a conformer experiment
+    for random_init in (False, True):
+        with pytest.raises(FileNotFoundError, match="missing config.yaml; is this a speechalign experiment"):
+            build_source(exp_dir=tmp_path, random_init=random_init)
     with pytest.raises(ValueError, match="not to --features"):
         build_source(features="fbank", length_mode="trim")
     w2v = Wav2Vec2Config(hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32,
