@@ -24,4 +24,5 @@ def test_recipe_dry_run(recipe):
     if cfg.model.ctc_weight < 1.0:
         assert "att" in parts
     if cfg.model.guard.kind != "none":
-        assert parts[cfg.model.guard.kind] >= 0
+        # a KL between two distributions; float32 sums may land a rounding error below 0
+        assert parts[cfg.model.guard.kind] >= -1e-6

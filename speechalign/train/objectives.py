@@ -67,7 +67,9 @@ class PaddedTeacher(nn.Module):
             memory_pad = torch.zeros(1, enc.last.shape[1], dtype=torch.bool, device=wav.device)
             logits = self.decoder(tokens[None], enc.last, memory_pad, vocab=vocab)[0, positions]
             self.cache[cut_id] = (logits.float() / self.temperature).log_softmax(-1).half().cpu()
-        return self.cache[cut_id].to(wav.device).float()
+        # float16 rounding leaves the probabilities summing to 1 +- 1e-3, enough to make the KL of a student
+        # close to its teacher negative: renormalized, the cache is a distribution again.
+        return self.cache[cut_id].to(wav.device).float().log_softmax(-1)
 
     def forward(self, out: dict, batch=None) -> torch.Tensor | None:
         io = out.get("attention")

@@ -347,6 +347,9 @@ def test_the_padded_teacher_cache_equals_a_live_teacher_on_the_30_s_memory(paral
     io = out["attention"]
     cached = term(out, batch)
     assert sorted(term.cache) == sorted(batch.ids) and torch.equal(term(out, batch), cached)
+    for i, cut in enumerate(batch.ids):   # the float16 cache is read back as a distribution: the KL is >= 0
+        rows = term.teacher_log_probs(cut, batch.wav[i], int(batch.wav_lens[i]), torch.zeros(0), torch.zeros(0), None)
+        torch.testing.assert_close(rows.exp().sum(-1), torch.ones(len(rows)), rtol=0, atol=1e-5)
     # live and batched: pretrained Whisper's encoder reading each utterance padded to 30 s, its decoder
     live_encoder = WhisperSpeechEncoder(load_pretrained_whisper_encoder(str(whisper_pair[0])), "pad30").eval()
     with torch.no_grad():
