@@ -3,6 +3,7 @@
 from pathlib import Path
 
 import pytest
+import torch
 
 from speechalign.config import load_config
 from speechalign.train.dry_run import dry_run
@@ -26,3 +27,10 @@ def test_recipe_dry_run(recipe):
     if cfg.model.guard.kind != "none":
         # a KL between two distributions; float32 sums may land a rounding error below 0
         assert parts[cfg.model.guard.kind] >= -1e-6
+
+
+def test_a_dry_run_is_reproducible_and_leaves_the_global_rng_alone():
+    cfg = load_config(RECIPES[0].parent / "tiny.yaml")
+    state = torch.random.get_rng_state()
+    assert dry_run(cfg) == dry_run(cfg)
+    assert torch.equal(torch.random.get_rng_state(), state)
