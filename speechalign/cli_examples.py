@@ -31,7 +31,7 @@ EXAMPLES: dict[str, str] = {
     "stats": "speechalign stats data/manifests/*_cuts_*.jsonl.gz",
     "train": "speechalign train --config recipes/synth_conformer_ctc.yaml --exp-dir exp/demo --set optim.lr=1e-3",
     "average": "speechalign average --exp-dir exp/demo --last 3",
-    "interpolate": "speechalign interpolate --exp-dir exp/goo-gi/whisper_base_hybrid_packed_full --alpha 0.7"
+    "interpolate": "speechalign interpolate --exp-dir exp/goo-gi/whisper_base_hybrid_packed_enc --alpha 0.7"
                    "   # -> wise-decoder-0.7",
     "import-whisper": "speechalign import-whisper --ct2-dir faster-whisper-base/ --out exp/whisper-base",
     "fetch-pretrained": "speechalign fetch-pretrained whisper-base",

@@ -32,7 +32,7 @@ peer=false; peer_minutes=0; peer_steps=110
 goo_gi=""; lan_lai=""; tw_hokkien=""; foochow=""; kasu100=""; exp=""; encoder_dir=""; checkpoint=avg-last3
 split_args=()
 whisper=${SPEECHALIGN_HOME:-$HOME/.cache/speechalign}/whisper-base
-config=$repo_root/recipes/real_whisper_base_hybrid_packed_full.yaml
+config=$repo_root/recipes/real_whisper_base_hybrid_packed_enc.yaml
 while [ $# -gt 0 ]; do
   case "$1" in
     --goo-gi) goo_gi=$2; shift 2 ;;
