@@ -67,18 +67,18 @@ def dry_run(cfg: ExperimentConfig, vocab_size: int = 50) -> dict:
     for sub in (cfg.model.whisper, cfg.model.wav2vec2):
         sub.pretrained = None
     _without_pretrained_decoder(cfg)
-    # the recipe's seed, as training uses it: a dry run gives the same losses every time
+    utts = [np.random.default_rng(i).standard_normal(16000 * 2 - 4000 * (i % 2)).astype(np.float32) * 0.1
+            for i in range(3 if cfg.data.pack.window else 2)]
+    targets = [[3 + i, 4 + i, 5][: 3 - i % 2] for i in range(len(utts))]
+    if cfg.data.pack.window:
+        utts, targets = [join_audio(utts, cfg.data.pack.gap)], [sum(targets, [])]
+    wav, lens = collate_audio(utts)
+    batch = Batch(wav, lens, targets, [f"utt{i}" for i in range(len(utts))], ["A"] * len(utts), [""] * len(utts))
+    # the recipe's seed, as training uses it, for the random init and SpecAugment: the same losses every time
     with torch.random.fork_rng():
         torch.manual_seed(cfg.train.seed)
         model = build_model(cfg, vocab_size)
         model.encoder.enable_spec_augment(cfg.data.spec_augment)
-        utts = [np.random.default_rng(i).standard_normal(16000 * 2 - 4000 * (i % 2)).astype(np.float32) * 0.1
-                for i in range(3 if cfg.data.pack.window else 2)]
-        targets = [[3 + i, 4 + i, 5][: 3 - i % 2] for i in range(len(utts))]
-        if cfg.data.pack.window:
-            utts, targets = [join_audio(utts, cfg.data.pack.gap)], [sum(targets, [])]
-        wav, lens = collate_audio(utts)
-        batch = Batch(wav, lens, targets, [f"utt{i}" for i in range(len(utts))], ["A"] * len(utts), [""] * len(utts))
         out = add_terms(model(wav, lens, targets, keep_attention=True), build_terms(cfg, model), batch)
         out["loss"].backward()
     parts = {k: float(v.detach()) for k, v in out.items()}
