@@ -36,6 +36,8 @@ class PackConfig:
     gap: float = 0.3                    # seconds of silence between two cuts of a window
     single_share: float = 0.0           # share of windows that hold one cut alone (padded, as evaluation reads it)
     group: str = "mixed"                # "mixed" or "variety": a window holds cuts of one variety only
+    apart: list[str] = field(default_factory=list)   # with group "mixed": varieties whose cuts share a window only
+                                        # with their own variety (a guard on model.guard.varieties reads whole windows)
     # share of windows whose decoder target carries Whisper's timestamp tokens around each cut (its prefix then
     # leaves out <|notimestamps|>), as Whisper's long-form pretraining data did; needs a pretrained Whisper decoder
     timestamp_share: float = 0.0
@@ -147,14 +149,20 @@ class LoraConfig:
     decoder_modules: list[str] = field(default_factory=lambda: ["linear1", "linear2"])  # [] = decoder trained in full
 
 
+GUARDS = ("none", "distill", "padded_teacher", "window_teacher")
+
+
 @dataclass
 class GuardConfig:
     kind: str = "none"                   # "none", "distill": KL towards the frozen pretrained decoder's
                                          # distribution on the same encoder memory (needs decoder.pretrained), or
                                          # "padded_teacher": towards frozen pretrained Whisper reading the
-                                         # utterance padded to 30 s (computed once per utterance, cached)
+                                         # utterance padded to 30 s (computed once per utterance, cached), or
+                                         # "window_teacher": towards frozen pretrained Whisper reading the
+                                         # student's own pad30 input (a packed window), computed live
     weight: float = 0.5                  # loss weight of the guard term
     temperature: float = 1.0
+    varieties: list[str] = field(default_factory=list)   # the rows the term reads, by variety; [] = every row
 
 
 @dataclass
@@ -231,15 +239,18 @@ def check_model(model: ModelConfig) -> None:
     for key, value, allowed in (("model.decoder.targets", d.targets, ("transcript", "translation")),
                                 ("model.decoder.train_vocab", d.train_vocab, ("full", "targets")),
                                 ("model.decoder.prompt", d.prompt, ("none", "variety")),
-                                ("model.guard.kind", model.guard.kind, ("none", "distill", "padded_teacher"))):
+                                ("model.guard.kind", model.guard.kind, GUARDS)):
         if value not in allowed:
             raise ConfigError(f"{key}: expected one of {list(allowed)}, got {value!r}")
-    if model.guard.kind in ("distill", "padded_teacher") and not d.pretrained:
+    if model.guard.kind != "none" and not d.pretrained:
         raise ConfigError(f"model.guard.kind={model.guard.kind}: the teacher is Whisper's pretrained decoder; set "
                           "model.decoder.pretrained")
-    if model.guard.kind == "padded_teacher" and model.encoder != "whisper":
-        raise ConfigError(f"model.guard.kind=padded_teacher: the teacher is pretrained Whisper; got model.encoder="
+    if model.guard.kind in ("padded_teacher", "window_teacher") and model.encoder != "whisper":
+        raise ConfigError(f"model.guard.kind={model.guard.kind}: the teacher is pretrained Whisper; got model.encoder="
                           f"{model.encoder!r}")
+    if model.guard.kind == "window_teacher" and model.whisper.length_mode != "pad30":
+        raise ConfigError("model.guard.kind=window_teacher: the teacher reads the student's own input, which must be "
+                          "Whisper's 30-s window; set model.whisper.length_mode=pad30 (or use padded_teacher)")
     if d.train_vocab == "targets" and not d.pretrained:
         raise ConfigError("model.decoder.train_vocab=targets: only a pretrained (BPE) decoder has unused output rows")
     if d.prompt == "variety" and not d.pretrained:
@@ -262,6 +273,17 @@ def check_model(model: ModelConfig) -> None:
         raise ConfigError(f"model.lora.rank: expected >= 0, got {model.lora.rank}")
 
 
+def check_guard_data(guard: GuardConfig, data: DataConfig) -> None:
+    """Rules joining model.guard to the data section."""
+    if guard.kind in ("padded_teacher", "window_teacher") and data.features != "audio":
+        raise ConfigError(f"model.guard.kind={guard.kind}: the teacher reads the waveforms; set data.features=audio")
+    p = data.pack
+    mixed = [v for v in guard.varieties if v not in p.apart]
+    if guard.kind != "none" and p.window and p.group == "mixed" and mixed:
+        raise ConfigError(f"model.guard.varieties: a mixed window has no single variety, so {mixed} would never be "
+                          "guarded; add them to data.pack.apart (or set data.pack.group=variety)")
+
+
 def check_data(data: DataConfig) -> None:
     """Cross-field rules of the data section, reported with the key to fix."""
     for i, c in enumerate(data.train):
@@ -279,6 +301,8 @@ def check_data(data: DataConfig) -> None:
             raise ConfigError(f"data.pack.timestamp_share: expected a share in [0, 1], got {p.timestamp_share}")
         if p.group not in ("mixed", "variety"):
             raise ConfigError(f"data.pack.group: expected 'mixed' or 'variety', got {p.group!r}")
+        if p.apart and p.group != "mixed":
+            raise ConfigError("data.pack.apart: only mixed windows (data.pack.group=mixed) keep varieties apart")
         if data.features != "audio":
             raise ConfigError("data.pack: windows are joined as audio; set data.features=audio")
         if data.max_utt_duration > p.window:
@@ -396,6 +420,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> Ex
         if cfg.data.pack.window and cfg.model.guard.kind == "padded_teacher":
             raise ConfigError("model.guard.kind=padded_teacher caches per utterance; data.pack makes new windows "
                               "every epoch (a packed run reads the padded format itself)")
+        check_guard_data(cfg.model.guard, cfg.data)
         if cfg.data.pack.window and cfg.model.decoder.targets == "translation":
             raise ConfigError("data.pack: packed windows learn transcripts; model.decoder.targets=translation is "
                               "not implemented for them")

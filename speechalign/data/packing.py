@@ -56,15 +56,18 @@ class WindowPacker:
     seed: int = 0
     budget: TargetBudget | None = None
     timestamp_share: float = 0.0
+    apart: tuple[str, ...] = ()     # varieties packed only with their own (in mixed windows)
 
     @classmethod
     def from_config(cls, pack, seed: int, budget: TargetBudget | None = None) -> "WindowPacker | None":
         if not pack.window:
             return None
-        return cls(pack.window, pack.gap, pack.single_share, pack.group, seed, budget, pack.timestamp_share)
+        return cls(pack.window, pack.gap, pack.single_share, pack.group, seed, budget, pack.timestamp_share,
+                   tuple(pack.apart))
 
     def plan(self, cuts: list[Cut]) -> list[Window]:
-        """First fit in sampled order: each cut joins the first open window of its group it fits in; a new
+        """First fit in sampled order: each cut joins the first open window of its group (its variety, or for
+        mixed windows "the rest" unless its variety is kept ``apart``) it fits in; a new
         window is, with probability ``single_share``, a single cut padded with silence. Windows are
         returned in the order they were opened."""
         key = f"{self.seed}:{len(cuts)}:{cuts[0].id if cuts else ''}"
@@ -77,7 +80,8 @@ class WindowPacker:
             if cut.duration > self.window:
                 raise ValueError(f"cut {cut.id} of {cut.duration:.2f} s does not fit a {self.window:g}-s window "
                                  "(data.max_utt_duration must not exceed data.pack.window)")
-            key = cut_meta(cut)["dialect"] if self.group == "variety" else ""
+            variety = cut_meta(cut)["dialect"]
+            key = variety if self.group == "variety" or variety in self.apart else ""
             tokens = self.budget.cost(cut) if self.budget else 0
             fits = [w for w in open_by_group.get(key, []) if w.seconds + self.gap + cut.duration <= self.window
                     and (self.budget is None or w.tokens + tokens <= self.budget.limit)]

@@ -73,7 +73,9 @@ def dry_run(cfg: ExperimentConfig, vocab_size: int = 50) -> dict:
     if cfg.data.pack.window:
         utts, targets = [join_audio(utts, cfg.data.pack.gap)], [sum(targets, [])]
     wav, lens = collate_audio(utts)
-    batch = Batch(wav, lens, targets, [f"utt{i}" for i in range(len(utts))], ["A"] * len(utts), [""] * len(utts))
+    # of the variety a guard reads, so that the dry run runs the guard too
+    variety = (cfg.model.guard.varieties or ["A"])[0]
+    batch = Batch(wav, lens, targets, [f"utt{i}" for i in range(len(utts))], [variety] * len(utts), [""] * len(utts))
     # the recipe's seed, as training uses it, for the random init and SpecAugment: the same losses every time
     with torch.random.fork_rng():
         torch.manual_seed(cfg.train.seed)

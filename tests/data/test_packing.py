@@ -49,6 +49,19 @@ def test_every_cut_once_in_order_and_every_window_within_its_length(ds, share, g
             assert len({c.supervisions[0].language for c in w.cuts}) == 1
 
 
+@settings(max_examples=30, deadline=None)
+@given(durations, st.floats(0.0, 1.0), st.integers(0, 5))
+def test_a_variety_kept_apart_shares_windows_only_with_itself(ds, share, seed):
+    cuts = planted(ds)
+    windows = WindowPacker(30.0, 0.3, share, "mixed", seed, apart=("A",)).plan(cuts)
+    assert sorted(c.id for w in windows for c in w.cuts) == sorted(c.id for c in cuts)
+    for w in windows:
+        varieties = {c.supervisions[0].language for c in w.cuts}
+        assert "A" not in varieties or varieties == {"A"}
+    mixed = WindowPacker(30.0, 0.3, 0.0, "mixed", 0, apart=("A",)).plan(planted([1.0] * 30))
+    assert sorted(sorted({c.supervisions[0].language for c in w.cuts}) for w in mixed) == [["A"], ["B", "C"]]
+
+
 def test_same_seed_same_windows_and_another_seed_other_singles():
     cuts = planted(np.random.default_rng(0).uniform(1, 5, 400))
     plan = lambda seed: [[c.id for c in w.cuts] for w in WindowPacker(30.0, 0.3, 0.3, "mixed", seed).plan(cuts)]
@@ -109,6 +122,8 @@ def test_pack_config_errors_name_the_key():
         load_config(None, ["data.pack={window: 30, timestamp_share: 0.5}"])   # no pretrained decoder
     with pytest.raises(ConfigError, match="data.pack.group=variety"):
         load_config(None, ["data.pack.window=30", "model.decoder.pretrained=x", "model.decoder.prompt=variety"])
+    with pytest.raises(ConfigError, match="data.pack.apart: only mixed windows"):
+        load_config(None, ["data.pack={window: 30, group: variety, apart: [Mandarin]}"])
 
 
 @pytest.fixture(scope="module")

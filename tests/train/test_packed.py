@@ -201,3 +201,57 @@ def test_a_window_s_attention_target_is_its_cuts_tokens_one_after_another():
     model = SimpleNamespace(att_targets="transcript", att_vocab=MergingBpe())
     targets = ASRModel.attention_targets(model, [[], []], [["甲", "乙"], "甲乙"])
     assert targets == [[ord("甲"), ord("乙")], [100]]
+
+
+WINDOW_TEACHER = [*PACK, "data.pack.apart=[A]", "model.guard.kind=window_teacher", "model.guard.weight=1.0"]
+
+
+def test_the_window_teacher_is_pretrained_whisper_on_the_same_window_and_reads_only_its_varieties(
+        parallel_corpus, whisper_pair, tmp_path):
+    trainer = Trainer(whisper_cfg(parallel_corpus, whisper_pair, *WINDOW_TEACHER, "model.guard.varieties=[A]"),
+                      tmp_path / "exp")
+    (term,) = trainer.terms
+    batch = next(iter(trainer.loader))
+    assert {"A", "B"} <= set(batch.dialects)   # windows of A apart from the rest, both in the batch
+    model = trainer.model.eval()
+    out = model(batch.wav, batch.wav_lens, batch.targets, batch.parts, keep_attention=True)
+    assert float(term(out, batch).detach()) == pytest.approx(0.0, abs=1e-5)   # the student starts as the teacher
+    with torch.no_grad():   # a student that has moved (the teacher still reads pretrained Whisper)
+        model.decoder.layers.norm.weight.mul_(0.1)
+        model.decoder.layers.norm.bias.mul_(0.1)
+    out = model(batch.wav, batch.wav_lens, batch.targets, batch.parts, keep_attention=True)
+    only_a = term(out, batch)
+    term.varieties = ("B",)
+    only_b = term(out, batch)
+    term.varieties = ()
+    every = term(out, batch)
+    assert float(only_a.detach()) > 1e-3 and float(only_b.detach()) > 1e-3
+    torch.testing.assert_close(only_a + only_b, every)   # each row once, over the same batch size
+    only_a.backward()
+    assert model.encoder.encoder.layers[1].fc2.weight.grad.abs().sum() > 0   # it holds the encoder too
+    assert all(p.grad is None for p in term.parameters())
+    term.varieties = ("C",)
+    assert term(out, batch) is None
+
+
+def test_a_window_teacher_run_logs_its_term_and_its_config_errors_name_the_key(parallel_corpus, whisper_pair,
+                                                                                  tmp_path):
+    from speechalign.config import ConfigError, load_config
+
+    trainer = Trainer(whisper_cfg(parallel_corpus, whisper_pair, *WINDOW_TEACHER, "model.guard.varieties=[A]"),
+                      tmp_path / "exp")
+    trainer.train()
+    metrics = yaml.safe_load((tmp_path / "exp" / "checkpoints" / "step-4" / "metrics.yaml").read_text())
+    assert "train_window_teacher" in metrics
+    (term,) = trainer.terms
+    batch = next(iter(trainer.loader))
+    out = trainer.model.eval()(batch.wav, batch.wav_lens, batch.targets, batch.parts, keep_attention=True)
+    # the student has moved, the teacher has not (a teacher sharing the weights gives ~1e-14, float noise)
+    assert float(term(out, batch).detach()) > 1e-8
+    base = ["model.encoder=whisper", "model.decoder.pretrained=x", "model.guard.kind=window_teacher"]
+    with pytest.raises(ConfigError, match="window_teacher: the teacher reads the student's own input"):
+        load_config(None, base)
+    with pytest.raises(ConfigError, match=r"so \['Mandarin'\] would never be guarded; add them to data.pack.apart"):
+        load_config(None, [*base, *PACK, "model.guard.varieties=[Mandarin]"])
+    with pytest.raises(ConfigError, match="window_teacher: the teacher reads the waveforms"):
+        load_config(None, [*base, "model.whisper.length_mode=pad30", "data.features=loader"])
