@@ -9,7 +9,7 @@ speechalign's trainer against the transformers peer, in one process, same model,
   full transformers model (``<model.whisper.pretrained>/hf``, as fetch-pretrained writes it), fed the very
   batches speechalign's sampler drew (same cut ids, so the same batch duration), with the recipe's
   gradient accumulation.
-* ``--ablate pad30 frozen ctc packed packed_variety`` turns speechalign's differences off one at a time, a row each
+* ``--ablate pad30 frozen ctc packed packed_variety packed_window_teacher`` turns speechalign's differences off one at a time, a row each
   (``packed``: the cuts packed back to back into 30-s windows, 100 s of audio per batch):
   ``pad30`` = model.whisper.length_mode=pad30 (Whisper's 30-s padding instead of trimming to the audio);
   ``frozen`` = nothing frozen (front end, first layers and decoder embedding trained);
@@ -74,6 +74,13 @@ ABLATIONS = {
     "packed_variety": ("speechalign, packed 30-s windows of one variety (data.pack.group variety)", [
         "model.whisper.length_mode=pad30", "model.freeze.cache_states=false", "data.num_buckets=1",
         "data.pack={window: 30, gap: 0.3, single_share: 0.1, group: variety}"]),
+    # Mandarin windows kept apart and held to frozen Whisper reading them, live
+    # (recipes/real_whisper_base_hybrid_packed_window_teacher.yaml): the teacher's cost and that of the
+    # windows the split leaves part-filled.
+    "packed_window_teacher": ("speechalign, packed, Mandarin windows apart, window teacher on them", [
+        "model.whisper.length_mode=pad30", "model.freeze.cache_states=false", "data.num_buckets=1",
+        "data.pack={window: 30, gap: 0.3, single_share: 0.1, apart: [Mandarin]}",
+        "model.guard={kind: window_teacher, weight: 1.0, varieties: [Mandarin]}"]),
 }
 PACKED_BATCH = 2.5
 
@@ -254,7 +261,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=2, help="torch intra-op threads (default 2)")
     p.add_argument("--ablate", nargs="*", default=[], choices=sorted(ABLATIONS),
                    help="speechalign differences to turn off, one row each: pad30 frozen ctc; packed: the cuts "
-                        "packed into 30-s windows (issue 31); packed_variety: windows of one variety")
+                        "packed into 30-s windows (issue 31); packed_variety: windows of one variety; "
+                        "packed_window_teacher: Mandarin windows apart, held by the window teacher")
     p.add_argument("--no-peer", action="store_true", help="speechalign rows only")
     p.add_argument("--out", help="write the markdown table here too")
     return p.parse_args(argv)

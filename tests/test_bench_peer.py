@@ -144,3 +144,12 @@ def test_throughput_dry_configuration(bench, whisper_dir, tone_corpus, tmp_path)
     assert "ratio (speechalign recipe / transformers peer, audio-s per wall-s): " in text
     assert "| speechalign, Whisper 30-s padding (length_mode pad30) |" in text
     assert "| speechalign, nothing frozen |" in text and "| speechalign, no CTC loss (ctc_weight 0) |" in text
+
+
+def test_every_throughput_ablation_is_a_valid_override_of_the_trimmed_recipe(bench):
+    from speechalign.config import load_config
+
+    _, throughput = bench
+    for name, (label, extra) in throughput.ABLATIONS.items():
+        cfg = load_config(ROOT / "recipes/real_whisper_base_hybrid.yaml", extra)
+        assert label and cfg.model.whisper.length_mode == ("trim" if name in ("frozen", "ctc") else "pad30")

@@ -31,7 +31,8 @@ def levers(exp_dir: Path) -> dict[str, str]:
     if cfg.data.pack.window:
         pack = cfg.data.pack
         memory += f", packed {pack.window:g} s ({pack.group}, {pack.single_share:.0%} single" + (
-            f", {pack.timestamp_share:.0%} timestamped)" if pack.timestamp_share else ")")
+            f", {pack.timestamp_share:.0%} timestamped" if pack.timestamp_share else "") + (
+            f", {'+'.join(pack.apart)} apart" if pack.apart else "") + ")"
     targets = "translation (not ASR-only)" if m.decoder.targets == "translation" else "transcript"
     if m.decoder.prompt == "variety":
         targets += ", variety prompt"

@@ -33,6 +33,13 @@ def token_kl(student: torch.Tensor, teacher_log_probs: torch.Tensor, temperature
     return kl * temperature ** 2 / batch
 
 
+def rows_kl(io: dict, r: torch.Tensor, teacher_logits: torch.Tensor, temperature: float) -> torch.Tensor:
+    """:func:`token_kl` of the decoder rows ``r`` against a teacher's logits for those rows."""
+    mask = io["gold"][r] != IGNORE
+    target = (teacher_logits.float() / temperature).log_softmax(-1)[mask]
+    return token_kl(io["logits"][r][mask], target, temperature, io["batch"])
+
+
 class DecoderDistillation(nn.Module):
     """KL(teacher || student) per target token, towards the frozen pretrained Whisper decoder reading the
     same encoder memory and the same prefix: the decoder may learn the new varieties, but is pulled back
@@ -54,12 +61,21 @@ class DecoderDistillation(nn.Module):
         with torch.no_grad():
             teacher = self.teacher(io["tokens"][r], io["memory"][r].detach(), io["memory_pad"][r], io["token_pad"][r],
                                    vocab=io["vocab"])
-        mask = io["gold"][r] != IGNORE
-        target = (teacher.float() / self.temperature).log_softmax(-1)[mask]
-        return token_kl(io["logits"][r][mask], target, self.temperature, io["batch"])
+        return rows_kl(io, r, teacher, self.temperature)
 
 
-class WindowTeacher(nn.Module):
+class FrozenWhisper(nn.Module):
+    """A loss term whose teacher is frozen pretrained Whisper, encoder and decoder."""
+
+    def __init__(self, encoder: nn.Module, decoder: nn.Module, weight: float, temperature: float,
+                 varieties: tuple[str, ...] = ()):
+        super().__init__()
+        self.encoder = encoder.eval().requires_grad_(False)
+        self.decoder = decoder.eval().requires_grad_(False)
+        self.weight, self.temperature, self.varieties = weight, temperature, tuple(varieties)
+
+
+class WindowTeacher(FrozenWhisper):
     """KL(teacher || student) per target token, towards frozen pretrained Whisper (encoder and decoder) reading
     the student's own 30-s input and prefix. On a packed window that is the format Whisper was pretrained on, in
     which it reads Mandarin best (greedy CER 9.2 % on goo-gi 121-170), so the term holds the whole model, encoder
@@ -69,13 +85,6 @@ class WindowTeacher(nn.Module):
 
     name = "window_teacher"
 
-    def __init__(self, encoder: nn.Module, decoder: nn.Module, weight: float, temperature: float,
-                 varieties: tuple[str, ...] = ()):
-        super().__init__()
-        self.encoder = encoder.eval().requires_grad_(False)
-        self.decoder = decoder.eval().requires_grad_(False)
-        self.weight, self.temperature, self.varieties = weight, temperature, tuple(varieties)
-
     def forward(self, out: dict, batch=None) -> torch.Tensor | None:
         io = out.get("attention")
         if io is None or batch is None:
@@ -83,19 +92,16 @@ class WindowTeacher(nn.Module):
         rows = guarded_rows(io, batch, self.varieties)
         if not rows:
             return None
-        device = io["logits"].device
-        r = torch.tensor(rows, device=device)
+        r = torch.tensor(rows, device=io["logits"].device)
         items = torch.tensor([io["rows"][k] for k in rows], device=batch.wav.device)
         with torch.no_grad():
             enc = self.encoder(batch.wav.index_select(0, items), batch.wav_lens.index_select(0, items))
             memory_pad = padding_mask(enc.lengths, enc.last.shape[1])
             teacher = self.decoder(io["tokens"][r], enc.last, memory_pad, io["token_pad"][r], vocab=io["vocab"])
-        mask = io["gold"][r] != IGNORE
-        target = (teacher.float() / self.temperature).log_softmax(-1)[mask]
-        return token_kl(io["logits"][r][mask], target, self.temperature, io["batch"])
+        return rows_kl(io, r, teacher, self.temperature)
 
 
-class PaddedTeacher(nn.Module):
+class PaddedTeacher(FrozenWhisper):
     """KL(teacher || student) per target token, towards the frozen pretrained Whisper (encoder and decoder)
     reading the utterance padded to 30 s, the format it was trained on, while the student reads the trimmed
     memory (the idea of FUTO's whisper-acft). The teacher's distributions over the training rows are computed
@@ -104,12 +110,8 @@ class PaddedTeacher(nn.Module):
 
     name = "padded_teacher"
 
-    def __init__(self, encoder: nn.Module, decoder: nn.Module, weight: float, temperature: float,
-                 varieties: tuple[str, ...] = ()):
-        super().__init__()
-        self.encoder = encoder.eval().requires_grad_(False)
-        self.decoder = decoder.eval().requires_grad_(False)
-        self.weight, self.temperature, self.varieties = weight, temperature, tuple(varieties)
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
         self.cache: dict[str, torch.Tensor] = {}
 
     @torch.no_grad()

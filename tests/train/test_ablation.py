@@ -40,7 +40,7 @@ def test_ablation_rows_read_levers_validation_and_cer(tmp_path, capsys):
                   {4: 41.0, 5: 51.0}, {"Mandarin": 50.0, "overall": 60.0}, last_valid=100)
     d = _fake_run(tmp_path, "packed", ["model.encoder=whisper", "model.whisper.length_mode=pad30", "data.pack.window=30",
                                        "data.pack.single_share=0.1", "data.oversample={Mandarin: 5}",
-                                       "data.pack.timestamp_share=0.5", "model.decoder.pretrained=whisper",
+                                       "data.pack.timestamp_share=0.5", "data.pack.apart=[Mandarin]", "model.decoder.pretrained=whisper",
                                        "model.ctc_weight=0.3", "model.ctc_encoder_grad=0.05",
                                        "model.ctc_encoder_grad_ramp={to: 0.5, start: 100, end: 200}"],
                   {4: 42.0, 5: 52.0}, {"Mandarin": 12.0, "overall": 40.0}, audio=1320.0)
@@ -60,7 +60,8 @@ def test_ablation_rows_read_levers_validation_and_cer(tmp_path, capsys):
     assert packed[1] == "transcript, full softmax" and full[1] == "transcript"   # full: no Whisper decoder
     assert tail[1] == "transcript"                                                 # restricted softmax
     assert packed[4] == "0.3 (encoder x0.05 -> x0.5 over steps 100-200) / 0.1 / 0.1"
-    assert packed[6:8] == ["pad30, packed 30 s (mixed, 10% single, 50% timestamped)", "goo-gi+kasu100, Mandarin x5"]
+    assert packed[6:8] == ["pad30, packed 30 s (mixed, 10% single, 50% timestamped, Mandarin apart)",
+                           "goo-gi+kasu100, Mandarin x5"]
     assert packed[-2:] == ["0.66", "20.0"]   # 2,640 s of audio in 132 s
     assert lora[1:4] == ["translation (not ASR-only), variety prompt, full softmax", "LoRA r8", "distill 0.3"] and lora[7] == "goo-gi+kasu100"
     assert lora[8:10] == ["45.0", "55.2"] and lora[10] == "n/a"
