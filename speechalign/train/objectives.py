@@ -74,6 +74,15 @@ class FrozenWhisper(nn.Module):
         self.decoder = decoder.eval().requires_grad_(False)
         self.weight, self.temperature, self.varieties = weight, temperature, tuple(varieties)
 
+    def guarded(self, out: dict, batch) -> tuple[dict, list[int]] | None:
+        """The decoder's inputs and logits and the rows this term reads, or None when it reads none here
+        (its teacher reads the batch's audio)."""
+        io = out.get("attention")
+        if io is None or batch is None:
+            return None
+        rows = guarded_rows(io, batch, self.varieties)
+        return (io, rows) if rows else None
+
 
 class WindowTeacher(FrozenWhisper):
     """KL(teacher || student) per target token, towards frozen pretrained Whisper (encoder and decoder) reading
@@ -86,12 +95,10 @@ class WindowTeacher(FrozenWhisper):
     name = "window_teacher"
 
     def forward(self, out: dict, batch=None) -> torch.Tensor | None:
-        io = out.get("attention")
-        if io is None or batch is None:
+        found = self.guarded(out, batch)
+        if found is None:
             return None
-        rows = guarded_rows(io, batch, self.varieties)
-        if not rows:
-            return None
+        io, rows = found
         r = torch.tensor(rows, device=io["logits"].device)
         items = torch.tensor([io["rows"][k] for k in rows], device=batch.wav.device)
         with torch.no_grad():
@@ -128,12 +135,10 @@ class PaddedTeacher(FrozenWhisper):
         return self.cache[cut_id].to(wav.device).float().log_softmax(-1)
 
     def forward(self, out: dict, batch=None) -> torch.Tensor | None:
-        io = out.get("attention")
-        if io is None or batch is None:
+        found = self.guarded(out, batch)
+        if found is None:
             return None
-        rows = guarded_rows(io, batch, self.varieties)
-        if not rows:
-            return None
+        io, rows = found
         mask = io["gold"] != IGNORE
         target = torch.cat([self.teacher_log_probs(batch.ids[i], batch.wav[i], int(batch.wav_lens[i]),
                                                    io["tokens"][r][: int((~io["token_pad"][r]).sum())],
