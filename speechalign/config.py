@@ -150,6 +150,7 @@ class LoraConfig:
 
 
 GUARDS = ("none", "distill", "padded_teacher", "window_teacher")
+WHISPER_TEACHERS = ("padded_teacher", "window_teacher")   # their teacher is all of pretrained Whisper
 
 
 @dataclass
@@ -245,7 +246,7 @@ def check_model(model: ModelConfig) -> None:
     if model.guard.kind != "none" and not d.pretrained:
         raise ConfigError(f"model.guard.kind={model.guard.kind}: the teacher is Whisper's pretrained decoder; set "
                           "model.decoder.pretrained")
-    if model.guard.kind in ("padded_teacher", "window_teacher") and model.encoder != "whisper":
+    if model.guard.kind in WHISPER_TEACHERS and model.encoder != "whisper":
         raise ConfigError(f"model.guard.kind={model.guard.kind}: the teacher is pretrained Whisper; got model.encoder="
                           f"{model.encoder!r}")
     if model.guard.kind == "window_teacher" and model.whisper.length_mode != "pad30":
@@ -275,9 +276,12 @@ def check_model(model: ModelConfig) -> None:
 
 def check_guard_data(guard: GuardConfig, data: DataConfig) -> None:
     """Rules joining model.guard to the data section."""
-    if guard.kind in ("padded_teacher", "window_teacher") and data.features != "audio":
+    if guard.kind in WHISPER_TEACHERS and data.features != "audio":
         raise ConfigError(f"model.guard.kind={guard.kind}: the teacher reads the waveforms; set data.features=audio")
     p = data.pack
+    if p.window and guard.kind == "padded_teacher":
+        raise ConfigError("model.guard.kind=padded_teacher caches per utterance; data.pack makes new windows "
+                          "every epoch (a packed run reads the padded format itself)")
     mixed = [v for v in guard.varieties if v not in p.apart]
     if guard.kind != "none" and p.window and p.group == "mixed" and mixed:
         raise ConfigError(f"model.guard.varieties: a mixed window has no single variety, so {mixed} would never be "
@@ -417,9 +421,6 @@ def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> Ex
         cfg = from_dict(ExperimentConfig, raw)
         check_data(cfg.data)
         check_model(cfg.model)
-        if cfg.data.pack.window and cfg.model.guard.kind == "padded_teacher":
-            raise ConfigError("model.guard.kind=padded_teacher caches per utterance; data.pack makes new windows "
-                              "every epoch (a packed run reads the padded format itself)")
         check_guard_data(cfg.model.guard, cfg.data)
         if cfg.data.pack.window and cfg.model.decoder.targets == "translation":
             raise ConfigError("data.pack: packed windows learn transcripts; model.decoder.targets=translation is "
