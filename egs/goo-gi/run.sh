@@ -145,6 +145,19 @@ if run_stage 4; then
     modes=$(python -c "import sys; from speechalign.models.experiment import load_experiment; from speechalign.decode.run import supported_modes; print(' '.join(supported_modes(load_experiment(sys.argv[1], sys.argv[2])[2])))" "$exp" "$checkpoint")
     # shellcheck disable=SC2086
     speechalign decode --exp-dir "$exp" --checkpoint "$checkpoint" --cuts "${test_sets[@]}" --mode $modes --beam "$beam"
+    router=$exp/router-$checkpoint.safetensors
+    if ! $eval_only && [ ! -f "$router" ] && [[ " $modes " == *" attention_beam "* ]]; then
+      # Fine-tuning costs Whisper its Mandarin and no training lever kept it (RESULTS.md, issue 31): Mandarin
+      # goes back to the pretrained weights, chosen per utterance by a classifier on the encoder's pooled states,
+      # fitted on goo-gi train (the corpus with Mandarin in it; its other nine varieties are the negatives).
+      speechalign interpolate --exp-dir "$exp" --checkpoint "$checkpoint" --alpha 0 --parts encoder decoder
+      speechalign train-router --exp-dir "$exp" --checkpoint "$checkpoint" --cuts "$data/goo-gi_cuts_train.jsonl.gz" \
+        --dev "$data/goo-gi_cuts_dev.jsonl.gz" --route Mandarin=wise-decoder+encoder-0
+    fi
+    if [ -f "$router" ]; then
+      speechalign decode --exp-dir "$exp" --checkpoint "$checkpoint" --cuts "${test_sets[@]}" --mode attention_beam \
+        --beam "$beam" --router "$router"
+    fi
   fi
   if ! $eval_only && [ ! -f "$exp/lm/.done" ]; then
     # Character 4-gram on the training transcripts only: train-lm drops any text of goo-gi dev/test and
@@ -291,6 +304,10 @@ if run_stage 7; then
   [ -n "$exp" ] && [ -d "$exp/checkpoints" ] && alternatives+=("$(system_spec "speechalign $(basename "$exp") (attention_beam)" \
     "cer=$exp/decode/$checkpoint/cer-goo-gi_test-attention_beam.tsv" "yubao=$rt/goo-gi/$(basename "$exp")" \
     "cascade=$rt/goo-gi-text/text-$(basename "$exp")-attention_beam" "training=$exp")")
+  [ -n "$exp" ] && [ -f "$exp/decode/$checkpoint/cer-goo-gi_test-attention_beam+route.tsv" ] &&
+    alternatives+=("$(system_spec "speechalign $(basename "$exp") (attention_beam, Mandarin routed to the pretrained weights)" \
+    "cer=$exp/decode/$checkpoint/cer-goo-gi_test-attention_beam+route.tsv" "yubao=$rt/goo-gi/$(basename "$exp")" \
+    "cascade=$rt/goo-gi-text/text-$(basename "$exp")-attention_beam+route" "training=$exp")")
   speechalign compare systems "${alternatives[@]}" --out "$out/alternatives" \
     --title "goo-gi test split: speechalign against what users would run instead"
   # YuBao heatmaps and layer plots per system; Hokkien queries with their top 5 Mandarin recordings.

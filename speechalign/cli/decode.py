@@ -35,8 +35,34 @@ def register(sub, command: str | None = None) -> None:
     p.add_argument("--cpu-search", action="store_true",
                    help="CTC beam search on CPU (flashlight) even when --device is CUDA (default: the GPU decoder "
                         "without --lm)")
+    p.add_argument("--router", type=Path, help="a train-router file of this checkpoint: each utterance is decoded by "
+                   "the checkpoint its predicted variety is routed to (attention_beam; reports named <mode>+route)")
     add_skip_bad(p)
     p.set_defaults(func=_cmd_decode)
+
+    p = sub.add_parser("train-router", help="fit a variety router on a checkpoint's pooled encoder states, for "
+                       "decode --router (e.g. Mandarin to the pretrained weights)",
+                       formatter_class=argparse.RawDescriptionHelpFormatter,
+                       epilog="example:\n  speechalign interpolate --exp-dir exp/x --checkpoint avg-last3 --alpha 0 "
+                              "--parts encoder decoder\n"
+                              "  speechalign train-router --exp-dir exp/x --checkpoint avg-last3 --cuts train.jsonl.gz \\\n"
+                              "      --dev dev.jsonl.gz --route Mandarin=wise-decoder+encoder-0\n"
+                              "  speechalign decode --exp-dir exp/x --checkpoint avg-last3 --cuts test.jsonl.gz \\\n"
+                              "      --mode attention_beam --router exp/x/router-avg-last3.safetensors")
+    p.add_argument("--exp-dir", type=Path, required=True, help="trained experiment directory")
+    p.add_argument("--checkpoint", default="latest", help="the checkpoint whose states the router reads and that "
+                   "decodes every variety without a route")
+    p.add_argument("--cuts", type=Path, nargs="+", required=True, help="training cut manifests (their variety labels "
+                   "are the classifier's targets)")
+    p.add_argument("--route", nargs="+", required=True, metavar="VARIETY=CHECKPOINT",
+                   help="where a variety goes, e.g. Mandarin=wise-decoder+encoder-0 (a checkpoint of the experiment)")
+    p.add_argument("--dev", type=Path, nargs="*", default=[], help="manifests routed and reported per variety, "
+                   "never fitted")
+    p.add_argument("--layer", type=int, default=-1, help="encoder state the router pools (default -1: the last)")
+    p.add_argument("--out", type=Path, help="router file (default <exp>/router-<checkpoint>.safetensors)")
+    p.add_argument("--max-duration", type=float, default=120.0, help="seconds of audio per batch")
+    p.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda:0")
+    p.set_defaults(func=_cmd_train_router)
 
     from speechalign.data.contamination import add_exclude_option
 
@@ -153,7 +179,19 @@ def _cmd_decode(args) -> None:
     for mode in args.mode:
         decode(args.exp_dir, args.cuts, mode=mode, beam=args.beam, checkpoint=args.checkpoint,
                ctc_weight=args.ctc_weight, max_duration=args.max_duration, device=args.device,
-               skip_bad=args.skip_bad, lm=_lm_options(args), force_cpu_search=args.cpu_search)
+               skip_bad=args.skip_bad, lm=_lm_options(args), force_cpu_search=args.cpu_search, router=args.router)
+
+
+def _cmd_train_router(args) -> None:
+    from speechalign.decode.router import parse_routes, train_router
+
+    require_cuts(args.cuts, "--cuts")
+    require_cuts(args.dev, "--dev")
+    router, out = train_router(args.exp_dir, args.cuts, parse_routes(args.route), args.checkpoint, args.layer,
+                               args.dev, args.out, args.max_duration, args.device)
+    for name, d in router.fit.get("dev", {}).items():
+        print(f"{name}: routes right for {100 * d['accuracy']:.1f} % of cuts; per variety {d['routed']}")
+    print(f"router -> {out}")
 
 
 def _lm_options(args):

@@ -12,6 +12,7 @@ import soundfile as sf
 import torch
 from tqdm import tqdm
 
+from speechalign.atomic import write_text
 from speechalign.data.audio import quiet_id3
 from speechalign.decode import ATTENTION_MODES, MODES
 from speechalign.data.dataset import collate_audio, eval_loader
@@ -147,12 +148,13 @@ def mode_label(mode: str, lm: LMOptions | None) -> str:
 def decode(exp_dir: str | Path, cuts: list[str | Path], mode: str = "ctc_greedy", beam: int = 10,
            checkpoint: str = "latest", ctc_weight: float | None = None, max_duration: float = 120.0,
            device: str = "cpu", skip_bad: bool = False, lm: LMOptions | None = None,
-           force_cpu_search: bool = False) -> dict[str, object]:
+           force_cpu_search: bool = False, router: str | Path | None = None) -> dict[str, object]:
     """Decode each manifest and write reports to ``<exp>/decode/<checkpoint>/``; returns scorers.
     An unreadable utterance is an error naming its file, or with ``skip_bad`` a counted, listed skip.
     ``lm`` fuses a character n-gram into ctc_prefix_beam, attention_rescoring and joint_beam; the
     beam search runs on the GPU (torchaudio's cuda_ctc_decoder) for CUDA without an LM, unless
-    ``force_cpu_search``."""
+    ``force_cpu_search``. ``router`` (a ``train-router`` file of this checkpoint) decodes each utterance with the
+    checkpoint its variety is routed to (attention_beam only); reports get ``+route`` in their names."""
     exp_dir = Path(exp_dir)
     for path in cuts:   # each manifest is a set of its own: its recogs and CER need unique ids
         check_unique_ids(path)
@@ -170,7 +172,8 @@ def decode(exp_dir: str | Path, cuts: list[str | Path], mode: str = "ctc_greedy"
     translation = mode == "attention_beam" and translates(model)
     ctc_search = make_ctc_search(tokenizer, mode, beam, lm, device, force_cpu_search)
     char_lm = (CharLM(lm.path, tokenizer.tokens), lm) if lm is not None and mode == "joint_beam" else None
-    label = mode_label(mode, lm)
+    routing = Routing.open(router, exp_dir, checkpoint, mode, device) if router is not None else None
+    label = mode_label(mode, lm) + ("+route" if routing else "")
     out_dir = exp_dir / "decode" / checkpoint
     results = {}
     for path in cuts:
@@ -182,8 +185,12 @@ def decode(exp_dir: str | Path, cuts: list[str | Path], mode: str = "ctc_greedy"
             skipped += check_bad(batch.bad, skip_bad, "decode")
             if not batch.ids:
                 continue
-            hyps = decode_batch(model, batch.wav.to(device), batch.wav_lens.to(device), mode, beam, ctc_weight,
-                                tokenizer.decode, ctc_search, char_lm, tokenizer.encode, batch.dialects)
+            if routing:
+                hyps = routing.decode(model, batch.wav.to(device), batch.wav_lens.to(device), beam, batch.ids,
+                                      batch.dialects)
+            else:
+                hyps = decode_batch(model, batch.wav.to(device), batch.wav_lens.to(device), mode, beam, ctc_weight,
+                                    tokenizer.decode, ctc_search, char_lm, tokenizer.encode, batch.dialects)
             audio += float(batch.wav_lens.sum()) / 16000
             # A translating decoder is scored against the Mandarin sentence (BLEU/chrF below, CER beside it).
             refs = [t or "" for t in batch.translations] if translation else batch.texts
@@ -195,6 +202,8 @@ def decode(exp_dir: str | Path, cuts: list[str | Path], mode: str = "ctc_greedy"
         fusion = f", {lm.describe()}" if lm is not None else ", no LM"
         weight = f", ctc_weight={ctc_weight:g}" if mode in ("attention_rescoring", "joint_beam") else ""
         task = ", references=Mandarin translations (dialect speech -> Mandarin text; not ASR-only)" if translation else ""
+        if routing:
+            task += f", {routing.report(out_dir / f'routes-{set_name}-{label}.tsv')}"
         if mode in ATTENTION_MODES and model.prompt == "variety":
             task += ", decoder prompted with the cut's variety label (model.decoder.prompt=variety)"
         results[set_name] = report_set(out_dir, set_name, label, utts, rtf,
@@ -207,6 +216,67 @@ def decode(exp_dir: str | Path, cuts: list[str | Path], mode: str = "ctc_greedy"
     if lm is not None and (effect := lm_effect(out_dir)) is not None:
         log.info("without and with the LM: %s", effect)
     return results
+
+
+class Routing:
+    """Per-utterance checkpoints for ``decode --router``: the main model encodes the batch, the router reads its
+    pooled states, and the rows routed elsewhere are decoded by their own checkpoint (encoder and decoder)."""
+
+    def __init__(self, router, models: dict, path: Path):
+        self.router, self.models, self.path = router, models, path
+        self.rows: list[tuple[str, str, str]] = []   # (id, variety, route) of the set being decoded
+
+    @classmethod
+    def open(cls, path: str | Path, exp_dir: Path, checkpoint: str, mode: str, device: str) -> "Routing":
+        from speechalign.decode.router import VarietyRouter
+
+        if mode != "attention_beam":
+            raise ValueError(f"--router: decode mode {mode!r} reads the CTC head, which a routed checkpoint does not "
+                             "share with the main one; route attention_beam")
+        router = VarietyRouter.load(path)
+        if router.checkpoint != checkpoint:
+            raise ValueError(f"--router {path}: fitted on the states of checkpoint {router.checkpoint!r}, not "
+                             f"--checkpoint {checkpoint!r}")
+        models = {t: load_experiment(exp_dir, t, device)[2] for t in router.targets()}
+        return cls(router, models, Path(path))
+
+    @torch.no_grad()
+    def decode(self, model, wav: torch.Tensor, wav_lens: torch.Tensor, beam: int, ids: list[str],
+               dialects: list[str]) -> list[list[int]]:
+        from speechalign.decode.router import MAIN
+        from speechalign.models.encoders import pool
+
+        enc = model.encode(wav, wav_lens)
+        routes = self.router.predict(pool(enc.hidden_states[self.router.layer].float(), enc.speech_lengths,
+                                          "mean").cpu().numpy())
+        self.rows += list(zip(ids, dialects, routes))
+        hyps: list[list[int] | None] = [None] * len(routes)
+        for route in sorted(set(routes)):
+            index = [i for i, r in enumerate(routes) if r == route]
+            if route == MAIN:
+                sub = enc.rows(torch.tensor(index, device=wav.device))
+                out = decode_encoded(model, sub, model.ctc_log_probs(sub), "attention_beam", beam, 0.0,
+                                     dialects=[dialects[i] for i in index])
+            else:
+                rows = torch.tensor(index, device=wav.device)
+                out = decode_batch(self.models[route], wav[rows], wav_lens[rows], "attention_beam", beam, 0.0,
+                                   dialects=[dialects[i] for i in index])
+            for i, h in zip(index, out):
+                hyps[i] = h
+        return hyps
+
+    def report(self, path: Path) -> str:
+        """Write the set's routes (id, variety, route) and return the report line; starts the next set afresh."""
+        from speechalign.decode.router import routed_shares
+
+        write_text(path, "id\tvariety\troute\n" + "".join(f"{i}\t{v}\t{r}\n" for i, v, r in self.rows))
+        shares = routed_shares([r for _, _, r in self.rows], [v for _, v, _ in self.rows])
+        self.rows = []
+        moved = "; ".join(f"{v} {sum(n for r, n in c.items() if r != 'main')}/{sum(c.values())}"
+                          for v, c in shares.items())
+        log.info("routed away from the main checkpoint, per variety: %s (%s)", moved, path.name)
+        return (f"routed by {self.path.name} ({', '.join(f'{k} -> {t}' for k, t in self.router.routes.items())}; "
+                f"utterances routed away per variety: {moved})")
 
 
 def check_bad(bad: list, skip_bad: bool, command: str) -> list[str]:

@@ -35,10 +35,33 @@ class EncoderOutput:
         """(B,) frames of the input speech, without appended silence or padding: what embeddings pool over."""
         return self.lengths if self.speech is None else self.speech
 
+    def rows(self, index: torch.Tensor) -> "EncoderOutput":
+        """The utterances at ``index`` of the batch (a decoder reads a subset, e.g. the rows a router keeps)."""
+        return EncoderOutput([h[index] for h in self.hidden_states], self.lengths[index],
+                             None if self.speech is None else self.speech[index])
+
 
 def padding_mask(lengths: torch.Tensor, max_len: int) -> torch.Tensor:
     """(B, T) True at padded positions."""
     return torch.arange(max_len, device=lengths.device)[None, :] >= lengths[:, None]
+
+
+POOLING = ("mean", "max", "meanstd")
+
+
+def pool(states: torch.Tensor, lengths: torch.Tensor, mode: str) -> torch.Tensor:
+    """(B, T, D) states -> (B, D') pooled over valid frames only (padding never counts)."""
+    valid = (torch.arange(states.shape[1], device=states.device)[None, :] < lengths[:, None]).unsqueeze(-1)
+    n = lengths.clamp(min=1)[:, None].to(states.dtype)
+    mean = (states * valid).sum(1) / n
+    if mode == "mean":
+        return mean
+    if mode == "max":
+        return states.masked_fill(~valid, -torch.inf).amax(1)
+    if mode == "meanstd":
+        var = (((states - mean[:, None]) * valid) ** 2).sum(1) / n
+        return torch.cat([mean, var.clamp(min=0).sqrt()], dim=-1)
+    raise ValueError(f"unknown pooling {mode!r}; choose from {POOLING}")
 
 
 class SpecAugmentMixin:

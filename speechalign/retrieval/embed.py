@@ -25,25 +25,10 @@ from tqdm import tqdm
 
 from speechalign.data.dataset import SpeechDataset, windowed_batches
 from speechalign.data.manifest import DuplicateIds, check_unique_ids, cut_meta, open_cuts
+from speechalign.models.encoders import POOLING, pool
 
 log = logging.getLogger("speechalign.retrieval")
-POOLING = ("mean", "max", "meanstd")
 META_FIELDS = ("id", "dialect", "site", "subgroup", "sentence_id", "frames")
-
-
-def pool(states: torch.Tensor, lengths: torch.Tensor, mode: str) -> torch.Tensor:
-    """(B, T, D) states -> (B, D') pooled over valid frames only (padding never counts)."""
-    valid = (torch.arange(states.shape[1], device=states.device)[None, :] < lengths[:, None]).unsqueeze(-1)
-    n = lengths.clamp(min=1)[:, None].to(states.dtype)
-    mean = (states * valid).sum(1) / n
-    if mode == "mean":
-        return mean
-    if mode == "max":
-        return states.masked_fill(~valid, -torch.inf).amax(1)
-    if mode == "meanstd":
-        var = (((states - mean[:, None]) * valid) ** 2).sum(1) / n
-        return torch.cat([mean, var.clamp(min=0).sqrt()], dim=-1)
-    raise ValueError(f"unknown pooling {mode!r}; choose from {POOLING}")
 
 
 class FeatureBaseline(torch.nn.Module):
