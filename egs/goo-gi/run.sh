@@ -150,9 +150,11 @@ if run_stage 4; then
       # Fine-tuning costs Whisper its Mandarin and no training lever kept it (RESULTS.md, issue 31): Mandarin
       # goes back to the pretrained weights, chosen per utterance by a classifier on the encoder's pooled states,
       # fitted on goo-gi train (the corpus with Mandarin in it; its other nine varieties are the negatives).
-      speechalign interpolate --exp-dir "$exp" --checkpoint "$checkpoint" --alpha 0 --parts encoder decoder
+      # (A dry run's miniature starts from random weights: its Mandarin route is the checkpoint itself.)
+      pretrained=wise-decoder+encoder-0; $dry_run && pretrained=$checkpoint
+      $dry_run || speechalign interpolate --exp-dir "$exp" --checkpoint "$checkpoint" --alpha 0 --parts encoder decoder
       speechalign train-router --exp-dir "$exp" --checkpoint "$checkpoint" --cuts "$data/goo-gi_cuts_train.jsonl.gz" \
-        --dev "$data/goo-gi_cuts_dev.jsonl.gz" --route Mandarin=wise-decoder+encoder-0
+        --dev "$data/goo-gi_cuts_dev.jsonl.gz" --route "Mandarin=$pretrained"
     fi
     if [ -f "$router" ]; then
       speechalign decode --exp-dir "$exp" --checkpoint "$checkpoint" --cuts "${test_sets[@]}" --mode attention_beam \
@@ -239,11 +241,9 @@ fi
 if run_stage 6; then
   # The cascade: transcribe, then compare texts (TF-IDF over character 1-3-grams), through the same protocol.
   log "stage 6: cascade retrieval over transcripts (references = the text ceiling)"
+  pending=()   # NAME=TEXTS of the systems not yet compared; one process for all (its imports take seconds)
   cascade() {   # cascade NAME TEXTS
-    [ -f "$out/retrieval/goo-gi-text/$1/.done" ] && return 0
-    speechalign retrieve-text --texts "$2" --cuts "$data/goo-gi_cuts_test.jsonl.gz" --protocol yubao \
-      --out "$out/retrieval/goo-gi-text/$1" --name "$1"
-    touch "$out/retrieval/goo-gi-text/$1/.done"
+    [ -f "$out/retrieval/goo-gi-text/$1/.done" ] || [[ " ${pending[*]} " == *" $1="* ]] || pending+=("$1=$2")
   }
   cascade text-reference "$data/goo-gi_cuts_test.jsonl.gz"
   for r in "$out"/zero-shot/recogs-goo-gi_test-*.txt; do
@@ -256,6 +256,11 @@ if run_stage 6; then
     [ -f "$r" ] || continue
     system=${r%/decode/*}; mode=${r##*-goo-gi_test-}; cascade "text-$(basename "$system")-${mode%.txt}" "$r"
   done
+  if [ ${#pending[@]} -gt 0 ]; then
+    speechalign retrieve-text --systems "${pending[@]}" --cuts "$data/goo-gi_cuts_test.jsonl.gz" --protocol yubao \
+      --out "$out/retrieval/goo-gi-text"
+    for kv in "${pending[@]}"; do touch "$out/retrieval/goo-gi-text/${kv%%=*}/.done"; done
+  fi
 fi
 
 if run_stage 7; then

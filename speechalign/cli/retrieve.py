@@ -60,9 +60,12 @@ def register(sub, command: str | None = None) -> None:
                     "data/manifests/tw-hokkien_cuts_test.jsonl.gz --query Hokkien --gallery Mandarin "
                     "--out exp/r/text-ceiling\n  speechalign compare yubao whisper=exp/r/whisper-base "
                     "cascade-zero-shot=exp/r/cascade-zero-shot --out exp/r/yubao-compare")
-    p.add_argument("--texts", type=Path, required=True,
-                   help="a recogs-<set>-<mode>.txt of decode/decode-whisper, or a manifest (its reference transcripts: "
-                        "the text ceiling)")
+    texts = p.add_mutually_exclusive_group(required=True)
+    texts.add_argument("--texts", type=Path,
+                       help="a recogs-<set>-<mode>.txt of decode/decode-whisper, or a manifest (its reference "
+                            "transcripts: the text ceiling)")
+    texts.add_argument("--systems", nargs="+", metavar="NAME=TEXTS",
+                       help="several such files in one process, each into <out>/NAME and named NAME in its titles")
     p.add_argument("--cuts", type=Path,
                    help="manifest with the cuts' dialect, sentence_id, site and subgroup (required for a recogs file; "
                         "default: --texts when it is a manifest)")
@@ -72,7 +75,8 @@ def register(sub, command: str | None = None) -> None:
                    help="pairs: R@1/5/10 and MRR per ordered dialect pair (text-tfidf.tsv, for compare pairs); yubao: "
                         "the site-pair protocol (yubao-text-tfidf.tsv, for compare yubao)")
     p.add_argument("--out", type=Path, required=True,
-                   help="result dir, one per system (as <emb-dir>/retrieval): compare yubao LABEL=DIR reads it")
+                   help="result dir, one per system (as <emb-dir>/retrieval): compare yubao LABEL=DIR reads it; "
+                        "with --systems, the dir that holds one per system")
     p.add_argument("--name", help="what the texts are, in the tables' titles, e.g. cascade-zero-shot "
                                   "(default: the --out directory name)")
     p.add_argument("--query", help="pairs: only this query dialect")
@@ -156,9 +160,19 @@ def _cmd_retrieve(args) -> None:
 
 
 def _cmd_retrieve_text(args) -> None:
-    from speechalign.retrieval.text import cli_main
+    from speechalign.cli.common import labelled
+    from speechalign.retrieval.text import run_text_retrieve
 
-    cli_main(args)
+    if args.systems and args.name:
+        raise ValueError("retrieve-text: --name labels one --texts file; --systems names each NAME=TEXTS")
+    systems = labelled(args.systems, "retrieve-text --systems", Path.is_file) if args.systems else \
+        [(args.name, args.texts)]
+    for name, texts in systems:
+        out = run_text_retrieve(texts, args.out / name if args.systems else args.out, args.cuts,
+                                tuple(args.protocol), name, args.field, args.query, args.gallery, args.diagonal)
+        for key in ("yubao", "pairs"):
+            if key in out:
+                print(out[key]["paths"]["md"])
 
 
 def _cmd_sweep(args) -> None:

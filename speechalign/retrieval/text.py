@@ -207,12 +207,3 @@ def run_text_retrieve(texts: str | Path, out_dir: str | Path, cuts: str | Path |
                      mean["R@5"], mean["MRR"], len(rows) - 1, paths["md"])
             out["pairs"] = {"rows": rows, "paths": paths}
     return out
-
-
-def cli_main(args) -> None:
-    """``speechalign retrieve-text``."""
-    out = run_text_retrieve(args.texts, args.out, args.cuts, tuple(args.protocol), args.name, args.field,
-                            args.query, args.gallery, args.diagonal)
-    for key in ("yubao", "pairs"):
-        if key in out:
-            print(out[key]["paths"]["md"])

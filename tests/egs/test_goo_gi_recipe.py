@@ -4,6 +4,7 @@ as a dry run (miniature training, the transformers peer) with a tiny imported Wh
 
 import pytest
 
+from speechalign.data.manifest import open_cuts
 from tests.egs.goo_gi import DEFAULT_EXP, goo_gi_material, recipe_args, table_rows
 from tests.egs.test_egs_dry_run import run_egs
 
@@ -24,6 +25,7 @@ def test_recipe_dry_run(corpora, tmp_path):
             "zero-shot Whisper-base (whisper_greedy)", "zero-shot Whisper-base (faster_whisper_beam5)",
             "zero-shot Whisper-base (faster_whisper_beam1)", f"{DEFAULT_EXP} (ctc_greedy)",
             f"{DEFAULT_EXP} (attention_rescoring)", f"{DEFAULT_EXP} (ctc_prefix_beam+lm)",
+            f"{DEFAULT_EXP} (attention_beam+route)",
             f"{DEFAULT_EXP} (attention_rescoring+lm)", "transformers peer (greedy generate)"} <= cer
     assert (dry / DEFAULT_EXP / "decode" / "latest" / "lm-effect.md").is_file()
     # the alternatives table: every part of every row found (the labels say which output each row is)
@@ -31,10 +33,16 @@ def test_recipe_dry_run(corpora, tmp_path):
            for r in (dry / "alternatives.md").read_text(encoding="utf-8").splitlines()
            if r.startswith("| ") and not r.startswith("| system")}
     assert [k.split(" (")[0] for k in alt] == ["zero-shot Whisper-base", "transformers peer",
-                                               f"speechalign {DEFAULT_EXP}"]
+                                               f"speechalign {DEFAULT_EXP}", f"speechalign {DEFAULT_EXP}"]
     assert all("n/a" not in v for v in alt.values()), alt
     assert alt["transformers peer (Seq2SeqTrainer, greedy generate)"][4] == "2"   # the dry run's 2 steps
     assert alt[f"speechalign {DEFAULT_EXP} (attention_beam)"][4] == "1"
+    # Mandarin routed to the pretrained weights: a router fitted in stage 4, its routes listed per utterance
+    routed = alt[f"speechalign {DEFAULT_EXP} (attention_beam, Mandarin routed to the pretrained weights)"]
+    assert routed[2] == alt[f"speechalign {DEFAULT_EXP} (attention_beam)"][2]   # the same encoder's retrieval
+    routes = (dry / DEFAULT_EXP / "decode" / "latest" / "routes-goo-gi_test-attention_beam+route.tsv").read_text()
+    test_ids = {c.id for c in open_cuts(dry / "data" / "goo-gi_cuts_test.jsonl.gz")}
+    assert {line.split("\t")[0] for line in routes.splitlines()[1:]} == test_ids
     assert alt["zero-shot Whisper-base (faster-whisper defaults, beam 5; embedding: pretrained, trim)"][4:] == ["0", "0"]
     rows = table_rows(dry / "yubao-goo-gi-test.md")
     yubao = {r for r in rows if not r.startswith("text-")}

@@ -209,3 +209,18 @@ def test_cli_writes_the_tables_compare_and_compare_yubao_read(two_sites, tmp_pat
                  "--out", str(tmp_path / "ceiling")]) == 0
     assert (tmp_path / "ceiling" / "text-tfidf.tsv").read_text(encoding="utf-8").splitlines()[2].split("\t")[:7] == \
         ["Hakka", "Hokkien", "1.0000", "1.0000", "1.0000", "1.0000", "5"]
+
+
+def test_cli_systems_write_one_dir_each_equal_to_single_runs(two_sites, tmp_path):
+    from speechalign.cli import main
+
+    args = ["--cuts", str(two_sites["cuts"]), "--protocol", "yubao"]
+    assert main(["retrieve-text", "--systems", f"hyp={two_sites['recogs']}", f"ref={two_sites['cuts']}",
+                 "--out", str(tmp_path / "all"), *args]) == 0
+    assert main(["retrieve-text", "--texts", str(two_sites["recogs"]), "--out", str(tmp_path / "one"), *args]) == 0
+    np.testing.assert_array_equal(read_yubao_table(tmp_path / "all" / "hyp" / "yubao-text-tfidf.tsv"),
+                                  read_yubao_table(tmp_path / "one" / "yubao-text-tfidf.tsv"))
+    assert "ref" in (tmp_path / "all" / "ref" / "yubao-text-tfidf.md").read_text(encoding="utf-8")
+    assert main(["retrieve-text", "--systems", "x=/no/such.txt", "--out", str(tmp_path / "bad"), *args]) != 0
+    assert main(["retrieve-text", "--systems", f"hyp={two_sites['recogs']}", "--name", "n",
+                 "--out", str(tmp_path / "bad"), *args]) != 0
