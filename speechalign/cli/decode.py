@@ -138,6 +138,8 @@ def register(sub, command: str | None = None) -> None:
     p.add_argument("--checkpoint", default="latest", help="latest | step-N | avg-last5 | path.safetensors")
     p.add_argument("--variety", help="the recordings' variety label, e.g. 'Taiwanese Hokkien', for a decoder trained "
                                      "with model.decoder.prompt=variety (default: the plain Mandarin prompt)")
+    p.add_argument("--router", type=Path, help="a train-router file of this checkpoint: each file is decoded by the "
+                   "checkpoint its predicted variety is routed to (--mode attention_beam)")
     add_skip_bad(p)
     p.set_defaults(func=_cmd_transcribe)
 
@@ -245,7 +247,7 @@ def _cmd_transcribe(args) -> None:
         texts = transcribe_onnx(args.onnx, args.audio, skip_bad=args.skip_bad)
     else:
         texts = transcribe(args.exp_dir, args.audio, args.mode, args.beam, args.checkpoint, skip_bad=args.skip_bad,
-                           variety=args.variety)
+                           variety=args.variety, router=args.router)
     for path, text in zip(args.audio, texts):
         if text is not None:
             print(f"{path}\t{text}")

@@ -312,10 +312,12 @@ def read_audio_16k(path: str | Path, min_samples: int = 1) -> np.ndarray:
 
 def transcribe(exp_dir: str | Path, files: list[str | Path], mode: str = "ctc_greedy", beam: int = 10,
                checkpoint: str = "latest", ctc_weight: float | None = None, skip_bad: bool = False,
-               variety: str | None = None) -> list[str | None]:
+               variety: str | None = None, router: str | Path | None = None) -> list[str | None]:
     """Transcripts in file order; with ``skip_bad`` an unreadable file gives None (and a logged reason).
-    ``variety``: the files' variety label, for a variety-prompted decoder (None = the plain prompt)."""
+    ``variety``: the files' variety label, for a variety-prompted decoder (None = the plain prompt).
+    ``router``: each file decoded by the checkpoint its predicted variety is routed to (see :func:`decode`)."""
     _, tokenizer, model = load_experiment(exp_dir, checkpoint)
+    routing = Routing.open(router, Path(exp_dir), checkpoint, mode, "cpu") if router is not None else None
     ctc_weight = ctc_weight_for(mode, ctc_weight, model)
     ctc_search = make_ctc_search(tokenizer, mode, beam, None)
     texts = []
@@ -324,8 +326,11 @@ def transcribe(exp_dir: str | Path, files: list[str | Path], mode: str = "ctc_gr
             texts.append(None)
             continue
         wav, lens = collate_audio([audio])
-        ids = decode_batch(model, wav, lens, mode, beam, ctc_weight, tokenizer.decode, ctc_search,
-                           from_text=tokenizer.encode, dialects=None if variety is None else [variety])[0]
+        if routing:
+            ids = routing.decode(model, wav, lens, beam, [""], [variety or "unknown"])[0]
+        else:
+            ids = decode_batch(model, wav, lens, mode, beam, ctc_weight, tokenizer.decode, ctc_search,
+                               from_text=tokenizer.encode, dialects=None if variety is None else [variety])[0]
         texts.append(hyp_text(model, tokenizer, mode, ids))
     return texts
 

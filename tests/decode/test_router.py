@@ -5,7 +5,7 @@ from speechalign.config import load_config
 from speechalign.decode.router import (MAIN, VarietyRouter, fit_linear, parse_routes, pooled_states, routed_shares,
                                        train_router)
 from speechalign.models.experiment import load_experiment
-from speechalign.decode.run import decode
+from speechalign.decode.run import decode, transcribe
 from speechalign.train.trainer import train
 from tests.conftest import tiny_train_overrides
 
@@ -99,3 +99,17 @@ def test_routing_is_refused_where_it_cannot_hold(two_checkpoints, tone_corpus):
         decode(exp, [tone_corpus["dev"]], mode="attention_beam", checkpoint="latest", router=path)
     with pytest.raises(ValueError, match="reads the CTC head"):
         decode(exp, [tone_corpus["dev"]], mode="ctc_greedy", checkpoint="step-8", router=path)
+
+
+def test_transcribe_with_a_router_reads_each_file_with_its_route(two_checkpoints, tone_corpus, tmp_path):
+    exp = two_checkpoints
+    files = sorted(tone_corpus["dev"].parent.parent.glob("dev*.wav"))[:3]
+    router, _ = train_router(exp, [tone_corpus["train"]], {"A": "step-4"}, checkpoint="latest")
+    expected = {}
+    for route, bias in (("step-4", 1e9), ("latest", -1e9)):   # every file one way, then the other
+        router.weight, router.bias = np.zeros_like(router.weight), np.array([bias])
+        path = router.save(tmp_path / f"to-{route}.safetensors")
+        expected[route] = transcribe(exp, files, mode="attention_beam", beam=3, checkpoint=route)
+        assert transcribe(exp, files, mode="attention_beam", beam=3, checkpoint="latest", router=path) == \
+            expected[route]
+    assert expected["step-4"] != expected["latest"]
