@@ -51,12 +51,20 @@ def anchors(path: Path) -> set[str]:
     return {github_slug(m) for m in re.findall(r"^#{1,6} (.+)$", text, re.M)}
 
 
+def own_anchor_links(text: str) -> list[str]:
+    """``[x](#heading)`` targets: links to a heading of the same document (markdown_links leaves them out)."""
+    hook = _hook()
+    text = re.sub(r"`[^`\n]*`", "", hook.FENCE.sub("", text))
+    return [t for _, t, _ in hook.LINK.findall(text) if t.startswith("#")]
+
+
 def broken_links(paths: list[Path]) -> list[str]:
     broken = []
     for doc in paths:
-        for target in markdown_links(doc.read_text(encoding="utf-8")):
+        text = doc.read_text(encoding="utf-8")
+        for target in markdown_links(text) + own_anchor_links(text):
             path, _, anchor = target.partition("#")
-            full = (doc.parent / path).resolve()
+            full = (doc.parent / path).resolve() if path else doc   # "#part": a heading of this document
             where = f"{doc.relative_to(ROOT)}: {target}"
             if not full.exists():
                 broken.append(f"{where} (no such file)")
@@ -72,12 +80,14 @@ def test_every_relative_link_points_somewhere():
 
 def test_the_link_check_finds_a_broken_link(tmp_path):
     (tmp_path / "a.md").write_text("# Top\n\n[ok](b.md#part) [gone](c.md) [bad anchor](b.md#nowhere) "
+                                   "[here](#top) [not here](#elsewhere) "
                                    "[web](https://example.com) `[code](x.md)`\n\n```\n[block](y.md)\n```\n")
     (tmp_path / "b.md").write_text("# B\n\n## Part\n")
     global ROOT
     saved, ROOT = ROOT, tmp_path
     try:
-        assert broken_links([tmp_path / "a.md"]) == ["a.md: c.md (no such file)", "a.md: b.md#nowhere (no such heading)"]
+        assert broken_links([tmp_path / "a.md"]) == ["a.md: c.md (no such file)", "a.md: b.md#nowhere (no such heading)",
+                                                     "a.md: #elsewhere (no such heading)"]
     finally:
         ROOT = saved
 
