@@ -63,6 +63,14 @@ if [ -d "$exp/checkpoints" ] && [ -f "$cuts" ]; then
 else
   skipped "Decoding, joint_beam, ONNX" "no demo model at $exp (run egs/synth/run.sh)."
 fi
+routed=exp/goo-gi-default/whisper_base_hybrid_packed_enc   # egs/goo-gi/run.sh's default, with its stage-4 router
+if [ -f "$routed/router-avg-last3.safetensors" ]; then
+  bench "Routed decoding (Mandarin to the pretrained weights)" "kept utterances identical; the routed share's cost stated" \
+    bench/routed_decode.py --exp-dir "$routed" --checkpoint avg-last3 --router "$routed/router-avg-last3.safetensors" \
+    --cuts exp/goo-gi-default/data/goo-gi_cuts_test.jsonl.gz
+else
+  skipped "Routed decoding" "no goo-gi default with a router at $routed (egs/goo-gi/run.sh, stage 4)."
+fi
 if [ -f "$train_cuts" ]; then
   bench "Training loader throughput" "2 workers >= 1.7x 0 workers" bench/dataloader.py --cuts "$train_cuts"
   bench "Manifest memory, 200k cuts" "lazy <= 0.2x eager above the import floor" \

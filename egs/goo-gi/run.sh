@@ -137,6 +137,7 @@ if run_stage 3 && ! $eval_only && ! $dry_run; then
   log "stage 3: checkpoint averaging (last 3; best 2 by dev YuBao R@1)"
   speechalign average --exp-dir "$exp" --last 3
   speechalign average --exp-dir "$exp" --best 2 --metric valid_r1
+  rm -f "$exp"/router-avg-*.safetensors   # fitted on the states of the weights just replaced: stage 4 refits
 fi
 
 if run_stage 4; then

@@ -42,6 +42,7 @@ class VarietyRouter:
 
     checkpoint: str
     layer: int
+    checkpoint_sha256: str              # of the weights the router was fitted on: a re-averaged checkpoint needs a refit
     routes: dict[str, str]              # variety -> checkpoint
     classes: list[str]                  # route names, in the order of the weight rows (binary: one row)
     weight: np.ndarray                  # (C, D), or (1, D) for two classes: classes[1] when the score is > 0
@@ -62,7 +63,8 @@ class VarietyRouter:
         return sorted({c for c in self.classes if c != MAIN})
 
     def save(self, path: str | Path) -> Path:
-        meta = {"checkpoint": self.checkpoint, "layer": str(self.layer), "routes": json.dumps(self.routes),
+        meta = {"checkpoint": self.checkpoint, "checkpoint_sha256": self.checkpoint_sha256, "layer": str(self.layer),
+                "routes": json.dumps(self.routes),
                 "classes": json.dumps(self.classes), "fit": json.dumps(self.fit, ensure_ascii=False)}
         return save_weights(path, {"weight": torch.from_numpy(self.weight), "bias": torch.from_numpy(self.bias)},
                             meta)
@@ -77,11 +79,19 @@ class VarietyRouter:
                 weight, bias = f.get_tensor("weight"), f.get_tensor("bias")
         except (SafetensorError, OSError) as e:
             raise ValueError(f"{path}: not a router file written by train-router ({e})") from None
-        missing = [k for k in ("checkpoint", "layer", "routes", "classes") if k not in meta]
+        missing = [k for k in ("checkpoint", "checkpoint_sha256", "layer", "routes", "classes") if k not in meta]
         if missing:
             raise ValueError(f"{path}: router metadata lacks {missing}; was it written by train-router?")
-        return cls(meta["checkpoint"], int(meta["layer"]), json.loads(meta["routes"]), json.loads(meta["classes"]),
-                   weight, bias, json.loads(meta.get("fit", "{}")))
+        return cls(meta["checkpoint"], int(meta["layer"]), meta["checkpoint_sha256"], json.loads(meta["routes"]),
+                   json.loads(meta["classes"]), weight, bias, json.loads(meta.get("fit", "{}")))
+
+    def check_weights(self, weights: Path, path: str | Path) -> None:
+        """The checkpoint's weights file must be the one the router was fitted on."""
+        from speechalign.models.fetch import sha256_of
+
+        if sha256_of(weights) != self.checkpoint_sha256:
+            raise ValueError(f"--router {path}: checkpoint {self.checkpoint!r} ({weights}) changed since the router was "
+                             "fitted on its states (re-averaged?); fit it again with speechalign train-router")
 
 
 def parse_routes(specs: list[str]) -> dict[str, str]:
@@ -173,7 +183,10 @@ def train_router(exp_dir: str | Path, cuts: list[str | Path], routes: dict[str, 
                          f"{sorted(set(varieties))}")
     labels = route_labels(varieties, routes)
     classes, weight, bias = fit_linear(np.concatenate(xs), labels)
-    router = VarietyRouter(checkpoint, layer, routes, classes, weight, bias)
+    from speechalign.models.fetch import sha256_of
+
+    router = VarietyRouter(checkpoint, layer, sha256_of(resolve_weights(exp_dir, checkpoint)), routes, classes, weight,
+                           bias)
     train_pred = router.predict(np.concatenate(xs))
     router.fit = {"train": [str(p) for p in cuts], "train_accuracy": _accuracy(train_pred, labels),
                   "train_counts": dict(sorted(Counter(labels).items()))}

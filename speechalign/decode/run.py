@@ -23,7 +23,7 @@ from speechalign.decode.ctc_beam import CtcBeamSearch
 from speechalign.decode.joint_bpe import joint_beam_bpe
 from speechalign.decode.lm import CharLM, LMOptions
 from speechalign.decode.report import Utterance, lm_effect, read_text_file, report_set, write_reports
-from speechalign.models.experiment import load_experiment
+from speechalign.models.experiment import load_experiment, resolve_weights
 
 log = logging.getLogger("speechalign.decode")
 
@@ -237,6 +237,7 @@ class Routing:
         if router.checkpoint != checkpoint:
             raise ValueError(f"--router {path}: fitted on the states of checkpoint {router.checkpoint!r}, not "
                              f"--checkpoint {checkpoint!r}")
+        router.check_weights(resolve_weights(exp_dir, checkpoint), path)
         models = {t: load_experiment(exp_dir, t, device)[2] for t in router.targets()}
         return cls(router, models, Path(path))
 

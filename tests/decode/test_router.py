@@ -1,3 +1,5 @@
+import shutil
+
 import numpy as np
 import pytest
 
@@ -23,13 +25,13 @@ def _planted(n: int = 60, classes: int = 2, seed: int = 0):
 def test_a_fitted_router_predicts_planted_classes_and_survives_its_file(classes, tmp_path):
     x, labels = _planted(classes=classes)
     names, weight, bias = fit_linear(x, labels)
-    router = VarietyRouter("avg-last3", 4, {"A": "c1"}, names, weight, bias, {"note": "planted"})
+    router = VarietyRouter("avg-last3", 4, "0" * 64, {"A": "c1"}, names, weight, bias, {"note": "planted"})
     assert router.predict(x) == labels
     test_x, test_labels = _planted(n=30, classes=classes, seed=0)
     assert router.predict(test_x + np.random.default_rng(1).normal(0, 0.05, test_x.shape)) == test_labels
     back = VarietyRouter.load(router.save(tmp_path / "r.safetensors"))
-    assert (back.checkpoint, back.layer, back.routes, back.classes, back.fit) == \
-        ("avg-last3", 4, {"A": "c1"}, names, {"note": "planted"})
+    assert (back.checkpoint, back.layer, back.checkpoint_sha256, back.routes, back.classes, back.fit) == \
+        ("avg-last3", 4, "0" * 64, {"A": "c1"}, names, {"note": "planted"})
     assert back.predict(x) == labels
 
 
@@ -88,7 +90,7 @@ def test_routed_decode_reads_each_utterance_with_its_checkpoint(two_checkpoints,
     assert "routed by" in (out / "latest" / "cer-tones_dev-attention_beam+route.md").read_text(encoding="utf-8")
 
 
-def test_routing_is_refused_where_it_cannot_hold(two_checkpoints, tone_corpus):
+def test_routing_is_refused_where_it_cannot_hold(two_checkpoints, tone_corpus, tmp_path):
     exp = two_checkpoints
     with pytest.raises(ValueError, match=r"not in the training cuts.*\['A', 'B'\]"):
         train_router(exp, [tone_corpus["train"]], {"Mandarin": "step-4"})
@@ -99,6 +101,12 @@ def test_routing_is_refused_where_it_cannot_hold(two_checkpoints, tone_corpus):
         decode(exp, [tone_corpus["dev"]], mode="attention_beam", checkpoint="latest", router=path)
     with pytest.raises(ValueError, match="reads the CTC head"):
         decode(exp, [tone_corpus["dev"]], mode="ctc_greedy", checkpoint="step-8", router=path)
+    # the checkpoint re-written after the fit (as a re-run of averaging does): refused until refitted
+    stale = tmp_path / "stale"
+    shutil.copytree(exp, stale)
+    shutil.copy(stale / "checkpoints" / "step-12" / "model.safetensors", stale / "checkpoints" / "step-8" / "model.safetensors")
+    with pytest.raises(ValueError, match="changed since the router was fitted"):
+        decode(stale, [tone_corpus["dev"]], mode="attention_beam", checkpoint="step-8", router=path)
 
 
 def test_transcribe_with_a_router_reads_each_file_with_its_route(two_checkpoints, tone_corpus, tmp_path):
