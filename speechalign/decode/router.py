@@ -58,6 +58,10 @@ class VarietyRouter:
             return [self.classes[int(v > 0)] for v in s[:, 0]]
         return [self.classes[i] for i in s.argmax(1)]
 
+    def route(self, enc) -> list[str]:
+        """The route of each utterance of an encoded batch (the checkpoint's :class:`EncoderOutput`)."""
+        return self.predict(pooled(enc, self.layer))
+
     def targets(self) -> list[str]:
         """The checkpoints the routes name (not the main one)."""
         return sorted({c for c in self.classes if c != MAIN})
@@ -109,6 +113,11 @@ def parse_routes(specs: list[str]) -> dict[str, str]:
     return routes
 
 
+def pooled(enc, layer: int) -> np.ndarray:
+    """(B, D) means of one encoder state over each utterance's speech frames: what the router reads."""
+    return pool(enc.hidden_states[layer].float(), enc.speech_lengths, "mean").cpu().numpy()
+
+
 @torch.no_grad()
 def pooled_states(model, cuts_path: str | Path, layer: int, max_duration: float, device: str = "cpu",
                   desc: str = "router states") -> tuple[np.ndarray, list[str]]:
@@ -121,7 +130,7 @@ def pooled_states(model, cuts_path: str | Path, layer: int, max_duration: float,
         if not batch.ids:
             continue
         enc = model.encode(batch.wav.to(device), batch.wav_lens.to(device))
-        vecs.append(pool(enc.hidden_states[layer].float(), enc.speech_lengths, "mean").cpu().numpy())
+        vecs.append(pooled(enc, layer))
         varieties += batch.dialects
     if not vecs:
         raise ValueError(f"train-router: no readable cut in {cuts_path}")

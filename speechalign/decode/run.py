@@ -245,35 +245,33 @@ class Routing:
     def decode(self, model, wav: torch.Tensor, wav_lens: torch.Tensor, beam: int, ids: list[str],
                dialects: list[str]) -> list[list[int]]:
         from speechalign.decode.router import MAIN
-        from speechalign.models.encoders import pool
 
         enc = model.encode(wav, wav_lens)
-        routes = self.router.predict(pool(enc.hidden_states[self.router.layer].float(), enc.speech_lengths,
-                                          "mean").cpu().numpy())
+        routes = self.router.route(enc)
         self.rows += list(zip(ids, dialects, routes))
         hyps: list[list[int] | None] = [None] * len(routes)
         for route in sorted(set(routes)):
             index = [i for i, r in enumerate(routes) if r == route]
-            if route == MAIN:
-                sub = enc.rows(torch.tensor(index, device=wav.device))
+            rows, varieties = torch.tensor(index, device=wav.device), [dialects[i] for i in index]
+            if route == MAIN:   # already encoded: decode those rows of the batch's encoding
+                sub = enc.rows(rows)
                 out = decode_encoded(model, sub, model.ctc_log_probs(sub), "attention_beam", beam, 0.0,
-                                     dialects=[dialects[i] for i in index])
+                                     dialects=varieties)
             else:
-                rows = torch.tensor(index, device=wav.device)
                 out = decode_batch(self.models[route], wav[rows], wav_lens[rows], "attention_beam", beam, 0.0,
-                                   dialects=[dialects[i] for i in index])
+                                   dialects=varieties)
             for i, h in zip(index, out):
                 hyps[i] = h
         return hyps
 
     def report(self, path: Path) -> str:
         """Write the set's routes (id, variety, route) and return the report line; starts the next set afresh."""
-        from speechalign.decode.router import routed_shares
+        from speechalign.decode.router import MAIN, routed_shares
 
         write_text(path, "id\tvariety\troute\n" + "".join(f"{i}\t{v}\t{r}\n" for i, v, r in self.rows))
         shares = routed_shares([r for _, _, r in self.rows], [v for _, v, _ in self.rows])
         self.rows = []
-        moved = "; ".join(f"{v} {sum(n for r, n in c.items() if r != 'main')}/{sum(c.values())}"
+        moved = "; ".join(f"{v} {sum(n for r, n in c.items() if r != MAIN)}/{sum(c.values())}"
                           for v, c in shares.items())
         log.info("routed away from the main checkpoint, per variety: %s (%s)", moved, path.name)
         return (f"routed by {self.path.name} ({', '.join(f'{k} -> {t}' for k, t in self.router.routes.items())}; "
