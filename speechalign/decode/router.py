@@ -29,6 +29,7 @@ from speechalign.atomic import save_weights
 from speechalign.data.dataset import eval_loader
 from speechalign.data.manifest import open_cuts
 from speechalign.models.encoders import pool
+from speechalign.models.fetch import sha256_of
 
 log = logging.getLogger("speechalign.decode")
 
@@ -91,8 +92,6 @@ class VarietyRouter:
 
     def check_weights(self, weights: Path, path: str | Path) -> None:
         """The checkpoint's weights file must be the one the router was fitted on."""
-        from speechalign.models.fetch import sha256_of
-
         if sha256_of(weights) != self.checkpoint_sha256:
             raise ValueError(f"--router {path}: checkpoint {self.checkpoint!r} ({weights}) changed since the router was "
                              "fitted on its states (re-averaged?); fit it again with speechalign train-router")
@@ -190,13 +189,11 @@ def train_router(exp_dir: str | Path, cuts: list[str | Path], routes: dict[str, 
     if unknown:
         raise ValueError(f"train-router: routed variety(s) {unknown} not in the training cuts; they hold "
                          f"{sorted(set(varieties))}")
-    labels = route_labels(varieties, routes)
-    classes, weight, bias = fit_linear(np.concatenate(xs), labels)
-    from speechalign.models.fetch import sha256_of
-
+    x, labels = np.concatenate(xs), route_labels(varieties, routes)
+    classes, weight, bias = fit_linear(x, labels)
     router = VarietyRouter(checkpoint, layer, sha256_of(resolve_weights(exp_dir, checkpoint)), routes, classes, weight,
                            bias)
-    train_pred = router.predict(np.concatenate(xs))
+    train_pred = router.predict(x)
     router.fit = {"train": [str(p) for p in cuts], "train_accuracy": _accuracy(train_pred, labels),
                   "train_counts": dict(sorted(Counter(labels).items()))}
     for path in dev:
