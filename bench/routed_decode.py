@@ -21,7 +21,8 @@ import torch
 from speechalign.data.dataset import eval_loader
 from speechalign.data.manifest import load_cuts
 from speechalign.decode.router import MAIN
-from speechalign.decode.run import Routing, decode_batch
+from speechalign.decode.batch import decode_batch
+from speechalign.decode.engines import Routing
 from speechalign.models.experiment import load_experiment
 
 

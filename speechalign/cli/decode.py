@@ -37,6 +37,11 @@ def register(sub, command: str | None = None) -> None:
                         "without --lm)")
     p.add_argument("--router", type=Path, help="a train-router file of this checkpoint: each utterance is decoded by "
                    "the checkpoint its predicted variety is routed to (attention_beam; reports named <mode>+route)")
+    add_engine_options(p)
+    p.add_argument("--pack", action="store_true", help="a Whisper experiment trained in 30-s windows reads several "
+                   "cuts per window (data.pack.gap apart) and each window's text is split back by CTC alignment: "
+                   "no 30-s window per utterance (reports named <mode>+packed)")
+    add_vad_options(p)
     add_skip_bad(p)
     p.set_defaults(func=_cmd_decode)
 
@@ -125,9 +130,12 @@ def register(sub, command: str | None = None) -> None:
                    "faster-whisper's own limit)")
     p.set_defaults(func=_cmd_decode_whisper)
 
-    p = sub.add_parser("transcribe", help="print the transcript of audio files (any sample rate/channels)",
-                       formatter_class=argparse.RawDescriptionHelpFormatter,
+    p = sub.add_parser("transcribe", help="transcribe audio files of any length (VAD segments with times; TXT, TSV, "
+                       "SRT, WebVTT, JSON)", formatter_class=argparse.RawDescriptionHelpFormatter,
                        epilog="examples:\n  speechalign transcribe rec.wav --exp-dir exp/demo --checkpoint avg-last3\n"
+                              "  speechalign transcribe lesson.mp3 --exp-dir exp/goo-gi/whisper_base_hybrid_packed_enc "
+                              "--checkpoint avg-last3 \\\n      --mode attention_beam --engine ct2 --output-dir subs "
+                              "--output-format srt vtt json\n"
                               "  speechalign transcribe rec.wav --onnx exp/demo/onnx")
     p.add_argument("audio", nargs="+", type=Path, help="audio files (wav, flac, mp3, ...)")
     p.add_argument("--exp-dir", type=Path, help="trained experiment directory (or give --onnx)")
@@ -138,8 +146,19 @@ def register(sub, command: str | None = None) -> None:
     p.add_argument("--checkpoint", default="latest", help="latest | step-N | avg-last5 | path.safetensors")
     p.add_argument("--variety", help="the recordings' variety label, e.g. 'Taiwanese Hokkien', for a decoder trained "
                                      "with model.decoder.prompt=variety (default: the plain Mandarin prompt)")
-    p.add_argument("--router", type=Path, help="a train-router file of this checkpoint: each file is decoded by the "
-                   "checkpoint its predicted variety is routed to (--mode attention_beam)")
+    p.add_argument("--router", type=Path, help="a train-router file of this checkpoint: each file (or long-form "
+                   "window) is decoded by the checkpoint its predicted variety is routed to (--mode attention_beam)")
+    add_engine_options(p)
+    p.add_argument("--long-form", default="auto", choices=("auto", "on", "off"),
+                   help="auto: a file longer than the encoder's window (30 s for Whisper) is split into VAD speech "
+                        "segments, a shorter one read whole; on: always the VAD; off: never (default: auto)")
+    p.add_argument("--no-pack", dest="pack", action="store_false", default=None,
+                   help="long-form with a 30-s-window Whisper: one VAD segment per window instead of consecutive "
+                        "segments packed into windows and split back by CTC alignment")
+    add_vad_options(p)
+    p.add_argument("--output-dir", type=Path, help="write each file's timed segments here as <name>.<format>")
+    p.add_argument("--output-format", nargs="+", default=["txt"], choices=("txt", "tsv", "srt", "vtt", "json"),
+                   help="formats written to --output-dir (default: txt)")
     add_skip_bad(p)
     p.set_defaults(func=_cmd_transcribe)
 
@@ -174,6 +193,31 @@ def register(sub, command: str | None = None) -> None:
     p.set_defaults(func=_cmd_score_translation)
 
 
+def add_engine_options(p) -> None:
+    p.add_argument("--engine", default="torch", choices=("torch", "ct2"),
+                   help="torch: speechalign's search in any mode; ct2: a Whisper experiment's attention_beam in "
+                        "CTranslate2, batched (the checkpoint converted once, cached in <exp>/ct2/ by its weights' "
+                        "SHA-256; reports named <mode>+ct2) (default: torch)")
+    p.add_argument("--compute-type", help="CTranslate2 compute type (default: int8 on CPU, float16 on GPU)")
+
+
+def add_vad_options(p) -> None:
+    p.add_argument("--vad-threshold", type=float, default=0.5, help="Silero VAD speech probability threshold "
+                   "(default 0.5)")
+    p.add_argument("--vad-min-silence-ms", type=int, default=300, help="silence that ends a speech segment "
+                   "(default 300 ms)")
+    p.add_argument("--vad-speech-pad-ms", type=int, default=100, help="padding on each side of a segment "
+                   "(default 100 ms)")
+    p.add_argument("--vad-max-segment", type=float, default=30.0, help="longest segment in seconds (default 30)")
+
+
+def _vad(args):
+    from speechalign.decode.longform import VadSettings
+
+    return VadSettings(threshold=args.vad_threshold, min_silence_ms=args.vad_min_silence_ms,
+                       speech_pad_ms=args.vad_speech_pad_ms, max_segment_s=args.vad_max_segment)
+
+
 def _cmd_decode(args) -> None:
     from speechalign.decode.run import decode
 
@@ -181,7 +225,8 @@ def _cmd_decode(args) -> None:
     for mode in args.mode:
         decode(args.exp_dir, args.cuts, mode=mode, beam=args.beam, checkpoint=args.checkpoint,
                ctc_weight=args.ctc_weight, max_duration=args.max_duration, device=args.device,
-               skip_bad=args.skip_bad, lm=_lm_options(args), force_cpu_search=args.cpu_search, router=args.router)
+               skip_bad=args.skip_bad, lm=_lm_options(args), force_cpu_search=args.cpu_search, router=args.router,
+               engine=args.engine, pack=args.pack, compute_type=args.compute_type, vad=_vad(args))
 
 
 def _cmd_train_router(args) -> None:
@@ -247,7 +292,9 @@ def _cmd_transcribe(args) -> None:
         texts = transcribe_onnx(args.onnx, args.audio, skip_bad=args.skip_bad)
     else:
         texts = transcribe(args.exp_dir, args.audio, args.mode, args.beam, args.checkpoint, skip_bad=args.skip_bad,
-                           variety=args.variety, router=args.router)
+                           variety=args.variety, router=args.router, engine=args.engine, long_form=args.long_form,
+                           vad=_vad(args), pack=args.pack, output_dir=args.output_dir,
+                           formats=args.output_format if args.output_dir else [], compute_type=args.compute_type)
     for path, text in zip(args.audio, texts):
         if text is not None:
             print(f"{path}\t{text}")

@@ -145,3 +145,21 @@ def join_meta(metas: list[dict]) -> dict:
             "parts": [m["text"] for m in metas],
             "dialect": dialects.pop() if len(dialects) == 1 else "mixed",
             "translation": join_texts(translations) if all(translations) else None}
+
+
+def pack_in_order(durations: list[float], window: float, gap: float) -> list[list[int]]:
+    """Consecutive parts (by index) grouped into windows of at most ``window`` seconds, ``gap`` seconds apart,
+    in their order: how a recording's speech segments, or an evaluation set's utterances, are read in the
+    packed format training used. A part longer than the window is an error naming it."""
+    windows: list[list[int]] = []
+    used = 0.0
+    for i, d in enumerate(durations):
+        if d > window + 1e-6:
+            raise ValueError(f"part {i} of {d:.2f} s does not fit a {window:g}-s window")
+        if windows and used + gap + d <= window + 1e-6:
+            windows[-1].append(i)
+            used += gap + d
+        else:
+            windows.append([i])
+            used = d
+    return windows

@@ -12,154 +12,44 @@ import soundfile as sf
 import torch
 from tqdm import tqdm
 
-from speechalign.atomic import write_text
 from speechalign.data.audio import quiet_id3
-from speechalign.decode import ATTENTION_MODES, MODES
 from speechalign.data.dataset import collate_audio, eval_loader
 from speechalign.data.manifest import check_unique_ids, open_cuts
-from speechalign.decode.attention import attention_beam, attention_rescoring, joint_beam
-from speechalign.decode.ctc import ctc_greedy, ctc_prefix_beam
-from speechalign.decode.ctc_beam import CtcBeamSearch
-from speechalign.decode.joint_bpe import joint_beam_bpe
+from speechalign.data.packing import pack_in_order
+from speechalign.decode import ATTENTION_MODES, MODES  # noqa: F401 (MODES: this module's public names)
+from speechalign.decode.align import split_text
+from speechalign.decode.batch import (ctc_weight_for, decode_batch, decode_encoded, hyp_text,  # noqa: F401
+                                      make_ctc_search, mode_label, supported_modes, translates)
 from speechalign.decode.lm import CharLM, LMOptions
+from speechalign.decode.longform import LongForm, VadSettings
 from speechalign.decode.report import Utterance, lm_effect, read_text_file, report_set, write_reports
-from speechalign.models.experiment import load_experiment, resolve_weights
+from speechalign.models.experiment import load_experiment
 
 log = logging.getLogger("speechalign.decode")
-
-
-def supported_modes(model) -> list[str]:
-    """The decode modes this model can run. A decoder trained on Mandarin translations only decodes
-    alone: its output is not the CTC transcript that rescoring or joint search would score."""
-    if model.decoder is None:
-        return list(MODES[:2])
-    if translates(model):
-        return ["ctc_greedy", "ctc_prefix_beam", "attention_beam"]
-    return list(MODES)
-
-
-def translates(model) -> bool:
-    """True when the attention branch learned Mandarin translations (model.decoder.targets=translation)."""
-    return getattr(model, "att_targets", "transcript") == "translation"
-
-
-# Decode-time CTC weight when none is given, from dev sweeps of the earlier 1,700-step demo model (bench/joint_beam.py,
-# decode-sweep; bench/RESULTS.md): rescoring only re-ranks CTC's n-best, while a label-synchronous search that a
-# small decoder steers needs CTC to lead (joint_beam dev CER 33.6 % at 0.5, 30.1 % at 0.7, 31.8 % at 0.9).
-DEFAULT_CTC_WEIGHT = {"attention_rescoring": 0.5, "joint_beam": 0.7}
-# With Whisper's pretrained decoder the decoder leads: a half-dev sweep of the goo-gi recipe at step 400
-# (egs/goo-gi/README.md) gave joint_beam 63.98 % at CTC weight 0.1 and 67.91 % at 0.3 (attention_beam 68.52 %).
-DEFAULT_CTC_WEIGHT_BPE = {"attention_rescoring": 0.5, "joint_beam": 0.1}
-
-
-def ctc_weight_for(mode: str, ctc_weight: float | None, model=None) -> float:
-    """The CTC weight given, or the mode's default for this model's kind of decoder."""
-    if ctc_weight is not None:
-        return ctc_weight
-    table = DEFAULT_CTC_WEIGHT if model is None or model.shares_ctc_vocab else DEFAULT_CTC_WEIGHT_BPE
-    return table.get(mode, 0.5)
-
-
-def hyp_text(model, tokenizer, mode: str, ids: list[int]) -> str:
-    """Text of a hypothesis: attention_beam and joint_beam ids are in the decoder's vocabulary (maybe
-    Whisper BPE)."""
-    if mode in ("attention_beam", "joint_beam") and not model.shares_ctc_vocab:
-        return model.att_vocab.decode(ids)
-    return tokenizer.decode(ids)
-
-
-@torch.no_grad()
-def decode_batch(model, wav: torch.Tensor, wav_lens: torch.Tensor, mode: str, beam: int,
-                 ctc_weight: float, to_text=None, ctc_search: CtcBeamSearch | None = None,
-                 lm: tuple[CharLM, LMOptions] | None = None, from_text=None,
-                 dialects: list[str] | None = None) -> list[list[int]]:
-    """Token ids for each utterance of a padded batch (encoder run once for the whole batch); see
-    :func:`hyp_text` for their vocabulary. ``to_text`` (CTC ids -> text) is needed by
-    attention_rescoring and joint_beam with a BPE decoder, joint_beam also ``from_text`` (text -> CTC
-    ids). ``ctc_search`` (see :func:`make_ctc_search`) is the batched
-    library beam search for ctc_prefix_beam and the n-best of attention_rescoring; without it both use
-    the Python reference prefix search. ``lm`` fuses a character LM into joint_beam (rescoring gets it
-    through ``ctc_search``'s n-best LM scores). ``dialects``: the variety labels a variety-prompted decoder
-    is prompted with (``model.decoder.prompt=variety``; None = the plain prompt)."""
-    if mode not in MODES:
-        raise ValueError(f"unknown decode mode {mode!r}; choose from {MODES}")
-    if mode in ATTENTION_MODES and model.decoder is None:
-        raise ValueError(f"decode mode {mode!r} needs an attention decoder, but this model has none "
-                         "(trained with model.decoder.num_layers: 0); use ctc_greedy or ctc_prefix_beam")
-    enc = model.encode(wav, wav_lens)
-    log_probs = model.ctc_log_probs(enc)
-    return decode_encoded(model, enc, log_probs, mode, beam, ctc_weight, to_text, ctc_search, lm, from_text,
-                          dialects)
-
-
-def decode_encoded(model, enc, log_probs: torch.Tensor, mode: str, beam: int, ctc_weight: float, to_text=None,
-                   ctc_search: CtcBeamSearch | None = None,
-                   lm: tuple[CharLM, LMOptions] | None = None, from_text=None,
-                   dialects: list[str] | None = None) -> list[list[int]]:
-    """:func:`decode_batch` after the encoder (sweeps decode one encoding many times)."""
-    if mode == "joint_beam" and not model.shares_ctc_vocab and (to_text is None or from_text is None or lm):
-        raise ValueError("joint_beam with a BPE decoder needs to_text and from_text (the CTC tokenizer's decode "
-                         "and encode) and takes no character LM")
-    if mode == "ctc_greedy":
-        return ctc_greedy(log_probs, enc.lengths)
-    # CTC searches read the utterance's own frames: in a 30-s window (whisper pad30) the rest is padding, where a
-    # trained head emits blank, and a search over it costs up to 1,500 frames per step; the decoder reads it all.
-    speech = enc.speech_lengths
-    nbest = None
-    if ctc_search is not None and mode in ("ctc_prefix_beam", "attention_rescoring"):
-        nbest = ctc_search(log_probs, speech)
-        if mode == "ctc_prefix_beam":
-            return [list(hyps[0].tokens) if hyps else [] for hyps in nbest]
-    out = []
-    prefixes = model.prefixes(dialects, len(enc.lengths)) if model.decoder is not None else None
-    for i, (n, m) in enumerate(zip(enc.lengths.tolist(), speech.tolist())):
-        lp = log_probs[i, :m]
-        if mode == "ctc_prefix_beam":
-            out.append(list(ctc_prefix_beam(lp.cpu().numpy(), beam)[0][0]))
-        elif mode == "attention_rescoring":
-            out.append(attention_rescoring(model, lp, enc.last[i, :n], beam, ctc_weight, to_text,
-                                           nbest=None if nbest is None else nbest[i],
-                                           lm=None if ctc_search is None else ctc_search.lm_options,
-                                           prefix=prefixes[i]))
-        elif mode == "attention_beam":
-            out.append(attention_beam(model, enc.last[i, :n], beam, prefix=prefixes[i]))
-        elif model.shares_ctc_vocab:
-            out.append(joint_beam(model, lp, enc.last[i, :n], beam, ctc_weight, lm=lm))
-        else:
-            out.append(joint_beam_bpe(model, lp, enc.last[i, :n], beam, ctc_weight, to_text, from_text,
-                                      prefix=prefixes[i]))
-    return out
-
-
-def make_ctc_search(tokenizer, mode: str, beam: int, lm: LMOptions | None, device: str = "cpu",
-                    force_cpu: bool = False) -> CtcBeamSearch | None:
-    """The library beam search a mode needs (n-best of max(beam, 2) for rescoring), or None."""
-    if mode not in ("ctc_prefix_beam", "attention_rescoring"):
-        return None
-    nbest = 1 if mode == "ctc_prefix_beam" else max(beam, 2)
-    return CtcBeamSearch(tokenizer.tokens, max(beam, 2), nbest=nbest, lm=lm, device=device, force_cpu=force_cpu)
-
-
-def mode_label(mode: str, lm: LMOptions | None) -> str:
-    """Report file stem part: an LM-fused decode never overwrites the plain one."""
-    return mode if lm is None else f"{mode}+lm"
 
 
 def decode(exp_dir: str | Path, cuts: list[str | Path], mode: str = "ctc_greedy", beam: int = 10,
            checkpoint: str = "latest", ctc_weight: float | None = None, max_duration: float = 120.0,
            device: str = "cpu", skip_bad: bool = False, lm: LMOptions | None = None,
-           force_cpu_search: bool = False, router: str | Path | None = None) -> dict[str, object]:
+           force_cpu_search: bool = False, router: str | Path | None = None, engine: str = "torch",
+           pack: bool = False, compute_type: str | None = None,
+           vad: VadSettings | None = None) -> dict[str, object]:
     """Decode each manifest and write reports to ``<exp>/decode/<checkpoint>/``; returns scorers.
     An unreadable utterance is an error naming its file, or with ``skip_bad`` a counted, listed skip.
     ``lm`` fuses a character n-gram into ctc_prefix_beam, attention_rescoring and joint_beam; the
     beam search runs on the GPU (torchaudio's cuda_ctc_decoder) for CUDA without an LM, unless
     ``force_cpu_search``. ``router`` (a ``train-router`` file of this checkpoint) decodes each utterance with the
-    checkpoint its variety is routed to (attention_beam only); reports get ``+route`` in their names."""
+    checkpoint its variety is routed to (attention_beam only); reports get ``+route`` in their names.
+    ``engine``: ``torch`` or ``ct2`` (CTranslate2, a Whisper experiment's attention_beam; ``+ct2`` reports).
+    ``pack``: a 30-s-window Whisper experiment reads several cuts per window, as it trained, and each window's
+    text is split back by CTC alignment (``+packed`` reports). A cut longer than the encoder takes (a recording)
+    is read long-form: VAD segments (``vad``), packed like a recording given to ``transcribe``."""
+    from speechalign.decode.engines import make_engine
+
     exp_dir = Path(exp_dir)
     for path in cuts:   # each manifest is a set of its own: its recogs and CER need unique ids
         check_unique_ids(path)
     cfg, tokenizer, model = load_experiment(exp_dir, checkpoint, device)
-    ctc_weight = ctc_weight_for(mode, ctc_weight, model)
     if lm is not None and mode not in ("ctc_prefix_beam", "attention_rescoring", "joint_beam"):
         raise ValueError(f"--lm: decode mode {mode!r} cannot use an LM (ctc_prefix_beam, attention_rescoring "
                          "and joint_beam can)")
@@ -170,10 +60,14 @@ def decode(exp_dir: str | Path, cuts: list[str | Path], mode: str = "ctc_greedy"
         raise ValueError(f"decode mode {mode!r}: this model's decoder outputs Mandarin translations "
                          f"(model.decoder.targets=translation); choose from {supported_modes(model)}")
     translation = mode == "attention_beam" and translates(model)
-    ctc_search = make_ctc_search(tokenizer, mode, beam, lm, device, force_cpu_search)
     char_lm = (CharLM(lm.path, tokenizer.tokens), lm) if lm is not None and mode == "joint_beam" else None
-    routing = Routing.open(router, exp_dir, checkpoint, mode, device) if router is not None else None
-    label = mode_label(mode, lm) + ("+route" if routing else "")
+    run = make_engine(engine, exp_dir, checkpoint, model, tokenizer, mode, beam, ctc_weight, lm, char_lm, device,
+                      force_cpu_search, router, compute_type)
+    gap = pack_gap(cfg)
+    reader = Reader(run, model, tokenizer, pack, gap, vad)
+    routing = getattr(run, "routing", None)
+    label = (mode_label(mode, lm) + ("+ct2" if engine == "ct2" else "") + ("+route" if routing else "")
+             + ("+packed" if pack else ""))
     out_dir = exp_dir / "decode" / checkpoint
     results = {}
     for path in cuts:
@@ -185,29 +79,24 @@ def decode(exp_dir: str | Path, cuts: list[str | Path], mode: str = "ctc_greedy"
             skipped += check_bad(batch.bad, skip_bad, "decode")
             if not batch.ids:
                 continue
-            if routing:
-                hyps = routing.decode(model, batch.wav.to(device), batch.wav_lens.to(device), beam, batch.ids,
-                                      batch.dialects)
-            else:
-                hyps = decode_batch(model, batch.wav.to(device), batch.wav_lens.to(device), mode, beam, ctc_weight,
-                                    tokenizer.decode, ctc_search, char_lm, tokenizer.encode, batch.dialects)
+            texts = reader(batch.wav.to(device), batch.wav_lens.to(device), batch.ids, batch.dialects)
             audio += float(batch.wav_lens.sum()) / 16000
             # A translating decoder is scored against the Mandarin sentence (BLEU/chrF below, CER beside it).
             refs = [t or "" for t in batch.translations] if translation else batch.texts
-            utts += [Utterance(i, d, r, hyp_text(model, tokenizer, mode, h))
-                     for i, d, r, h in zip(batch.ids, batch.dialects, refs, hyps)]
+            utts += [Utterance(i, d, r, h) for i, d, r, h in zip(batch.ids, batch.dialects, refs, texts)]
         rtf = (time.perf_counter() - start) / max(audio, 1e-9)
         note = f", skipped {len(skipped)} unreadable: {'; '.join(skipped[:3])}" if skipped else ""
-        search = f", search={ctc_search.backend}" if ctc_search is not None else ""
         fusion = f", {lm.describe()}" if lm is not None else ", no LM"
-        weight = f", ctc_weight={ctc_weight:g}" if mode in ("attention_rescoring", "joint_beam") else ""
+        weight = (f", ctc_weight={ctc_weight_for(mode, ctc_weight, model):g}"
+                  if mode in ("attention_rescoring", "joint_beam") else "")
         task = ", references=Mandarin translations (dialect speech -> Mandarin text; not ASR-only)" if translation else ""
         if routing:
             task += f", {routing.report(out_dir / f'routes-{set_name}-{label}.tsv')}"
         if mode in ATTENTION_MODES and model.prompt == "variety":
             task += ", decoder prompted with the cut's variety label (model.decoder.prompt=variety)"
+        task += reader.describe()
         results[set_name] = report_set(out_dir, set_name, label, utts, rtf,
-                                       f"checkpoint={checkpoint}, beam={beam}{weight}{fusion}{search}, "
+                                       f"checkpoint={checkpoint}, beam={beam}{weight}{fusion}, {run.describe()}, "
                                        f"RTF={rtf:.4f}{note}{task}")
         if translation:
             from speechalign.decode.translation import score_translation
@@ -218,64 +107,64 @@ def decode(exp_dir: str | Path, cuts: list[str | Path], mode: str = "ctc_greedy"
     return results
 
 
-class Routing:
-    """Per-utterance checkpoints for ``decode --router``: the main model encodes the batch, the router reads its
-    pooled states, and the rows routed elsewhere are decoded by their own checkpoint (encoder and decoder)."""
+def pack_gap(cfg) -> float:
+    """Seconds of silence between the parts of a packed window: what training used (``data.pack.gap``)."""
+    return cfg.data.pack.gap
 
-    def __init__(self, router, models: dict, path: Path):
-        self.router, self.models, self.path = router, models, path
-        self.rows: list[tuple[str, str, str]] = []   # (id, variety, route) of the set being decoded
 
-    @classmethod
-    def open(cls, path: str | Path, exp_dir: Path, checkpoint: str, mode: str, device: str) -> "Routing":
-        from speechalign.decode.router import VarietyRouter
+class Reader:
+    """Texts of a batch of utterances: each alone (the default), or packed into 30-s windows and split back
+    (``pack``); an utterance longer than the encoder takes is read long-form (VAD segments)."""
 
-        if mode != "attention_beam":
-            raise ValueError(f"--router: decode mode {mode!r} reads the CTC head, which a routed checkpoint does not "
-                             "share with the main one; route attention_beam")
-        router = VarietyRouter.load(path)
-        if router.checkpoint != checkpoint:
-            raise ValueError(f"--router {path}: fitted on the states of checkpoint {router.checkpoint!r}, not "
-                             f"--checkpoint {checkpoint!r}")
-        router.check_weights(resolve_weights(exp_dir, checkpoint), path)
-        models = {t: load_experiment(exp_dir, t, device)[2] for t in router.targets()}
-        return cls(router, models, Path(path))
+    def __init__(self, engine, model, tokenizer, pack: bool, gap: float, vad: VadSettings | None = None):
+        self.engine, self.model, self.pack, self.gap = engine, model, pack, gap
+        self.longform = None
+        self.long = 0
+        self.max_samples = getattr(model.encoder, "max_samples", None)
+        if pack or self.max_samples is not None:
+            self.longform = LongForm(engine, model, tokenizer, vad, pack=pack or None, gap=gap)
+        self.token2id = tokenizer.token2id
 
-    @torch.no_grad()
-    def decode(self, model, wav: torch.Tensor, wav_lens: torch.Tensor, beam: int, ids: list[str],
-               dialects: list[str]) -> list[list[int]]:
-        from speechalign.decode.router import MAIN
+    def __call__(self, wav: torch.Tensor, wav_lens: torch.Tensor, ids: list[str], dialects: list[str]) -> list[str]:
+        lens = wav_lens.tolist()
+        long = [i for i, n in enumerate(lens) if self.max_samples is not None and n > self.max_samples]
+        short = [i for i in range(len(lens)) if i not in long]
+        texts = [""] * len(lens)
+        for i in long:
+            self.long += 1
+            segments = self.longform(wav[i, : lens[i]].cpu().numpy(), ids[i], progress=False)
+            texts[i] = "".join(s.text for s in segments)
+        if not short:
+            return texts
+        if not self.pack:
+            rows = torch.tensor(short, device=wav.device)
+            out = self.engine(wav[rows][:, : max(lens[i] for i in short)], wav_lens[rows], [dialects[i] for i in short],
+                              [ids[i] for i in short])
+            for i, t in zip(short, out.texts):
+                texts[i] = t
+            return texts
+        from speechalign.data.packing import join_audio, spans
 
-        enc = model.encode(wav, wav_lens)
-        routes = self.router.route(enc)
-        self.rows += list(zip(ids, dialects, routes))
-        hyps: list[list[int] | None] = [None] * len(routes)
-        for route in sorted(set(routes)):
-            index = [i for i, r in enumerate(routes) if r == route]
-            rows, varieties = torch.tensor(index, device=wav.device), [dialects[i] for i in index]
-            if route == MAIN:   # already encoded: decode those rows of the batch's encoding
-                sub = enc.rows(rows)
-                out = decode_encoded(model, sub, model.ctc_log_probs(sub), "attention_beam", beam, 0.0,
-                                     dialects=varieties)
-            else:
-                out = decode_batch(self.models[route], wav[rows], wav_lens[rows], "attention_beam", beam, 0.0,
-                                   dialects=varieties)
-            for i, h in zip(index, out):
-                hyps[i] = h
-        return hyps
+        window = self.longform.window
+        groups = [[short[j] for j in g] for g in pack_in_order([lens[i] / 16000 for i in short], window, self.gap)]
+        windows = [join_audio([wav[i, : lens[i]].cpu().numpy() for i in g], self.gap) for g in groups]
+        w, wl = collate_audio(windows)
+        # A window of several varieties has no one variety prompt: the plain one (what packed training used).
+        out = self.engine(w.to(wav.device), wl.to(wav.device), None, ["+".join(ids[i] for i in g) for g in groups],
+                          self.longform.max_len)
+        for k, g in enumerate(groups):
+            parts = spans([lens[i] / 16000 for i in g], self.gap)
+            frames = [(s / out.frame_shift, e / out.frame_shift) for s, e in parts]
+            pieces = split_text(out.texts[k], out.log_probs[k, : int(out.speech_frames[k])], self.token2id, frames)
+            for i, t in zip(g, pieces):
+                texts[i] = t
+        return texts
 
-    def report(self, path: Path) -> str:
-        """Write the set's routes (id, variety, route) and return the report line; starts the next set afresh."""
-        from speechalign.decode.router import MAIN, routed_shares
-
-        write_text(path, "id\tvariety\troute\n" + "".join(f"{i}\t{v}\t{r}\n" for i, v, r in self.rows))
-        shares = routed_shares([r for _, _, r in self.rows], [v for _, v, _ in self.rows])
-        self.rows = []
-        moved = "; ".join(f"{v} {sum(n for r, n in c.items() if r != MAIN)}/{sum(c.values())}"
-                          for v, c in shares.items())
-        log.info("routed away from the main checkpoint, per variety: %s (%s)", moved, path.name)
-        return (f"routed by {self.path.name} ({', '.join(f'{k} -> {t}' for k, t in self.router.routes.items())}; "
-                f"utterances routed away per variety: {moved})")
+    def describe(self) -> str:
+        out = f", {self.longform.describe()} (packed evaluation)" if self.pack else ""
+        if self.long:
+            out += f", {self.long} cut(s) longer than the encoder's window read long-form"
+        return out
 
 
 def check_bad(bad: list, skip_bad: bool, command: str) -> list[str]:
@@ -309,28 +198,55 @@ def read_audio_16k(path: str | Path, min_samples: int = 1) -> np.ndarray:
     return audio
 
 
+LONG_FORM = ("auto", "on", "off")
+
+
 def transcribe(exp_dir: str | Path, files: list[str | Path], mode: str = "ctc_greedy", beam: int = 10,
                checkpoint: str = "latest", ctc_weight: float | None = None, skip_bad: bool = False,
-               variety: str | None = None, router: str | Path | None = None) -> list[str | None]:
+               variety: str | None = None, router: str | Path | None = None, engine: str = "torch",
+               long_form: str = "auto", vad: VadSettings | None = None, pack: bool | None = None,
+               output_dir: str | Path | None = None, formats: list[str] = (), compute_type: str | None = None,
+               progress: bool = True) -> list[str | None]:
     """Transcripts in file order; with ``skip_bad`` an unreadable file gives None (and a logged reason).
     ``variety``: the files' variety label, for a variety-prompted decoder (None = the plain prompt).
-    ``router``: each file decoded by the checkpoint its predicted variety is routed to (see :func:`decode`)."""
-    _, tokenizer, model = load_experiment(exp_dir, checkpoint)
-    routing = Routing.open(router, Path(exp_dir), checkpoint, mode, "cpu") if router is not None else None
-    ctc_weight = ctc_weight_for(mode, ctc_weight, model)
-    ctc_search = make_ctc_search(tokenizer, mode, beam, None)
+    ``router``: each file decoded by the checkpoint its predicted variety is routed to (see :func:`decode`).
+    ``long_form``: ``auto`` reads a file longer than the encoder's window (30 s for Whisper) long-form (VAD
+    segments, see ``decode/longform.py``) and a shorter one whole; ``on`` always uses the VAD, ``off`` never.
+    With ``output_dir``, each file's timed segments are written there in ``formats`` (``decode/outputs.py``)."""
+    from speechalign.decode.engines import make_engine
+    from speechalign.decode.longform import whole
+    from speechalign.decode.outputs import FORMATS, write_outputs
+
+    if long_form not in LONG_FORM:
+        raise ValueError(f"--long-form: {long_form!r} is not one of {', '.join(LONG_FORM)}")
+    bad = [f for f in formats if f not in FORMATS]
+    if bad:
+        raise ValueError(f"--output-format: unknown format {bad[0]!r}; choose from {', '.join(FORMATS)}")
+    if formats and output_dir is None:
+        raise ValueError("--output-format needs --output-dir")
+    exp_dir = Path(exp_dir)
+    cfg, tokenizer, model = load_experiment(exp_dir, checkpoint)
+    run = make_engine(engine, exp_dir, checkpoint, model, tokenizer, mode, beam, ctc_weight, router=router,
+                      compute_type=compute_type)
+    longform = LongForm(run, model, tokenizer, vad, pack, pack_gap(cfg), variety=variety)
+    limit = getattr(model.encoder, "max_samples", None) or round(longform.vad.max_segment_s * 16000)
+    meta = {"exp_dir": str(exp_dir), "checkpoint": checkpoint, "mode": mode, "engine": engine}
     texts = []
-    for audio in audio_files_16k(files, model.encoder.min_samples, skip_bad):
+    for path, audio in zip(files, audio_files_16k(files, model.encoder.min_samples, skip_bad)):
         if audio is None:
             texts.append(None)
             continue
-        wav, lens = collate_audio([audio])
-        if routing:
-            ids = routing.decode(model, wav, lens, beam, [""], [variety or "unknown"])[0]
+        if long_form == "on" or (long_form == "auto" and len(audio) > limit):
+            segments = longform(audio, Path(path).name, progress)
+            how = longform.describe()
+        elif len(audio) > limit:
+            raise ValueError(f"{path}: {len(audio) / 16000:.1f} s is longer than the encoder reads at once "
+                             f"({limit / 16000:g} s); use --long-form auto or on")
         else:
-            ids = decode_batch(model, wav, lens, mode, beam, ctc_weight, tokenizer.decode, ctc_search,
-                               from_text=tokenizer.encode, dialects=None if variety is None else [variety])[0]
-        texts.append(hyp_text(model, tokenizer, mode, ids))
+            segments, how = whole(audio, run, variety), "whole file, one utterance"
+        if output_dir is not None:
+            write_outputs(segments, Path(path), Path(output_dir), list(formats), {**meta, "segmentation": how})
+        texts.append("".join(s.text for s in segments))
     return texts
 
 

@@ -18,7 +18,8 @@ from speechalign.data.dataset import eval_loader
 from speechalign.decode.cer import CerScorer
 from speechalign.decode.lm import CharLM, LMOptions
 from speechalign.atomic import write_text
-from speechalign.decode.run import decode_encoded, hyp_text, make_ctc_search, open_cuts
+from speechalign.data.manifest import open_cuts
+from speechalign.decode.batch import decode_encoded, hyp_text, make_ctc_search
 from speechalign.models.experiment import load_experiment
 from speechalign.tables import markdown, tsv
 

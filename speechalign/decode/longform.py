@@ -1,0 +1,128 @@
+"""Recordings of any length: speech found by Silero VAD (faster-whisper's), read in the format the model knows.
+
+* A Whisper experiment trained in packed 30-s windows (``model.whisper.length_mode: pad30``) reads consecutive
+  speech segments packed into 30-s windows with the gap training used (``data.pack.gap``); each window's text
+  goes back to its segments by CTC forced alignment (``decode/align.py``). ``pack=False`` reads one segment per
+  window instead (no split, but a whole 30-s window per segment).
+* Every other encoder (trimmed Whisper, conformer, wav2vec2, CTC-only models) reads each segment as one
+  utterance, at most ``VadSettings.max_segment_s`` long, so memory does not grow with the recording.
+
+Windows are decoded a batch at a time, with a progress bar; a segment's times are the VAD's, in the
+recording's own clock.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from speechalign.data.dataset import collate_audio
+from speechalign.data.packing import SAMPLE_RATE, join_audio, pack_in_order, spans
+from speechalign.decode.align import split_text
+
+log = logging.getLogger("speechalign.decode")
+
+
+@dataclass
+class VadSettings:
+    """Silero VAD's options (``faster_whisper.vad.VadOptions``). The defaults keep the pauses between read
+    sentences (0.3 s and longer) as segment boundaries, and pad each segment by 0.1 s."""
+
+    threshold: float = 0.5
+    min_silence_ms: int = 300
+    speech_pad_ms: int = 100
+    min_speech_ms: int = 100
+    max_segment_s: float = 30.0
+
+    def options(self):
+        from faster_whisper.vad import VadOptions
+
+        return VadOptions(threshold=self.threshold, min_silence_duration_ms=self.min_silence_ms,
+                          speech_pad_ms=self.speech_pad_ms, min_speech_duration_ms=self.min_speech_ms,
+                          max_speech_duration_s=self.max_segment_s)
+
+
+@dataclass
+class Segment:
+    start: float    # seconds from the start of the recording
+    end: float
+    text: str
+
+
+def speech_spans(audio: np.ndarray, vad: VadSettings, name: str) -> list[tuple[int, int]]:
+    """(start, end) samples of each speech segment; a recording without speech is an error naming it."""
+    from faster_whisper.vad import get_speech_timestamps
+
+    found = get_speech_timestamps(audio, vad.options(), sampling_rate=SAMPLE_RATE)
+    if not found:
+        raise ValueError(f"{name}: the VAD found no speech in {len(audio) / SAMPLE_RATE:.1f} s of audio "
+                         f"(threshold {vad.threshold}; lower --vad-threshold if the recording is quiet)")
+    return [(int(s["start"]), int(s["end"])) for s in found]
+
+
+class LongForm:
+    """``engine`` (a ``decode/engines.py`` engine of ``model``) over a whole recording."""
+
+    def __init__(self, engine, model, tokenizer, vad: VadSettings | None = None, pack: bool | None = None,
+                 gap: float = 0.3, batch_seconds: float = 120.0, variety: str | None = None):
+        self.engine, self.model, self.vad = engine, model, vad or VadSettings()
+        self.token2id = tokenizer.token2id
+        windowed = getattr(model.encoder, "length_mode", None) == "pad30"
+        if pack and not windowed:
+            raise ValueError("packed long-form decoding needs a Whisper experiment read in 30-s windows "
+                             "(model.whisper.length_mode: pad30)")
+        self.pack = windowed if pack is None else pack
+        self.window = min(30.0, self.vad.max_segment_s) if self.pack else self.vad.max_segment_s
+        max_samples = getattr(model.encoder, "max_samples", None)
+        if max_samples is not None and self.vad.max_segment_s > max_samples / SAMPLE_RATE:
+            raise ValueError(f"VAD max segment of {self.vad.max_segment_s:g} s exceeds the encoder's "
+                             f"{max_samples / SAMPLE_RATE:g} s")
+        self.gap, self.batch_seconds, self.variety = gap, batch_seconds, variety
+        # A packed window's text is several utterances' long: the decoder's whole length, not one utterance's.
+        self.max_len = (model.decoder.max_len - len(model.att_prefix) - 1
+                        if self.pack and model.decoder is not None else None)
+
+    def describe(self) -> str:
+        v = self.vad
+        how = (f"packed into {self.window:g}-s windows ({self.gap:g}-s gaps), split by CTC alignment" if self.pack
+               else "one segment per input")
+        return (f"long-form: Silero VAD (threshold {v.threshold}, min silence {v.min_silence_ms} ms, pad "
+                f"{v.speech_pad_ms} ms, max segment {v.max_segment_s:g} s), {how}")
+
+    def __call__(self, audio: np.ndarray, name: str, progress: bool = True) -> list[Segment]:
+        found = speech_spans(audio, self.vad, name)
+        durations = [(e - s) / SAMPLE_RATE for s, e in found]
+        groups = pack_in_order(durations, self.window, self.gap) if self.pack else [[i] for i in range(len(found))]
+        segments: list[Segment] = []
+        per_batch = max(1, int(self.batch_seconds // (30.0 if self.pack else max(self.window, 1.0))))
+        bar = tqdm(total=len(audio) / SAMPLE_RATE, desc=f"transcribe {name}", unit="s", disable=not progress,
+                   bar_format="{l_bar}{bar}| {n:.0f}/{total:.0f} s [{elapsed}<{remaining}]")
+        for b in range(0, len(groups), per_batch):
+            batch = groups[b : b + per_batch]
+            windows = [join_audio([audio[found[i][0] : found[i][1]] for i in g], self.gap) for g in batch]
+            wav, lens = collate_audio(windows)
+            out = self.engine(wav, lens, None if self.variety is None else [self.variety] * len(batch),
+                              [f"{name}:{b + k}" for k in range(len(batch))], self.max_len)
+            for k, g in enumerate(batch):
+                parts = spans([durations[i] for i in g], self.gap)
+                frames = [(s / out.frame_shift, e / out.frame_shift) for s, e in parts]
+                lp = out.log_probs[k, : int(out.speech_frames[k])]
+                texts = split_text(out.texts[k], lp, self.token2id, frames)
+                segments += [Segment(found[i][0] / SAMPLE_RATE, found[i][1] / SAMPLE_RATE, t.strip())
+                             for i, t in zip(g, texts)]
+            bar.update(min(found[batch[-1][-1]][1], len(audio)) / SAMPLE_RATE - bar.n)
+        bar.update(bar.total - bar.n)
+        bar.close()
+        return segments
+
+
+def whole(audio: np.ndarray, engine, variety: str | None = None) -> list[Segment]:
+    """A short recording read as one utterance (no VAD): one segment over the whole file."""
+    wav, lens = collate_audio([audio])
+    with torch.no_grad():
+        out = engine(wav, lens, None if variety is None else [variety], None, None)
+    return [Segment(0.0, len(audio) / SAMPLE_RATE, out.texts[0])]
