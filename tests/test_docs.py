@@ -124,3 +124,28 @@ def test_the_site_builds_strict_and_offline(tmp_path):
     assert "speechalign compare yubao</code>" in cli and "speechalign prepare goo-gi</code>" in cli
     api = (tmp_path / "site" / "reference" / "api" / "index.html").read_text(encoding="utf-8")
     assert "load_config" in api and "seqsim" in api
+
+
+def unbalanced_fences(text: str) -> list[int]:
+    """Lines of fences (``` or ~~~) that open a block never closed, or open one with nothing in it."""
+    opened, bad = None, []
+    lines = text.splitlines()
+    for n, line in enumerate(lines, 1):
+        fence = line.lstrip()[:3]
+        if fence in ("```", "~~~") and (opened is None or fence == lines[opened - 1].lstrip()[:3]):
+            if opened is None:
+                opened = n
+            else:
+                if n == opened + 1 or all(not x.strip() for x in lines[opened : n - 1]):
+                    bad.append(opened)
+                opened = None
+    return bad + ([opened] if opened is not None else [])
+
+
+def test_every_code_fence_is_closed_and_filled(tmp_path):
+    """A fence opened and never filled renders as a stray ``` (the home page once lost its pipeline picture so)."""
+    problems = [f"{p.relative_to(ROOT)}:{n}" for p in documents() for n in unbalanced_fences(p.read_text("utf-8"))]
+    assert not problems, f"unclosed or empty code fences: {problems}"
+    assert unbalanced_fences("a\n```\n\nb\n") == [2]
+    assert unbalanced_fences("```\nx\n```\n```\n\n```\n") == [4]
+    assert unbalanced_fences("```bash\nx\n```\n") == []

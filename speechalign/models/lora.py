@@ -9,6 +9,7 @@ weights, giving the plain architecture that ``export --format hf`` and ONNX expe
 from __future__ import annotations
 
 import re
+import sys
 
 from torch import nn
 
@@ -56,9 +57,10 @@ def _layers_container(encoder: nn.Module, layers: list[nn.Module]) -> nn.Module:
 
 
 def _is_lora(module: nn.Module) -> bool:
-    from peft.tuners.lora import LoraLayer
-
-    return isinstance(module, LoraLayer)
+    # peft is imported only where LoRA is configured (add_lora): without it no module can hold an adapter, and
+    # importing it for every model load would print its version warning in every log.
+    peft_lora = sys.modules.get("peft.tuners.lora")
+    return peft_lora is not None and isinstance(module, peft_lora.LoraLayer)
 
 
 
