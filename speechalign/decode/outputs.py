@@ -7,6 +7,7 @@ without text are left out of TXT, SRT and WebVTT (a cue needs text) and kept in 
 
 from __future__ import annotations
 
+import html
 import json
 from pathlib import Path
 
@@ -34,7 +35,9 @@ def render(segments: list[Segment], fmt: str, meta: dict | None = None) -> str:
         return "\n".join(f"{i}\n{clock(s.start, ',')} --> {clock(s.end, ',')}\n{s.text}\n"
                          for i, s in enumerate(spoken, 1))
     if fmt == "vtt":
-        return "WEBVTT\n\n" + "\n".join(f"{clock(s.start, '.')} --> {clock(s.end, '.')}\n{s.text}\n" for s in spoken)
+        # WebVTT cue text is markup: a literal <, > or & (a model's <unk>) is written as an entity
+        return "WEBVTT\n\n" + "\n".join(f"{clock(s.start, '.')} --> {clock(s.end, '.')}\n{html.escape(s.text, quote=False)}\n"
+                                         for s in spoken)
     if fmt == "json":
         doc = {**(meta or {}), "text": "".join(s.text for s in segments),
                "segments": [{"start": round(s.start, 3), "end": round(s.end, 3), "text": s.text} for s in segments]}

@@ -22,11 +22,11 @@ def _targets(names: list[str], layers: list[int], prefix: str) -> str | None:
 
 def add_lora(model: nn.Module, model_cfg) -> list[str]:
     """Inject adapters in place; returns the names of the wrapped modules (for the training log)."""
-    from peft import LoraConfig, inject_adapter_in_model
-
     lora = model_cfg.lora
     if lora.rank <= 0:
         return []
+    from peft import LoraConfig, inject_adapter_in_model
+
     parts = []
     layers = model.encoder.layer_modules()
     trained = list(range(model_cfg.freeze.first_layers, len(layers)))

@@ -6,7 +6,6 @@ tokenizer and the model card beside it. Tiny random models, offline."""
 import json
 import shutil
 
-import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file, save_file
@@ -16,7 +15,7 @@ from speechalign.config import load_config, save_config
 from speechalign.decode.attention import attention_beam
 from speechalign.models.asr import build_model
 from speechalign.models.ct2_import import import_whisper
-from speechalign.models.experiment import ATT_TRAIN_VOCAB, load_experiment, read_ids, write_ids
+from speechalign.models.experiment import ATT_TRAIN_VOCAB, load_experiment, read_ids
 from speechalign.models.model_card import card_namespace
 from speechalign.text import CharTokenizer
 from speechalign.text.tokenizer import SPECIALS
@@ -25,7 +24,7 @@ from tests.conftest import TONE_CHARS
 from tests.models.test_export import make_experiment, reference
 
 pytest.importorskip("ctranslate2", reason="pip ctranslate2 builds the tiny pretrained Whisper")
-from tests.tiny_whisper import convert_to_ct2, make_tiny_whisper  # noqa: E402
+from tests.tiny_whisper import convert_to_ct2, make_tiny_whisper, make_whisper_experiment, waveforms  # noqa: E402
 
 WINDOW = 480000          # 30 s at 16 kHz: Whisper's window
 GREEDY_CAP = 48          # tokens per utterance (attention_beam's max_len; the random decoder rarely ends)
@@ -38,48 +37,6 @@ def pretrained(tmp_path_factory):
     root = tmp_path_factory.mktemp("tiny_whisper")
     ct2 = convert_to_ct2(make_tiny_whisper(root, gain=3.0, whisper_vocab=True), root / "ct2")
     return import_whisper(ct2, root / "imported")
-
-
-def make_whisper_experiment(root, pretrained, *extra, targets_text: str | None = None):
-    """An experiment dir as training leaves it: Whisper encoder and decoder from ``pretrained``, moved away
-    from it (so only the checkpoint's weights can produce the outputs), a key bias the decoder learned, and
-    with ``targets_text`` the train_vocab=targets token list of that text."""
-    cfg = load_config(None, ["model.encoder=whisper", f"model.whisper.pretrained={pretrained}",
-                             f"model.decoder.pretrained={pretrained}", "model.ctc_weight=0.5",
-                             "model.decoder.dropout=0.0", *extra])
-    tokenizer = CharTokenizer(list(SPECIALS) + list(TONE_CHARS))
-    vocab = WhisperVocab(pretrained / "tokenizer.json", cfg.model.decoder.language)
-    model = build_model(cfg, len(tokenizer), None, None, vocab)
-    torch.manual_seed(1)
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if name == "ctc.weight":
-                p.normal_(0.0, 3.0 / p.shape[1] ** 0.5)
-            elif name.startswith("decoder.") and name != "decoder.embed.weight":
-                p.add_(torch.randn_like(p) * 0.05 * (p.std() if p.numel() > 1 else 1.0))
-    root.mkdir(parents=True)
-    save_config(cfg, root / "config.yaml")
-    tokenizer.save(root / "tokens.txt")
-    model.encoder.hf_config.to_json_file(str(root / "encoder_config.json"))
-    shutil.copy(pretrained / "decoder.json", root / "decoder.json")
-    shutil.copy(pretrained / "tokenizer.json", root / "whisper_tokenizer.json")
-    if targets_text is not None:
-        write_ids(root / ATT_TRAIN_VOCAB, sorted(set(vocab.encode(targets_text))) + [vocab.eos])
-    (root / "checkpoints" / "step-1").mkdir(parents=True)
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()},
-              str(root / "checkpoints/step-1/model.safetensors"))
-    return root
-
-
-def waveforms(seed: int, lengths=(16000, 37130, 9471)) -> list[np.ndarray]:
-    rng = np.random.default_rng(seed)
-    out = []
-    for n in lengths:
-        t = np.arange(n) / 16000
-        f = rng.uniform(120, 900, size=3)
-        x = 0.08 * rng.standard_normal(n) + sum(0.2 * np.sin(2 * np.pi * fi * t * (1 + 0.3 * t / t[-1])) for fi in f)
-        out.append(x.astype(np.float32))
-    return out
 
 
 def speechalign_greedy(exp, wavs) -> list[list[int]]:
