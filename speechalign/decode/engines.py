@@ -129,11 +129,14 @@ class Ct2Engine:
                 memory = ctranslate2.StorageView.from_array(np.ascontiguousarray(np.array(feats)[rows]))
                 engine = self.ct2[route]
             limit = max_len or 200
+            # CTranslate2's Whisper generates at most max_length / 2 tokens (measured on whisper-base; openai's
+            # own sample_len is n_ctx / 2 = 224): ask for enough, and cut at the PyTorch search's limit.
             results = engine.generate(memory, [prompts[i] for i in rows], beam_size=self.beam,
-                                      max_length=limit + max(len(prompts[i]) for i in rows),
+                                      max_length=min(2 * (limit + max(len(prompts[i]) for i in rows)),
+                                                     self.model.decoder.max_len),
                                       suppress_blank=False, suppress_tokens=self.suppress, length_penalty=1.0)
             for i, r in zip(rows, results):
-                texts[i] = self.model.att_vocab.decode(r.sequences_ids[0])
+                texts[i] = self.model.att_vocab.decode(r.sequences_ids[0][:limit])
         return Decoded(texts, log_probs, enc.speech_lengths, self.model.encoder.frame_shift)
 
     def describe(self) -> str:

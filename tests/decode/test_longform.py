@@ -19,7 +19,7 @@ from speechalign.data.packing import join_audio
 from speechalign.decode.engines import make_engine
 from speechalign.decode.longform import LongForm, VadSettings, speech_spans
 from speechalign.decode.outputs import clock
-from speechalign.decode.run import read_audio_16k, transcribe
+from speechalign.decode.run import Reader, read_audio_16k, transcribe
 from speechalign.models.experiment import load_experiment
 from tests.models.test_export import make_experiment
 
@@ -152,3 +152,26 @@ def test_a_short_file_is_read_whole_and_written_as_one_segment(experiments, tmp_
     doc = json.loads((out / "clip.json").read_text(encoding="utf-8"))
     assert doc["segments"] == [{"start": 0.0, "end": 1.0, "text": text}]
     assert doc["segmentation"].startswith("whole file")
+
+
+def test_packed_decode_reads_the_set_in_windows_and_reports_every_cut(experiments, tone_corpus):
+    """decode --pack: the dev cuts fill one 30-s window; its text, split back, is every cut's hypothesis."""
+    from speechalign.data.manifest import load_cuts
+    from speechalign.decode.report import read_recogs
+    from speechalign.decode.run import decode
+
+    exp = experiments["whisper-pad30"]
+    decode(exp, [tone_corpus["dev"]], mode="ctc_greedy", pack=True)
+    recogs = read_recogs(exp / "decode/latest/recogs-tones_dev-ctc_greedy+packed.txt")
+    cuts = load_cuts(tone_corpus["dev"])
+    assert sorted(u.id for u in recogs.utts) == sorted(c.id for c in cuts)
+    assert "packed evaluation" in (exp / "decode/latest/cer-tones_dev-ctc_greedy+packed.md").read_text(encoding="utf-8")
+    # the packing itself: a batch's utterances in one window, its text cut back without losing a character
+    _, tokenizer, model = load_experiment(exp)
+    engine = make_engine("torch", exp, "latest", model, tokenizer, "ctc_greedy", 1)
+    reader = Reader(engine, model, tokenizer, pack=True, gap=0.3)
+    audio = [c.load_audio()[0] for c in cuts]
+    wav, lens = collate_audio(audio)
+    texts = reader(wav, lens, [c.id for c in cuts], ["A"] * len(audio))
+    window, wlens = collate_audio([join_audio(audio, 0.3)])
+    assert "".join(texts) == engine(window, wlens).texts[0] and sum(map(bool, texts)) > 1
