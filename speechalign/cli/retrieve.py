@@ -29,6 +29,11 @@ def register(sub, command: str | None = None) -> None:
     p.add_argument("--pool", nargs="+", default=["mean"], choices=("mean", "max", "meanstd"),
                    help="pooled vectors to store per layer (meanstd = mean and standard deviation concatenated)")
     p.add_argument("--frames", action="store_true", help="also store frame states (float16) for SeqSim")
+    p.add_argument("--pack", action="store_true", help="Whisper read in 30-s windows (pad30): several utterances per "
+                   "window, --pack-gap s apart, as packed training read them; each pools its own frames (no 30-s "
+                   "window per utterance)")
+    p.add_argument("--pack-gap", type=float, default=0.3, help="seconds between packed utterances (default 0.3, "
+                   "the recipes' data.pack.gap)")
     p.add_argument("--shard-size", type=int, default=256, help="utterances per shard file (a rerun skips done shards)")
     p.add_argument("--max-duration", type=float, default=120.0, help="seconds of audio per batch")
     p.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda:0")
@@ -116,7 +121,8 @@ def _cmd_embed(args) -> None:
     encoder, source = build_source(args.exp_dir, args.encoder_dir, args.features, args.checkpoint,
                                    args.random_init, args.seed, args.length_mode)
     embed(args.cuts, args.out, encoder, source, layers=args.layers, pooling=tuple(args.pool), frames=args.frames,
-          shard_size=args.shard_size, max_duration=args.max_duration, device=args.device, skip_bad=args.skip_bad)
+          shard_size=args.shard_size, max_duration=args.max_duration, device=args.device, skip_bad=args.skip_bad,
+          pack_gap=args.pack_gap if args.pack else None)
 
 
 def _retrieval_options(args):

@@ -170,9 +170,12 @@ def parse_layers(spec: str, num_layers: int) -> list[int]:
 @torch.no_grad()
 def embed(cuts_paths: list[str | Path], out_dir: str | Path, encoder, source: dict, layers: str = "all",
           pooling: tuple[str, ...] = ("mean",), frames: bool = False, shard_size: int = 256,
-          max_duration: float = 120.0, device: str = "cpu", skip_bad: bool = False) -> Path:
+          max_duration: float = 120.0, device: str = "cpu", skip_bad: bool = False,
+          pack_gap: float | None = None) -> Path:
     """Stream the manifests shard by shard (memory bounded by one shard). An unreadable utterance is an
-    error naming its file, or with ``skip_bad`` left out of the embeddings, counted and listed."""
+    error naming its file, or with ``skip_bad`` left out of the embeddings, counted and listed.
+    ``pack_gap``: a Whisper encoder that reads 30-s windows (pad30) reads several utterances per window,
+    ``pack_gap`` seconds apart, as packed training did; each utterance pools its own frames."""
     from speechalign.decode.run import check_bad
 
     out_dir = Path(out_dir)
@@ -181,6 +184,9 @@ def embed(cuts_paths: list[str | Path], out_dir: str | Path, encoder, source: di
         if p not in POOLING:
             raise ValueError(f"unknown pooling {p!r}; choose from {POOLING}")
     chosen = parse_layers(layers, encoder.num_layers)
+    if pack_gap is not None and getattr(encoder, "length_mode", None) != "pad30":
+        raise ValueError("embed --pack: only a Whisper encoder read in 30-s windows (length mode pad30) packs "
+                         "utterances; this encoder reads each one alone")
     # Retrieval keys on cut ids: a repeated one would make a query its own ambiguous gallery item.
     check_unique_ids(*cuts_paths)
     encoder.to(device)
@@ -191,7 +197,8 @@ def embed(cuts_paths: list[str | Path], out_dir: str | Path, encoder, source: di
     while shard := list(islice(cuts, shard_size)):
         path = out_dir / "shards" / f"shard-{num_shards:05d}.npz"
         if not _shard_done(path):
-            arrays, bad = _embed_shard(encoder, dataset, shard, chosen, pooling, frames, max_duration, device)
+            arrays, bad = _embed_shard(encoder, dataset, shard, chosen, pooling, frames, max_duration, device,
+                                       pack_gap)
             skipped += check_bad(bad, skip_bad, "embed")
             _atomic_npz(path, arrays)
         with np.load(path, allow_pickle=False) as z:
@@ -214,7 +221,8 @@ def embed(cuts_paths: list[str | Path], out_dir: str | Path, encoder, source: di
     os.replace(out_dir / ".meta.tsv.tmp", out_dir / "meta.tsv")
     info = {"source": source, "layers": chosen, "pooling": list(pooling), "frames": frames, "dims": dims,
             "num_utterances": len(rows), "num_shards": num_shards, "shard_size": shard_size,
-            "cuts": [str(p) for p in cuts_paths], "skipped": skipped}
+            "cuts": [str(p) for p in cuts_paths], "skipped": skipped,
+            "packed": None if pack_gap is None else f"30-s windows, {pack_gap:g}-s gaps"}
     (out_dir / ".info.yaml.tmp").write_text(yaml.safe_dump(info, sort_keys=False, allow_unicode=True), encoding="utf-8")
     os.replace(out_dir / ".info.yaml.tmp", out_dir / "info.yaml")
     if skipped:
@@ -223,7 +231,8 @@ def embed(cuts_paths: list[str | Path], out_dir: str | Path, encoder, source: di
     return out_dir
 
 
-def _embed_shard(encoder, dataset, shard, layers, pooling, frames, max_duration, device) -> tuple[dict, list]:
+def _embed_shard(encoder, dataset, shard, layers, pooling, frames, max_duration, device,
+                 pack_gap: float | None = None) -> tuple[dict, list]:
     """Arrays of the shard's readable utterances (in shard order, ids stored alongside) and the bad ones."""
     pooled = {(p, L): {} for p in pooling for L in layers}
     frame_store = {L: {} for L in layers}
@@ -233,21 +242,26 @@ def _embed_shard(encoder, dataset, shard, layers, pooling, frames, max_duration,
         bad += batch.bad
         if not batch.ids:
             continue
-        out = encoder(batch.wav.to(device), batch.wav_lens.to(device))
+        wav, wav_lens = batch.wav.to(device), batch.wav_lens.to(device)
+        if pack_gap is None:
+            out = encoder(wav, wav_lens)
+            states = {L: out.hidden_states[L].float() for L in layers}
+            speech = out.speech_lengths
+        else:
+            states, speech = _packed_states(encoder, wav, wav_lens, layers, pack_gap)
         for L in layers:
-            states = out.hidden_states[L].float()
-            if not torch.isfinite(states).all():
-                nonfinite = [batch.ids[b] for b in range(len(batch.ids)) if not torch.isfinite(states[b]).all()]
+            if not torch.isfinite(states[L]).all():
+                nonfinite = [batch.ids[b] for b in range(len(batch.ids)) if not torch.isfinite(states[L][b]).all()]
                 raise ValueError(f"embed: non-finite states at layer {L} for utterance(s) {nonfinite[:5]}")
             for p in pooling:
-                vec = pool(states, out.speech_lengths, p).cpu().numpy()
+                vec = pool(states[L], speech, p).cpu().numpy()
                 for b, cut_id in enumerate(batch.ids):
                     pooled[(p, L)][cut_id] = vec[b]
             if frames:
                 for b, cut_id in enumerate(batch.ids):
-                    frame_store[L][cut_id] = states[b, : int(out.speech_lengths[b])].cpu().numpy().astype(np.float16)
+                    frame_store[L][cut_id] = states[L][b, : int(speech[b])].cpu().numpy().astype(np.float16)
         for b, cut_id in enumerate(batch.ids):
-            lengths[cut_id] = int(out.speech_lengths[b])
+            lengths[cut_id] = int(speech[b])
     ids = [c.id for c in shard if c.id in lengths]
     arrays = {"ids": np.array(ids, dtype=str), "lengths": np.array([lengths[c] for c in ids], dtype=np.int64)}
     for (p, L), vecs in pooled.items():
@@ -258,6 +272,33 @@ def _embed_shard(encoder, dataset, shard, layers, pooling, frames, max_duration,
             arrays[f"frames_L{L}"] = np.concatenate([frame_store[L][c] for c in ids]) if ids else \
                 np.zeros((0, encoder.dim), np.float16)
     return arrays, bad
+
+
+def _packed_states(encoder, wav: torch.Tensor, wav_lens: torch.Tensor, layers: list[int],
+                   gap: float) -> tuple[dict[int, torch.Tensor], torch.Tensor]:
+    """Each utterance's own frames, read in 30-s windows packed as training packed them (``gap`` seconds
+    apart): per layer (B, T, D) states, zero past each utterance's frames, and (B,) frame counts."""
+    from speechalign.data.dataset import collate_audio
+    from speechalign.data.packing import join_audio, pack_in_order, spans
+
+    lens = wav_lens.tolist()
+    groups = pack_in_order([n / 16000 for n in lens], 30.0, gap)
+    windows, window_lens = collate_audio([join_audio([wav[i, : lens[i]].cpu().numpy() for i in g], gap)
+                                          for g in groups])
+    out = encoder(windows.to(wav.device), window_lens.to(wav.device))
+    shift = encoder.frame_shift
+    # the frames the utterance has when read alone: Whisper's 10-ms mel frames, halved by its stride-2 convolution
+    speech = torch.div(torch.div(wav_lens, 160, rounding_mode="floor") + 1, 2, rounding_mode="floor")
+    most = int(speech.max())
+    states = {L: torch.zeros(len(lens), most, out.hidden_states[L].shape[-1], device=wav.device) for L in layers}
+    for k, g in enumerate(groups):
+        for i, (start, _) in zip(g, spans([lens[i] / 16000 for i in g], gap)):
+            first = round(start / shift)
+            n = min(int(speech[i]), int(out.speech_lengths[k]) - first)
+            speech[i] = n
+            for L in layers:
+                states[L][i, :n] = out.hidden_states[L][k, first : first + n].float()
+    return states, speech
 
 
 @dataclass

@@ -104,3 +104,39 @@ def test_encoder_dir_length_modes(exp, tone_corpus, tmp_path):
     Wav2Vec2Model(w2v).save_pretrained(tmp_path / "w2v")
     with pytest.raises(ValueError, match="applies to Whisper encoders, this is wav2vec2"):
         build_source(encoder_dir=tmp_path / "w2v", length_mode="pad30")
+
+
+def test_packed_embedding_pools_each_utterance_own_frames_of_its_window(tone_corpus, tmp_path):
+    """embed --pack: utterances share 30-s windows (0.3 s apart) and each pools the frames at its own offset; a
+    window of one utterance is that utterance read in its own 30-s window."""
+    import torch
+
+    from speechalign.data.dataset import collate_audio
+    from speechalign.data.manifest import load_cuts
+    from speechalign.data.packing import join_audio
+    from speechalign.retrieval.embed import _packed_states
+    from tests.models.test_export import make_experiment
+
+    exp = make_experiment(tmp_path / "w", "whisper-pad30")
+    encoder, source = build_source(exp_dir=exp)
+    audio = [c.load_audio()[0] for c in load_cuts(tone_corpus["dev"]).subset(first=3)]
+    wav, lens = collate_audio(audio)
+    with torch.no_grad():
+        states, speech = _packed_states(encoder, wav, lens, [2], 0.3)
+        window = encoder(*collate_audio([join_audio(audio, 0.3)]))
+        alone = encoder(wav, lens)
+    assert speech.tolist() == alone.speech_lengths.tolist()
+    first = 0.0
+    for i, a in enumerate(audio):
+        start = round(first / 0.02)
+        n = int(speech[i])
+        assert torch.equal(states[2][i, :n], window.hidden_states[2][0, start : start + n])
+        first += len(a) / 16000 + 0.3
+    packed = embed([tone_corpus["dev"]], tmp_path / "p", encoder, source, frames=True, max_duration=0.1,
+                   pack_gap=0.3)   # one utterance per batch: one per window
+    plain = embed([tone_corpus["dev"]], tmp_path / "u", encoder, source, frames=True, max_duration=0.1)
+    np.testing.assert_allclose(EmbeddingStore.open(packed).pooled(2), EmbeddingStore.open(plain).pooled(2), atol=1e-5)
+    assert EmbeddingStore.open(packed).info["packed"] == "30-s windows, 0.3-s gaps"
+    conformer, csource = build_source(exp_dir=make_experiment(tmp_path / "c", "conformer"))
+    with pytest.raises(ValueError, match="--pack"):
+        embed([tone_corpus["dev"]], tmp_path / "c1", conformer, csource, pack_gap=0.3)
