@@ -53,15 +53,31 @@ class Segment:
     text: str
 
 
+VAD_BLOCK = 5 * 60 * SAMPLE_RATE   # samples the VAD reads at once: its copies of the audio stay this small
+
+
 def speech_spans(audio: np.ndarray, vad: VadSettings, name: str) -> list[tuple[int, int]]:
-    """(start, end) samples of each speech segment; a recording without speech is an error naming it."""
+    """(start, end) samples of each speech segment; a recording without speech is an error naming it.
+    The VAD reads 5-minute blocks, so its working memory does not grow with the recording; a segment that a
+    block edge cut in two (less than the minimum silence apart) is joined again."""
     from faster_whisper.vad import get_speech_timestamps
 
-    found = get_speech_timestamps(audio, vad.options(), sampling_rate=SAMPLE_RATE)
+    found: list[tuple[int, int]] = []
+    joinable = vad.min_silence_ms * SAMPLE_RATE // 1000 + 2 * vad.speech_pad_ms * SAMPLE_RATE // 1000
+    for offset in range(0, len(audio), VAD_BLOCK):
+        block = audio[offset : offset + VAD_BLOCK]
+        for k, s in enumerate(get_speech_timestamps(block, vad.options(), sampling_rate=SAMPLE_RATE)):
+            start, end = offset + int(s["start"]), offset + int(s["end"])
+            cut_at_edge = (k == 0 and found and start < offset + joinable and found[-1][1] > offset - joinable
+                           and end - found[-1][0] <= vad.max_segment_s * SAMPLE_RATE)
+            if cut_at_edge:
+                found[-1] = (found[-1][0], end)
+            else:
+                found.append((start, end))
     if not found:
         raise ValueError(f"{name}: the VAD found no speech in {len(audio) / SAMPLE_RATE:.1f} s of audio "
                          f"(threshold {vad.threshold}; lower --vad-threshold if the recording is quiet)")
-    return [(int(s["start"]), int(s["end"])) for s in found]
+    return found
 
 
 class LongForm:

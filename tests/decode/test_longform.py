@@ -175,3 +175,17 @@ def test_packed_decode_reads_the_set_in_windows_and_reports_every_cut(experiment
     texts = reader(wav, lens, [c.id for c in cuts], ["A"] * len(audio))
     window, wlens = collate_audio([join_audio(audio, 0.3)])
     assert "".join(texts) == engine(window, wlens).texts[0] and sum(map(bool, texts)) > 1
+
+
+@needs_espeak
+def test_the_vad_reads_blocks_and_joins_a_segment_a_block_edge_cut(recording, monkeypatch):
+    import speechalign.decode.longform as longform
+
+    path, bounds = recording
+    audio = read_audio_16k(path)
+    whole_file = speech_spans(audio, VadSettings(), "joined")
+    middle = (bounds[1][0] + bounds[1][1]) / 2   # a block edge inside the second sentence
+    monkeypatch.setattr(longform, "VAD_BLOCK", round(middle * 16000))
+    blocked = speech_spans(audio, VadSettings(), "joined")
+    assert len(blocked) == len(whole_file) == len(SENTENCES)
+    assert all(abs(a - b) <= 0.15 * 16000 for x, y in zip(blocked, whole_file) for a, b in zip(x, y))
