@@ -11,7 +11,7 @@ utterances decoded one by one (each in its own 30-s window):
 * RTF (wall time of the transcription / audio seconds, model loaded) and peak RSS of the process.
 
 Every (length, engine) runs in a child process of its own, so its peak RSS is its own; the parent prints one
-table and the ratios. Per-utterance hypotheses are decoded once per engine and cached in ``--out``.
+table and the ratios. Per-utterance hypotheses are the experiment's decode report of the manifest (decoded first if missing).
 
     python bench/long_form.py --exp-dir exp/goo-gi/whisper_base_hybrid_packed_enc --checkpoint avg-last3 \\
         --cuts exp/goo-gi/data/goo-gi_cuts_test.jsonl.gz --out exp/bench-long-form
@@ -74,22 +74,19 @@ def cer(ref: str, hyp: str) -> float:
     return 100 * jiwer.cer(normalize(ref), normalize(hyp))
 
 
-def per_utterance(args, engine: str, cache: Path) -> dict[str, str]:
-    """Each utterance of the manifest decoded alone (its own 30-s window), once per engine."""
-    if cache.is_file():
-        return json.loads(cache.read_text(encoding="utf-8"))
-    from speechalign.decode.run import decode
-
-    decode(args.exp_dir, [args.cuts], mode="attention_beam", beam=args.beam, checkpoint=args.checkpoint,
-           engine=engine)
+def per_utterance(args, engine: str) -> dict[str, str]:
+    """Each utterance of the manifest decoded alone (its own 30-s window): the experiment's decode report of
+    the manifest with this engine, decoded now if it has none."""
     from speechalign.decode.report import read_recogs
+    from speechalign.decode.run import decode
 
     name = Path(args.cuts).name.split(".")[0].replace("_cuts_", "_")
     label = "attention_beam" + ("+ct2" if engine == "ct2" else "")
-    recogs = read_recogs(Path(args.exp_dir) / "decode" / args.checkpoint / f"recogs-{name}-{label}.txt")
-    raw = {u.id: u.hyp for u in recogs.utts}
-    cache.write_text(json.dumps(raw, ensure_ascii=False), encoding="utf-8")
-    return raw
+    path = Path(args.exp_dir) / "decode" / args.checkpoint / f"recogs-{name}-{label}.txt"
+    if not path.is_file() or f"beam={args.beam}," not in path.read_text(encoding="utf-8").splitlines()[0]:
+        decode(args.exp_dir, [args.cuts], mode="attention_beam", beam=args.beam, checkpoint=args.checkpoint,
+               engine=engine)
+    return {u.id: u.hyp for u in read_recogs(path).utts}
 
 
 def child(args) -> None:
@@ -134,7 +131,7 @@ def main() -> None:
              "median boundary error s | RTF | peak RSS MB |", "|---|---|---|---|---|---|---|---|---|---|"]
     rss = {}
     for engine in args.engines:
-        alone = per_utterance(args, engine, args.out / f"per-utterance-{engine}.json")
+        alone = per_utterance(args, engine)
         for minutes in args.lengths:
             run = subprocess.run([sys.executable, __file__, "--exp-dir", args.exp_dir, "--checkpoint", args.checkpoint,
                                   "--cuts", args.cuts, "--out", str(args.out), "--beam", str(args.beam),

@@ -189,3 +189,23 @@ def test_the_vad_reads_blocks_and_joins_a_segment_a_block_edge_cut(recording, mo
     blocked = speech_spans(audio, VadSettings(), "joined")
     assert len(blocked) == len(whole_file) == len(SENTENCES)
     assert all(abs(a - b) <= 0.15 * 16000 for x, y in zip(blocked, whole_file) for a, b in zip(x, y))
+
+
+@needs_espeak
+def test_decode_reads_a_manifest_of_long_recordings_without_supervisions(experiments, recording, tmp_path):
+    """A cut longer than Whisper's 30-s window, with no supervision, is read long-form and its text reported."""
+    from lhotse import CutSet, Recording
+
+    from speechalign.decode.report import read_recogs
+    from speechalign.decode.run import decode
+
+    path, _ = recording
+    long = tmp_path / "long.wav"
+    sf.write(long, np.tile(read_audio_16k(path), 4), 16000)   # about 40 s
+    cuts = tmp_path / "rec_cuts_test.jsonl.gz"
+    CutSet.from_manifests(recordings=[Recording.from_file(long)]).to_file(cuts)
+    exp = experiments["whisper-pad30"]
+    decode(exp, [cuts], mode="ctc_greedy")
+    recogs = read_recogs(exp / "decode/latest/recogs-rec_test-ctc_greedy.txt")
+    assert len(recogs.utts) == 1 and recogs.utts[0].hyp
+    assert "read long-form" in recogs.header
