@@ -1,5 +1,7 @@
 import shutil
 
+import json
+
 import numpy as np
 import pytest
 
@@ -121,3 +123,27 @@ def test_transcribe_with_a_router_reads_each_file_with_its_route(two_checkpoints
         assert transcribe(exp, files, mode="attention_beam", beam=3, checkpoint="latest", router=path) == \
             expected[route]
     assert expected["step-4"] != expected["latest"]
+
+
+def test_long_form_windows_are_routed_too(two_checkpoints, tone_corpus, tmp_path):
+    """transcribe --long-form on with a router: every VAD segment is read by the checkpoint it is routed to."""
+    from tests.decode.test_longform import SENTENCES, espeak, needs_espeak
+
+    if needs_espeak.args[0]:
+        pytest.skip("espeak-ng is not installed")
+    exp = two_checkpoints
+    gap = np.zeros(8000, np.float32)
+    wav = tmp_path / "two.wav"
+    import soundfile as sf
+
+    sf.write(wav, np.concatenate([gap, espeak(SENTENCES[0]), gap, gap, espeak(SENTENCES[1]), gap]), 16000)
+    router, _ = train_router(exp, [tone_corpus["train"]], {"A": "step-4"}, checkpoint="latest")
+    router.weight, router.bias = np.zeros_like(router.weight), np.array([1e9])   # everything to step-4
+    path = router.save(tmp_path / "to-step-4.safetensors")
+    out = tmp_path / "o"
+    routed = transcribe(exp, [wav], mode="attention_beam", beam=3, checkpoint="latest", router=path, long_form="on",
+                        output_dir=out, formats=["json"])
+    direct = transcribe(exp, [wav], mode="attention_beam", beam=3, checkpoint="step-4", long_form="on")
+    plain = transcribe(exp, [wav], mode="attention_beam", beam=3, checkpoint="latest", long_form="on")
+    assert routed == direct and direct != plain
+    assert len(json.loads((out / "two.json").read_text(encoding="utf-8"))["segments"]) == 2
