@@ -1,6 +1,5 @@
-import shutil
-
 import json
+import shutil
 
 import numpy as np
 import pytest
