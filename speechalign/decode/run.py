@@ -107,6 +107,13 @@ def decode(exp_dir: str | Path, cuts: list[str | Path], mode: str = "ctc_greedy"
     return results
 
 
+def windowed(cfg) -> bool:
+    """True for a Whisper experiment with Whisper's decoder read in 30-s windows (``length_mode: pad30``): the
+    kind that packed evaluation and the CTranslate2 engine serve."""
+    return (cfg.model.encoder == "whisper" and cfg.model.whisper.length_mode == "pad30"
+            and bool(cfg.model.decoder.pretrained))
+
+
 def pack_gap(cfg) -> float:
     """Seconds of silence between the parts of a packed window: what training used (``data.pack.gap``)."""
     return cfg.data.pack.gap
