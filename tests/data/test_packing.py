@@ -11,7 +11,7 @@ from lhotse import CutSet, MonoCut, Recording, SupervisionSegment
 from speechalign.config import ConfigError, load_config
 from speechalign.data.dataset import SpeechDataset
 from speechalign.data.manifest import load_cuts
-from speechalign.data.packing import TargetBudget, WindowPacker, join_texts
+from speechalign.data.packing import TargetBudget, WindowPacker, join_texts, pack_in_order
 from tests.conftest import make_tone_corpus
 
 
@@ -174,3 +174,19 @@ def test_an_unreadable_cut_leaves_its_window_with_a_count(tones, tmp_path):
     assert [b.cut_id for b in batch.bad] == [cuts[1].id] and "not found" in batch.bad[0].reason
     assert batch.ids == ["+".join(c.id for c in cuts if c is not cuts[1])]
     assert batch.texts == ["".join(c.supervisions[0].text for c in cuts if c is not cuts[1])]
+
+
+@given(st.lists(st.floats(0.1, 12.0), min_size=1, max_size=40), st.floats(0.0, 2.0))
+def test_pack_in_order_keeps_order_and_fills_windows(durations, gap):
+    windows = pack_in_order(durations, 30.0, gap)
+    assert [i for w in windows for i in w] == list(range(len(durations)))   # every part once, in order
+    for k, w in enumerate(windows):
+        assert sum(durations[i] for i in w) + gap * (len(w) - 1) <= 30.0 + 1e-6
+        if k + 1 < len(windows):   # a window closes only when the next part does not fit
+            nxt = windows[k + 1][0]
+            assert sum(durations[i] for i in w) + gap * len(w) + durations[nxt] > 30.0
+
+
+def test_pack_in_order_names_a_part_too_long():
+    with pytest.raises(ValueError, match="part 1 of 31.00 s"):
+        pack_in_order([2.0, 31.0], 30.0, 0.3)
