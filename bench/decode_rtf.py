@@ -22,7 +22,7 @@ from speechalign.data.manifest import load_cuts
 from speechalign.decode.cer import CerScorer
 from speechalign.decode.ctc import ctc_prefix_beam
 from speechalign.decode.lm import LMOptions
-from speechalign.decode.run import decode_batch, make_ctc_search
+from speechalign.decode.batch import decode_batch, make_ctc_search
 from speechalign.models.experiment import load_experiment
 
 

@@ -17,7 +17,7 @@ from speechalign.data.dataset import eval_loader
 from speechalign.data.manifest import load_cuts
 from speechalign.decode.attention import joint_beam
 from speechalign.decode.cer import CerScorer
-from speechalign.decode.run import decode_encoded, make_ctc_search
+from speechalign.decode.batch import decode_encoded, make_ctc_search
 from speechalign.models.experiment import load_experiment
 
 

@@ -119,21 +119,32 @@ class LongForm:
                    bar_format="{l_bar}{bar}| {n:.0f}/{total:.0f} s [{elapsed}<{remaining}]")
         for b in range(0, len(groups), per_batch):
             batch = groups[b : b + per_batch]
-            windows = [join_audio([audio[found[i][0] : found[i][1]] for i in g], self.gap) for g in batch]
-            wav, lens = collate_audio(windows)
-            out = self.engine(wav, lens, None if self.variety is None else [self.variety] * len(batch),
-                              [f"{name}:{b + k}" for k in range(len(batch))], self.max_len)
-            for k, g in enumerate(batch):
-                parts = spans([durations[i] for i in g], self.gap)
-                frames = [(s / out.frame_shift, e / out.frame_shift) for s, e in parts]
-                lp = out.log_probs[k, : int(out.speech_frames[k])]
-                texts = split_text(out.texts[k], lp, self.token2id, frames)
-                segments += [Segment(found[i][0] / SAMPLE_RATE, found[i][1] / SAMPLE_RATE, t.strip())
-                             for i, t in zip(g, texts)]
+            parts = {i: audio[found[i][0] : found[i][1]] for g in batch for i in g}
+            texts = read_windows(self.engine, parts, batch, self.gap, self.token2id,
+                                 None if self.variety is None else [self.variety] * len(batch),
+                                 [f"{name}:{b + k}" for k in range(len(batch))], self.max_len)
+            segments += [Segment(found[i][0] / SAMPLE_RATE, found[i][1] / SAMPLE_RATE, texts[i].strip())
+                         for g in batch for i in g]
             bar.update(min(found[batch[-1][-1]][1], len(audio)) / SAMPLE_RATE - bar.n)
         bar.update(bar.total - bar.n)
         bar.close()
         return segments
+
+
+def read_windows(engine, parts: dict[int, np.ndarray], groups: list[list[int]], gap: float,
+                 token2id: dict[str, int], dialects: list[str] | None = None, ids: list[str] | None = None,
+                 max_len: int | None = None) -> dict[int, str]:
+    """The text of each part: every group of parts joined into one window (``gap`` seconds apart), the windows
+    decoded as one batch by ``engine``, and each window's text split back by CTC alignment."""
+    wav, lens = collate_audio([join_audio([parts[i] for i in g], gap) for g in groups])
+    out = engine(wav, lens, dialects, ids, max_len)
+    texts = {}
+    for k, g in enumerate(groups):
+        frames = [(s / out.frame_shift, e / out.frame_shift) for s, e in spans([len(parts[i]) / SAMPLE_RATE
+                                                                               for i in g], gap)]
+        pieces = split_text(out.texts[k], out.log_probs[k, : int(out.speech_frames[k])], token2id, frames)
+        texts.update(zip(g, pieces))
+    return texts
 
 
 def whole(audio: np.ndarray, engine, variety: str | None = None) -> list[Segment]:

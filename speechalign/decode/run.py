@@ -13,15 +13,13 @@ import torch
 from tqdm import tqdm
 
 from speechalign.data.audio import quiet_id3
-from speechalign.data.dataset import collate_audio, eval_loader
+from speechalign.data.dataset import eval_loader
 from speechalign.data.manifest import check_unique_ids, open_cuts
 from speechalign.data.packing import pack_in_order
 from speechalign.decode import ATTENTION_MODES, MODES  # noqa: F401 (MODES: this module's public names)
-from speechalign.decode.align import split_text
-from speechalign.decode.batch import (ctc_weight_for, decode_batch, decode_encoded, hyp_text,  # noqa: F401
-                                      make_ctc_search, mode_label, supported_modes, translates)
+from speechalign.decode.batch import ctc_weight_for, mode_label, supported_modes, translates
 from speechalign.decode.lm import CharLM, LMOptions
-from speechalign.decode.longform import LongForm, VadSettings
+from speechalign.decode.longform import LongForm, VadSettings, read_windows
 from speechalign.decode.report import Utterance, lm_effect, read_text_file, report_set, write_reports
 from speechalign.models.experiment import load_experiment
 
@@ -150,21 +148,13 @@ class Reader:
             for i, t in zip(short, out.texts):
                 texts[i] = t
             return texts
-        from speechalign.data.packing import join_audio, spans
-
-        window = self.longform.window
-        groups = [[short[j] for j in g] for g in pack_in_order([lens[i] / 16000 for i in short], window, self.gap)]
-        windows = [join_audio([wav[i, : lens[i]].cpu().numpy() for i in g], self.gap) for g in groups]
-        w, wl = collate_audio(windows)
+        groups = [[short[j] for j in g] for g in pack_in_order([lens[i] / 16000 for i in short],
+                                                                self.longform.window, self.gap)]
         # A window of several varieties has no one variety prompt: the plain one (what packed training used).
-        out = self.engine(w.to(wav.device), wl.to(wav.device), None, ["+".join(ids[i] for i in g) for g in groups],
-                          self.longform.max_len)
-        for k, g in enumerate(groups):
-            parts = spans([lens[i] / 16000 for i in g], self.gap)
-            frames = [(s / out.frame_shift, e / out.frame_shift) for s, e in parts]
-            pieces = split_text(out.texts[k], out.log_probs[k, : int(out.speech_frames[k])], self.token2id, frames)
-            for i, t in zip(g, pieces):
-                texts[i] = t
+        read = read_windows(self.engine, {i: wav[i, : lens[i]].cpu().numpy() for i in short}, groups, self.gap,
+                            self.token2id, None, ["+".join(ids[i] for i in g) for g in groups], self.longform.max_len)
+        for i, t in read.items():
+            texts[i] = t
         return texts
 
     def describe(self) -> str:
