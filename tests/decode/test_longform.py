@@ -89,22 +89,28 @@ def test_segments_follow_the_sentences_in_every_format(name, experiments, record
     assert (out / "joined.txt").read_text(encoding="utf-8").splitlines() == [s["text"] for s in spoken]
 
 
+def watched(exp):
+    """(engine, the same engine recording the (rows, longest input) of every call, the calls, model, tokenizer)."""
+    _, tokenizer, model = load_experiment(exp)
+    engine = make_engine("torch", exp, "latest", model, tokenizer, "ctc_greedy", 1)
+    calls = []
+
+    def recorded(wav, lens, *args):
+        calls.append((len(wav), int(lens.max())))
+        return engine(wav, lens, *args)
+
+    return engine, recorded, calls, model, tokenizer
+
+
 @needs_espeak
 def test_packed_windows_split_their_text_and_lose_nothing(experiments, recording):
     """All four sentences fit one 30-s window: long-form text is that window's decode, cut at the segments."""
     path, _ = recording
-    _, tokenizer, model = load_experiment(experiments["whisper-pad30"])
-    engine = make_engine("torch", experiments["whisper-pad30"], "latest", model, tokenizer, "ctc_greedy", 1)
-    calls = []
-
-    def counted(wav, lens, *args):
-        calls.append(len(wav))
-        return engine(wav, lens, *args)
-
+    engine, counted, calls, model, tokenizer = watched(experiments["whisper-pad30"])
     longform = LongForm(counted, model, tokenizer, VadSettings(), gap=0.3)
     audio = read_audio_16k(path)
     segments = longform(audio, "joined", progress=False)
-    assert calls == [1] and longform.pack
+    assert [rows for rows, _ in calls] == [1] and longform.pack
     found = speech_spans(audio, VadSettings(), "joined")
     window, lens = collate_audio([join_audio([audio[s:e] for s, e in found], 0.3)])
     assert "".join(s.text for s in segments) == engine(window, lens).texts[0]
@@ -117,17 +123,10 @@ def test_packed_windows_split_their_text_and_lose_nothing(experiments, recording
 def test_a_ctc_encoder_reads_a_long_recording_in_bounded_chunks(experiments, recording):
     """A conformer reads each VAD segment (at most --vad-max-segment s) on its own: its input never grows."""
     path, _ = recording
-    _, tokenizer, model = load_experiment(experiments["conformer"])
-    engine = make_engine("torch", experiments["conformer"], "latest", model, tokenizer, "ctc_greedy", 1)
-    longest = []
-
-    def watched(wav, lens, *args):
-        longest.append(int(lens.max()))
-        return engine(wav, lens, *args)
-
+    _, recorded, calls, model, tokenizer = watched(experiments["conformer"])
     audio = np.tile(read_audio_16k(path), 4)   # about 40 s
-    segs = LongForm(watched, model, tokenizer, VadSettings(max_segment_s=4.0))(audio, "x", progress=False)
-    assert len(segs) >= 4 * len(SENTENCES) and max(longest) <= 4 * 16000
+    segs = LongForm(recorded, model, tokenizer, VadSettings(max_segment_s=4.0))(audio, "x", progress=False)
+    assert len(segs) >= 4 * len(SENTENCES) and max(longest for _, longest in calls) <= 4 * 16000
 
 
 def test_no_speech_and_unreadable_audio_are_refused_by_name(experiments, tmp_path, caplog):
