@@ -79,15 +79,15 @@ test_sets=("$data/goo-gi_cuts_test.jsonl.gz")
 [ -n "$tw_hokkien" ] && test_sets+=("$data/tw-hokkien_cuts_test.jsonl.gz")
 beam=5; zs_cap=(); $dry_run && beam=2 && zs_cap=(--max-length 8)
 peer_dir=$out/transformers-peer
-# Evaluation of a Whisper experiment read in 30-s windows (issue 45; egs/goo-gi/RESULTS.md): its test cuts are
-# packed several to a window as training packed them (decode/embed --pack: no 30-s window per utterance), and its
-# attention_beam runs in CTranslate2 (--engine ct2). Other experiments are read one cut at a time, in PyTorch.
-pack=(); fast=(); ab=attention_beam; ab_route=attention_beam+route; windows_checked=false
-windows() {   # sets the flags above once the experiment's config exists (after training)
-  $windows_checked || [ ! -f "$exp/config.yaml" ] && return 0
-  windows_checked=true
+# A Whisper experiment with Whisper's decoder read in 30-s windows runs attention_beam in CTranslate2 (--engine ct2;
+# issue 45: dev CER 42.05 % against 42.34 % in PyTorch, 1.6x faster). Its cuts are still read one per window:
+# packed evaluation (decode/embed --pack) cost 8-12 CER points and 38 R@1 points on dev (egs/goo-gi/RESULTS.md).
+fast=(); ab=attention_beam; ab_route=attention_beam+route; engine_chosen=false
+choose_engine() {   # sets these once the experiment's config exists (after training)
+  $engine_chosen || [ ! -f "$exp/config.yaml" ] && return 0
+  engine_chosen=true
   if python -c "import sys; from speechalign.models.experiment import experiment_config; from speechalign.decode.run import windowed; sys.exit(0 if windowed(experiment_config(sys.argv[1])) else 1)" "$exp"; then
-    pack=(--pack); fast=(--engine ct2); ab=attention_beam+ct2+packed; ab_route=attention_beam+ct2+route+packed
+    fast=(--engine ct2); ab=attention_beam+ct2; ab_route=attention_beam+ct2+route
   fi
 }
 
@@ -154,14 +154,14 @@ fi
 if run_stage 4; then
   log "stage 4: decoding (goo-gi test, tw-hokkien) and zero-shot Whisper-base"
   if [ -n "$exp" ]; then
-    windows
+    choose_engine
     modes=$(python -c "import sys; from speechalign.models.experiment import load_experiment; from speechalign.decode.run import supported_modes; print(' '.join(supported_modes(load_experiment(sys.argv[1], sys.argv[2])[2])))" "$exp" "$checkpoint")
     other_modes=${modes/attention_beam/}
     # shellcheck disable=SC2086
     speechalign decode --exp-dir "$exp" --checkpoint "$checkpoint" --cuts "${test_sets[@]}" --mode $other_modes \
-      --beam "$beam" "${pack[@]}"
+      --beam "$beam"
     [[ " $modes " == *" attention_beam "* ]] && speechalign decode --exp-dir "$exp" --checkpoint "$checkpoint" \
-      --cuts "${test_sets[@]}" --mode attention_beam --beam "$beam" "${pack[@]}" "${fast[@]}"
+      --cuts "${test_sets[@]}" --mode attention_beam --beam "$beam" "${fast[@]}"
     router=$exp/router-$checkpoint.safetensors
     if ! $eval_only && [ ! -f "$router" ] && [[ " $modes " == *" attention_beam "* ]]; then
       # Fine-tuning costs Whisper its Mandarin and no training lever kept it (RESULTS.md, issue 31): Mandarin
@@ -175,7 +175,7 @@ if run_stage 4; then
     fi
     if [ -f "$router" ]; then
       speechalign decode --exp-dir "$exp" --checkpoint "$checkpoint" --cuts "${test_sets[@]}" --mode attention_beam \
-        --beam "$beam" --router "$router" "${pack[@]}" "${fast[@]}"
+        --beam "$beam" --router "$router" "${fast[@]}"
     fi
   fi
   if ! $eval_only && [ ! -f "$exp/lm/.done" ]; then
@@ -193,7 +193,7 @@ if run_stage 4; then
     case " $modes " in *" attention_rescoring "*) lm_modes="ctc_prefix_beam attention_rescoring" ;; esac
     # shellcheck disable=SC2086
     speechalign decode --exp-dir "$exp" --checkpoint "$checkpoint" --cuts "${test_sets[@]}" --beam "$beam" \
-      --mode $lm_modes --lm "$lm" --lm-weight "$lm_weight" --word-score "$word_score" "${pack[@]}"
+      --mode $lm_modes --lm "$lm" --lm-weight "$lm_weight" --word-score "$word_score"
     touch "$exp/lm/.done"
   fi
   if [ -f "$whisper/ct2/model.bin" ] && [ ! -f "$out/zero-shot/.done" ]; then
@@ -221,7 +221,6 @@ embed_once() {   # embed_once SET NAME ARGS...: every layer with frames, once
 sets=(goo-gi); [ -n "$tw_hokkien" ] && sets+=(tw-hokkien)
 if run_stage 5; then
   log "stage 5: embeddings (every layer, frame states for SeqSim)"
-  [ -n "$exp" ] && windows
   for set in "${sets[@]}"; do
     embed_once "$set" fbank --features fbank
     if [ -f "$whisper/config.json" ]; then
@@ -229,7 +228,7 @@ if run_stage 5; then
       embed_once "$set" whisper-base-trim --encoder-dir "$whisper" --length-mode trim
       embed_once "$set" whisper-base-pad30 --encoder-dir "$whisper" --length-mode pad30
     fi
-    [ -n "$exp" ] && embed_once "$set" "$(basename "$exp")" --exp-dir "$exp" --checkpoint "$checkpoint" "${pack[@]}"
+    [ -n "$exp" ] && embed_once "$set" "$(basename "$exp")" --exp-dir "$exp" --checkpoint "$checkpoint"
     [ -n "$encoder_dir" ] && embed_once "$set" encoder --encoder-dir "$encoder_dir"
     # The peer was trained on 30-s windows, so it is embedded as it was trained.
     [ -f "$peer_dir/encoder/config.json" ] && embed_once "$set" transformers-peer --encoder-dir "$peer_dir/encoder" \
@@ -283,7 +282,7 @@ fi
 
 if run_stage 7; then
   log "stage 7: tables"
-  [ -n "$exp" ] && windows
+  [ -n "$exp" ] && choose_engine
   cer=()
   for name in fbank whisper-base-random whisper-base-trim whisper-base-pad30; do cer+=("$name="); done
   # Every experiment evaluated into this output dir (recipe variants side by side), and zero-shot Whisper.
