@@ -3,7 +3,9 @@
 Recordings of 1, 5 and 30 minutes are made by joining utterances of a manifest (goo-gi test) in a seeded order,
 with seeded gaps of 0.3-2 s of silence. Each is transcribed long-form (Silero VAD, segments packed into 30-s
 windows and split back by CTC alignment, ``decode/longform.py``) with each engine, and compared with the same
-utterances decoded one by one (each in its own 30-s window):
+utterances decoded one by one (each in its own 30-s window). Two ways back from a window's text to segments are
+measured (``--splits``): ``ctc`` packs consecutive segments into 30-s windows and splits each window's text by CTC
+alignment; ``segment`` reads one segment per window. For each:
 
 * CER of the whole recording's text against the joined references, long-form and per utterance (what must stay
   equal: the references, and so the character count);
@@ -31,6 +33,7 @@ import numpy as np
 
 LENGTHS = (1, 5, 30)
 ENGINES = ("torch", "ct2")
+SPLITS = ("ctc", "segment")
 
 
 def build_recording(cuts_path: str, minutes: float, seed: int = 0):
@@ -102,7 +105,7 @@ def child(args) -> None:
     cfg, tokenizer, model = load_experiment(args.exp_dir, args.checkpoint)
     engine = make_engine(args.engine, Path(args.exp_dir), args.checkpoint, model, tokenizer, "attention_beam",
                          args.beam)
-    longform = LongForm(engine, model, tokenizer, gap=pack_gap(cfg))
+    longform = LongForm(engine, model, tokenizer, gap=pack_gap(cfg), pack=args.split == "ctc")
     start = time.perf_counter()
     with torch.inference_mode():
         segments = longform(audio, f"{args.minutes:g}-min", progress=False)
@@ -121,37 +124,42 @@ def main() -> None:
     p.add_argument("--beam", type=int, default=5)
     p.add_argument("--lengths", type=float, nargs="+", default=list(LENGTHS), help="minutes (default 1 5 30)")
     p.add_argument("--engines", nargs="+", default=list(ENGINES), choices=ENGINES)
+    p.add_argument("--splits", nargs="+", default=list(SPLITS), choices=SPLITS,
+                   help="ctc: segments packed into 30-s windows, split back by CTC alignment; segment: one segment "
+                        "per window (default: both)")
+    p.add_argument("--split", help=argparse.SUPPRESS)
     p.add_argument("--minutes", type=float, help=argparse.SUPPRESS)   # a child's run
     p.add_argument("--engine", help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.minutes is not None:
         return child(args)
     args.out.mkdir(parents=True, exist_ok=True)
-    lines = ["| engine | minutes | utterances | segments | long-form CER % | per-utterance CER % | difference | "
-             "median boundary error s | RTF | peak RSS MB |", "|---|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| engine | window text to segments | minutes | utterances | segments | long-form CER % | per-utterance CER % | difference | "
+             "median boundary error s | RTF | peak RSS MB |", "|---|---|---|---|---|---|---|---|---|---|---|"]
     rss = {}
     for engine in args.engines:
         alone = per_utterance(args, engine)
-        for minutes in args.lengths:
-            run = subprocess.run([sys.executable, __file__, "--exp-dir", args.exp_dir, "--checkpoint", args.checkpoint,
-                                  "--cuts", args.cuts, "--out", str(args.out), "--beam", str(args.beam),
-                                  "--minutes", str(minutes), "--engine", engine],
-                                 capture_output=True, text=True, check=True)
-            r = json.loads(run.stdout.strip().splitlines()[-1])
-            ref = "".join(row[3] for row in r["rows"])
-            long_cer = cer(ref, "".join(s["text"] for s in r["segments"]))
-            utt_cer = cer(ref, "".join(alone[row[0]] for row in r["rows"]))
-            errors = boundary_errors(r["rows"], r["segments"])
-            rss[(engine, minutes)] = r["rss_mb"]
-            lines.append(f"| {engine} | {minutes:g} | {len(r['rows'])} | {len(r['segments'])} | {long_cer:.2f} | "
-                         f"{utt_cer:.2f} | {long_cer - utt_cer:+.2f} | {np.median(errors):.3f} | "
-                         f"{r['seconds'] / r['audio']:.4f} | {r['rss_mb']:.0f} |")
-            print(lines[-1], flush=True)
+        for split in args.splits:
+            for minutes in args.lengths:
+                run = subprocess.run([sys.executable, __file__, "--exp-dir", args.exp_dir, "--checkpoint",
+                                      args.checkpoint, "--cuts", args.cuts, "--out", str(args.out), "--beam",
+                                      str(args.beam), "--minutes", str(minutes), "--engine", engine, "--split", split],
+                                     capture_output=True, text=True, check=True)
+                r = json.loads(run.stdout.strip().splitlines()[-1])
+                ref = "".join(row[3] for row in r["rows"])
+                long_cer = cer(ref, "".join(s["text"] for s in r["segments"]))
+                utt_cer = cer(ref, "".join(alone[row[0]] for row in r["rows"]))
+                errors = boundary_errors(r["rows"], r["segments"])
+                rss[(engine, split, minutes)] = r["rss_mb"]
+                lines.append(f"| {engine} | {split} | {minutes:g} | {len(r['rows'])} | {len(r['segments'])} | "
+                             f"{long_cer:.2f} | {utt_cer:.2f} | {long_cer - utt_cer:+.2f} | {np.median(errors):.3f} | "
+                             f"{r['seconds'] / r['audio']:.4f} | {r['rss_mb']:.0f} |")
+                print(lines[-1], flush=True)
     shortest, longest = min(args.lengths), max(args.lengths)
-    notes = [f"peak RSS {longest:g} min / {shortest:g} min ({e}): {rss[(e, longest)] / rss[(e, shortest)]:.2f}x"
-             for e in args.engines]
+    notes = [f"peak RSS {longest:g} min / {shortest:g} min ({e}, {sp}): "
+             f"{rss[(e, sp, longest)] / rss[(e, sp, shortest)]:.2f}x" for e in args.engines for sp in args.splits]
     table = "\n".join(lines + [""] + notes) + "\n"
-    (args.out / "long_form.md").write_text(table, encoding="utf-8")
+    (args.out / f"long_form-{'-'.join(args.engines)}.md").write_text(table, encoding="utf-8")
     print("\n".join(notes))
 
 
