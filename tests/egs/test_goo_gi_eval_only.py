@@ -30,7 +30,7 @@ def test_eval_only_on_another_copy(tmp_path):
             "--whisper-dir", corpora["whisper"], "--out", copy, "--dry-run")
     report = (copy / "data" / "goo-gi_prep_report.txt").read_text()
     assert "kept test: 17;" in report   # every sentence of the copy (g 002 has no audio), no train/dev split
-    assert {f"{DEFAULT_EXP} (ctc_greedy)", f"{DEFAULT_EXP} (attention_beam+ct2+route)"} <= \
+    assert {f"{DEFAULT_EXP} (ctc_greedy+packed)", f"{DEFAULT_EXP} (attention_beam+ct2+route)"} <= \
         table_rows(copy / "cer-goo-gi-test.md")
     embedded = {r for r in table_rows(copy / "yubao-goo-gi-test.md") if not r.startswith("text-")}
     assert embedded == {"fbank", "whisper-base-random", "whisper-base-trim", "whisper-base-pad30", DEFAULT_EXP}

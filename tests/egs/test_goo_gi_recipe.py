@@ -23,8 +23,8 @@ def test_recipe_dry_run(corpora, tmp_path):
     cer = table_rows(dry / "cer-goo-gi-test.md")
     assert {"fbank", "whisper-base-random", "whisper-base-trim", "whisper-base-pad30",
             "zero-shot Whisper-base (whisper_greedy)", "zero-shot Whisper-base (faster_whisper_beam5)",
-            "zero-shot Whisper-base (faster_whisper_beam1)", f"{DEFAULT_EXP} (ctc_greedy)",
-            f"{DEFAULT_EXP} (attention_rescoring)", f"{DEFAULT_EXP} (ctc_prefix_beam+lm)",
+            "zero-shot Whisper-base (faster_whisper_beam1)", f"{DEFAULT_EXP} (ctc_greedy+packed)",
+            f"{DEFAULT_EXP} (attention_rescoring+packed)", f"{DEFAULT_EXP} (ctc_prefix_beam+lm)",
             f"{DEFAULT_EXP} (attention_beam+ct2)", f"{DEFAULT_EXP} (attention_beam+ct2+route)",
             f"{DEFAULT_EXP} (attention_rescoring+lm)", "transformers peer (greedy generate)"} <= cer
     assert (dry / DEFAULT_EXP / "decode" / "latest" / "lm-effect.md").is_file()
@@ -50,7 +50,7 @@ def test_recipe_dry_run(corpora, tmp_path):
                      "transformers-peer"}
     # the cascade rows: reference transcripts (the ceiling), zero-shot and the fine-tuned model's transcripts
     assert {"text-reference", "text-zero-shot-whisper_greedy", "text-zero-shot-faster_whisper_beam5",
-            f"text-{DEFAULT_EXP}-attention_rescoring", "text-transformers-peer-greedy"} <= rows
+            f"text-{DEFAULT_EXP}-attention_rescoring+packed", "text-transformers-peer-greedy"} <= rows
     assert (dry / "yubao-goo-gi-test.png").stat().st_size > 0
     # one retrieve call per system: both YuBao scorings, both centerings, every layer
     assert {p.name for p in (dry / "retrieval" / "goo-gi" / DEFAULT_EXP).glob("yubao-*-L2-*.md")} == {
