@@ -102,6 +102,7 @@ def child(args) -> None:
     from speechalign.models.experiment import load_experiment
 
     audio, rows = build_recording(args.cuts, args.minutes)
+    built = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024   # the bench's own recording, decoded MP3s
     cfg, tokenizer, model = load_experiment(args.exp_dir, args.checkpoint)
     engine = make_engine(args.engine, Path(args.exp_dir), args.checkpoint, model, tokenizer, "attention_beam",
                          args.beam)
@@ -112,7 +113,8 @@ def child(args) -> None:
     seconds = time.perf_counter() - start
     print(json.dumps({"segments": [s.__dict__ for s in segments], "rows": rows, "seconds": seconds,
                       "audio": len(audio) / 16000,
-                      "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}, ensure_ascii=False))
+                      "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "rss_built_mb": built},
+                     ensure_ascii=False))
 
 
 def main() -> None:
@@ -135,7 +137,8 @@ def main() -> None:
         return child(args)
     args.out.mkdir(parents=True, exist_ok=True)
     lines = ["| engine | window text to segments | minutes | utterances | segments | long-form CER % | per-utterance CER % | difference | "
-             "median boundary error s | RTF | peak RSS MB |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+             "median boundary error s | RTF | peak RSS MB | of it, the recording built |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     rss = {}
     for engine in args.engines:
         alone = per_utterance(args, engine)
@@ -153,7 +156,7 @@ def main() -> None:
                 rss[(engine, split, minutes)] = r["rss_mb"]
                 lines.append(f"| {engine} | {split} | {minutes:g} | {len(r['rows'])} | {len(r['segments'])} | "
                              f"{long_cer:.2f} | {utt_cer:.2f} | {long_cer - utt_cer:+.2f} | {np.median(errors):.3f} | "
-                             f"{r['seconds'] / r['audio']:.4f} | {r['rss_mb']:.0f} |")
+                             f"{r['seconds'] / r['audio']:.4f} | {r['rss_mb']:.0f} | {r['rss_built_mb']:.0f} |")
                 print(lines[-1], flush=True)
     shortest, longest = min(args.lengths), max(args.lengths)
     notes = [f"peak RSS {longest:g} min / {shortest:g} min ({e}, {sp}): "
