@@ -79,18 +79,20 @@ test_sets=("$data/goo-gi_cuts_test.jsonl.gz")
 [ -n "$tw_hokkien" ] && test_sets+=("$data/tw-hokkien_cuts_test.jsonl.gz")
 beam=5; zs_cap=(); $dry_run && beam=2 && zs_cap=(--max-length 8)
 peer_dir=$out/transformers-peer
-# A Whisper experiment with Whisper's decoder read in 30-s windows (issue 45, chosen on dev; egs/goo-gi/RESULTS.md):
-# its CTC modes read the test cuts packed several to a window, as training packed them (ctc_greedy 73.9 % against
-# 82.9 % one window per cut, ctc_prefix_beam 71.1 / 74.7, attention_rescoring 71.3 / 75.7, 4-7x faster), and
-# attention_beam runs in CTranslate2 (42.05 % against 42.34 % in PyTorch, 1.6x faster). attention_beam packed lost
+# A Whisper experiment read in 30-s windows (issue 45, chosen on dev; egs/goo-gi/RESULTS.md): its CTC modes read
+# the test cuts packed several to a window, as training packed them (ctc_greedy 73.9 % against
+# 82.9 % one window per cut, ctc_prefix_beam 71.1 / 74.7, attention_rescoring 71.3 / 75.7, 4-7x faster), and with
+# Whisper's decoder attention_beam runs in CTranslate2 (42.05 % against 42.34 % in PyTorch, 1.6x faster). attention_beam packed lost
 # 8-12 points and packed embeddings 38 R@1 points, so attention_beam, joint_beam and embed read one cut per window.
 fast=(); packed_modes=""; ab=attention_beam; ab_route=attention_beam+route; engine_chosen=false
 choose_engine() {   # sets these once the experiment's config exists (after training)
   $engine_chosen || [ ! -f "$exp/config.yaml" ] && return 0
   engine_chosen=true
-  if python -c "import sys; from speechalign.models.experiment import experiment_config; from speechalign.decode.run import windowed; sys.exit(0 if windowed(experiment_config(sys.argv[1])) else 1)" "$exp"; then
-    fast=(--engine ct2); packed_modes="ctc_greedy ctc_prefix_beam attention_rescoring"
-    ab=attention_beam+ct2; ab_route=attention_beam+ct2+route
+  local kind
+  kind=$(python -c "import sys; from speechalign.models.experiment import experiment_config; from speechalign.decode.run import windowed; c = experiment_config(sys.argv[1]); print(('windowed' if windowed(c) else 'alone') + ('+whisper-decoder' if windowed(c) and c.model.decoder.pretrained else ''))" "$exp")
+  [[ $kind == windowed* ]] && packed_modes="ctc_greedy ctc_prefix_beam attention_rescoring"
+  if [ "$kind" = windowed+whisper-decoder ]; then
+    fast=(--engine ct2); ab=attention_beam+ct2; ab_route=attention_beam+ct2+route
   fi
 }
 

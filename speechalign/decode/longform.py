@@ -14,7 +14,7 @@ recording's own clock.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -92,11 +92,11 @@ class LongForm:
             raise ValueError("packed long-form decoding needs a Whisper experiment read in 30-s windows "
                              "(model.whisper.length_mode: pad30)")
         self.pack = windowed if pack is None else pack
-        self.window = min(30.0, self.vad.max_segment_s) if self.pack else self.vad.max_segment_s
         max_samples = getattr(model.encoder, "max_samples", None)
         if max_samples is not None and self.vad.max_segment_s > max_samples / SAMPLE_RATE:
-            raise ValueError(f"VAD max segment of {self.vad.max_segment_s:g} s exceeds the encoder's "
-                             f"{max_samples / SAMPLE_RATE:g} s")
+            # e.g. a trimmed Whisper with a silence tail reads 29.5 s at most: segments are cut to fit it
+            self.vad = replace(self.vad, max_segment_s=max_samples / SAMPLE_RATE)
+        self.window = min(30.0, self.vad.max_segment_s) if self.pack else self.vad.max_segment_s
         self.gap, self.batch_seconds, self.variety = gap, batch_seconds, variety
         # A packed window's text is several utterances' long: the decoder's whole length, not one utterance's.
         self.max_len = (model.decoder.max_len - len(model.att_prefix) - 1

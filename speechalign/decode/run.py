@@ -106,10 +106,9 @@ def decode(exp_dir: str | Path, cuts: list[str | Path], mode: str = "ctc_greedy"
 
 
 def windowed(cfg) -> bool:
-    """True for a Whisper experiment with Whisper's decoder read in 30-s windows (``length_mode: pad30``): the
-    kind that packed evaluation and the CTranslate2 engine serve."""
-    return (cfg.model.encoder == "whisper" and cfg.model.whisper.length_mode == "pad30"
-            and bool(cfg.model.decoder.pretrained))
+    """True for a Whisper experiment read in 30-s windows (``length_mode: pad30``): the kind packed evaluation
+    serves. With Whisper's decoder (``model.decoder.pretrained``) the CTranslate2 engine serves it too."""
+    return cfg.model.encoder == "whisper" and cfg.model.whisper.length_mode == "pad30"
 
 
 def pack_gap(cfg) -> float:

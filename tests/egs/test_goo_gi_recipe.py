@@ -25,7 +25,7 @@ def test_recipe_dry_run(corpora, tmp_path):
             "zero-shot Whisper-base (whisper_greedy)", "zero-shot Whisper-base (faster_whisper_beam5)",
             "zero-shot Whisper-base (faster_whisper_beam1)", f"{DEFAULT_EXP} (ctc_greedy+packed)",
             f"{DEFAULT_EXP} (attention_rescoring+packed)", f"{DEFAULT_EXP} (ctc_prefix_beam+lm)",
-            f"{DEFAULT_EXP} (attention_beam+ct2)", f"{DEFAULT_EXP} (attention_beam+ct2+route)",
+            f"{DEFAULT_EXP} (attention_beam)", f"{DEFAULT_EXP} (attention_beam+route)",
             f"{DEFAULT_EXP} (attention_rescoring+lm)", "transformers peer (greedy generate)"} <= cer
     assert (dry / DEFAULT_EXP / "decode" / "latest" / "lm-effect.md").is_file()
     # the alternatives table: every part of every row found (the labels say which output each row is)
@@ -40,7 +40,7 @@ def test_recipe_dry_run(corpora, tmp_path):
     # Mandarin routed to the pretrained weights: a router fitted in stage 4, its routes listed per utterance
     routed = alt[f"speechalign {DEFAULT_EXP} (attention_beam, Mandarin routed to the pretrained weights)"]
     assert routed[2] == alt[f"speechalign {DEFAULT_EXP} (attention_beam)"][2]   # the same encoder's retrieval
-    routes = (dry / DEFAULT_EXP / "decode" / "latest" / "routes-goo-gi_test-attention_beam+ct2+route.tsv").read_text()
+    routes = (dry / DEFAULT_EXP / "decode" / "latest" / "routes-goo-gi_test-attention_beam+route.tsv").read_text()
     test_ids = {c.id for c in open_cuts(dry / "data" / "goo-gi_cuts_test.jsonl.gz")}
     assert {line.split("\t")[0] for line in routes.splitlines()[1:]} == test_ids
     assert alt["zero-shot Whisper-base (faster-whisper defaults, beam 5; embedding: pretrained, trim)"][4:] == ["0", "0"]
