@@ -201,9 +201,11 @@ if run_stage 4; then
     read -r lm_weight word_score < <(best_lm_point "$exp/decode/$checkpoint/sweep-goo-gi_dev-ctc_prefix_beam.tsv")
     lm_modes=ctc_prefix_beam
     case " $modes " in *" attention_rescoring "*) lm_modes="ctc_prefix_beam attention_rescoring" ;; esac
+    # read as the LM-free decodes they are compared with in lm-effect.md (packed where those are)
     # shellcheck disable=SC2086
     speechalign decode --exp-dir "$exp" --checkpoint "$checkpoint" --cuts "${test_sets[@]}" --beam "$beam" \
-      --mode $lm_modes --lm "$lm" --lm-weight "$lm_weight" --word-score "$word_score"
+      --mode $lm_modes --lm "$lm" --lm-weight "$lm_weight" --word-score "$word_score" \
+      ${packed_modes:+--pack}
     touch "$exp/lm/.done"
   fi
   if [ -f "$whisper/ct2/model.bin" ] && [ ! -f "$out/zero-shot/.done" ]; then

@@ -184,11 +184,12 @@ def compare_cer(systems: list[tuple[str, Path | None]], out: Path, title: str, o
 
 
 def lm_effect_table(decode_dir: Path) -> str | None:
-    """Markdown: for every ``cer-<set>-<mode>+lm.tsv`` in ``decode_dir`` beside its LM-free
-    ``cer-<set>-<mode>.tsv``, each variety's CER without and with the LM and the change; None if no pair."""
+    """Markdown: for every ``cer-<set>-<mode>+lm[+...].tsv`` in ``decode_dir`` beside its LM-free
+    ``cer-<set>-<mode>[+...].tsv`` (the same reading: ``+packed``, ...), each variety's CER without and with the LM
+    and the change; None if no pair."""
     sections = []
-    for with_lm in sorted(Path(decode_dir).glob("cer-*+lm.tsv")):
-        without = with_lm.with_name(with_lm.name.replace("+lm.tsv", ".tsv"))
+    for with_lm in sorted(Path(decode_dir).glob("cer-*+lm*.tsv")):
+        without = with_lm.with_name(with_lm.name.replace("+lm", "", 1))
         if not without.is_file():
             continue
         base, lm = read_cer_table(without), read_cer_table(with_lm)
@@ -197,7 +198,7 @@ def lm_effect_table(decode_dir: Path) -> str | None:
         lm_desc = described.group(0) if described else "LM"
         dialects = sorted(set(base) & set(lm) - {"overall"}) + ["overall"]
         rows = [f"| {d} | {base[d]:.2f} | {lm[d]:.2f} | {lm[d] - base[d]:+.2f} |" for d in dialects]
-        name = with_lm.stem.removeprefix("cer-").removesuffix("+lm")
+        name = with_lm.stem.removeprefix("cer-").replace("+lm", "", 1)
         sections.append(f"### {name}: {lm_desc}\n\n| variety | CER % without LM | with LM | change |\n"
                         "|---|---|---|---|\n" + "\n".join(rows) + "\n")
     return "## Character LM: CER without and with it\n\n" + "\n".join(sections) if sections else None

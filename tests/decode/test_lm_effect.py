@@ -22,6 +22,11 @@ def test_lm_effect_pairs_each_lm_table_with_its_lm_free_twin(tmp_path):
             "beam=5, ctc_weight=0.7, LM c4.arpa (weight 0.1, word score 1), RTF=0.1373", {"overall": 29.5})
     # an LM table without its twin is left out, not paired with something else
     cer_tsv(tmp_path / "cer-x_dev-ctc_greedy+lm.tsv", "mode=ctc_greedy+lm", {"overall": 1.0})
+    # a packed reading pairs with the packed LM-free one, never with the unpacked
+    cer_tsv(tmp_path / "cer-x_test-attention_rescoring+packed.tsv", "no LM", {"overall": 40.0})
+    cer_tsv(tmp_path / "cer-x_test-attention_rescoring.tsv", "no LM", {"overall": 90.0})
+    cer_tsv(tmp_path / "cer-x_test-attention_rescoring+lm+packed.tsv", "LM c4.arpa (weight 0.2, word score 0)",
+            {"overall": 39.0})
     text = lm_effect(tmp_path).read_text(encoding="utf-8")
     assert "### x_test-ctc_prefix_beam: LM c4.arpa (weight 0.3, word score 1.5)\n" in text
     assert "| Hakka | 60.00 | 56.00 | -4.00 |" in text
@@ -30,6 +35,8 @@ def test_lm_effect_pairs_each_lm_table_with_its_lm_free_twin(tmp_path):
     assert "### x_test-joint_beam: LM c4.arpa (weight 0.1, word score 1)\n" in text
     assert "| overall | 30.00 | 29.50 | -0.50 |" in text
     assert "x_dev" not in text
+    assert "### x_test-attention_rescoring+packed: LM c4.arpa (weight 0.2, word score 0)\n" in text
+    assert "| overall | 40.00 | 39.00 | -1.00 |" in text
 
 
 def test_lm_effect_absent_without_pairs_and_in_the_report(tmp_path):

@@ -24,9 +24,9 @@ def test_recipe_dry_run(corpora, tmp_path):
     assert {"fbank", "whisper-base-random", "whisper-base-trim", "whisper-base-pad30",
             "zero-shot Whisper-base (whisper_greedy)", "zero-shot Whisper-base (faster_whisper_beam5)",
             "zero-shot Whisper-base (faster_whisper_beam1)", f"{DEFAULT_EXP} (ctc_greedy+packed)",
-            f"{DEFAULT_EXP} (attention_rescoring+packed)", f"{DEFAULT_EXP} (ctc_prefix_beam+lm)",
+            f"{DEFAULT_EXP} (attention_rescoring+packed)", f"{DEFAULT_EXP} (ctc_prefix_beam+lm+packed)",
             f"{DEFAULT_EXP} (attention_beam)", f"{DEFAULT_EXP} (attention_beam+route)",
-            f"{DEFAULT_EXP} (attention_rescoring+lm)", "transformers peer (greedy generate)"} <= cer
+            f"{DEFAULT_EXP} (attention_rescoring+lm+packed)", "transformers peer (greedy generate)"} <= cer
     assert (dry / DEFAULT_EXP / "decode" / "latest" / "lm-effect.md").is_file()
     # the alternatives table: every part of every row found (the labels say which output each row is)
     alt = {r.split(" | ")[0].lstrip("| "): r.rstrip(" |").split(" | ")[1:]
