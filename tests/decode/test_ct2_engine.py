@@ -73,7 +73,7 @@ def test_decode_with_ct2_writes_the_same_reports(experiment, tone_corpus, tmp_pa
     from speechalign.decode.run import decode
 
     cuts = tmp_path / "tones_cuts_dev.jsonl.gz"
-    load_cuts(tone_corpus["dev"]).subset(first=3).to_file(cuts)   # a random decoder runs to its length limit
+    load_cuts(tone_corpus["dev"]).subset(first=2).to_file(cuts)   # a random decoder runs to its length limit
     torch_cer = decode(experiment, [cuts], mode="attention_beam", beam=1)
     ct2_cer = decode(experiment, [cuts], mode="attention_beam", beam=1, engine="ct2", compute_type="float32")
     out = experiment / "decode" / "latest"
