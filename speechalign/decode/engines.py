@@ -20,7 +20,7 @@ import torch
 
 from speechalign.atomic import write_text
 from speechalign.decode.batch import (ctc_weight_for, decode_batch, decode_encoded, hyp_text, make_ctc_search)
-from speechalign.models.encoders import EncoderOutput
+from speechalign.models.encoders import EncoderOutput, whisper_frames
 from speechalign.models.experiment import load_experiment, resolve_weights
 
 log = logging.getLogger("speechalign.decode")
@@ -114,7 +114,7 @@ class Ct2Engine:
         main = self.ct2[self.checkpoint]
         encoded = main.encode(feats, to_cpu=True)
         last = torch.from_numpy(np.array(encoded)).float()
-        speech = torch.div(torch.div(wav_lens, 160, rounding_mode="floor") + 1, 2, rounding_mode="floor")
+        speech = whisper_frames(wav_lens)
         enc = EncoderOutput([last], torch.full_like(wav_lens, last.shape[1]), speech.clamp(max=last.shape[1]))
         log_probs = self.model.ctc_log_probs(enc)
         prompts = self.model.prefixes(dialects, len(wav))

@@ -84,6 +84,12 @@ class SpecAugmentMixin:
         return feats
 
 
+def whisper_frames(num_samples: torch.Tensor) -> torch.Tensor:
+    """Encoder frames of ``num_samples`` of audio read by Whisper: 10-ms mel frames, halved by its stride-2
+    convolution (what :meth:`WhisperSpeechEncoder.embed` counts as an utterance's own frames)."""
+    return torch.div(frames_for(num_samples) + 1, 2, rounding_mode="floor")
+
+
 class WhisperSpeechEncoder(SpecAugmentMixin, nn.Module):
     """transformers ``WhisperEncoder`` with the Whisper log-mel front end.
 

@@ -25,7 +25,7 @@ from tqdm import tqdm
 
 from speechalign.data.dataset import SpeechDataset, windowed_batches
 from speechalign.data.manifest import DuplicateIds, check_unique_ids, cut_meta, open_cuts
-from speechalign.models.encoders import POOLING, pool
+from speechalign.models.encoders import POOLING, pool, whisper_frames
 
 log = logging.getLogger("speechalign.retrieval")
 META_FIELDS = ("id", "dialect", "site", "subgroup", "sentence_id", "frames")
@@ -287,8 +287,7 @@ def _packed_states(encoder, wav: torch.Tensor, wav_lens: torch.Tensor, layers: l
                                           for g in groups])
     out = encoder(windows.to(wav.device), window_lens.to(wav.device))
     shift = encoder.frame_shift
-    # the frames the utterance has when read alone: Whisper's 10-ms mel frames, halved by its stride-2 convolution
-    speech = torch.div(torch.div(wav_lens, 160, rounding_mode="floor") + 1, 2, rounding_mode="floor")
+    speech = whisper_frames(wav_lens)   # the frames the utterance has when read alone
     most = int(speech.max())
     states = {L: torch.zeros(len(lens), most, out.hidden_states[L].shape[-1], device=wav.device) for L in layers}
     for k, g in enumerate(groups):
