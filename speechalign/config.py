@@ -99,6 +99,18 @@ class Wav2Vec2EncoderConfig:
 
 
 @dataclass
+class HFEncoderConfig:
+    """``model.encoder: hf``: a transformers speech encoder of any family but Whisper (``model.encoder: whisper``
+    keeps its 30-s window and decoder options): hubert, wavlm, data2vec-audio, wav2vec2-bert, wav2vec2-conformer,
+    wav2vec2 (MMS, XLS-R)."""
+    pretrained: str | None = None        # hub id or local dir: its config, weights and feature extractor
+    model_type: str | None = None        # the family; needed without pretrained (a random init, every --dry-run)
+    # fields of the family's transformers config: a random init's sizes, or on a pretrained model what leaves its
+    # weights' shapes alone (layerdrop, dropouts, mask_time_prob); a name the config class lacks is an error
+    config: dict[str, typing.Any] = field(default_factory=dict)
+
+
+@dataclass
 class ConformerEncoderConfig:
     num_mel_bins: int = 80
     d_model: int = 144
@@ -179,6 +191,7 @@ class ModelConfig:
     encoder: str = "conformer"           # a key of speechalign.models.ENCODERS
     whisper: WhisperEncoderConfig = field(default_factory=WhisperEncoderConfig)
     wav2vec2: Wav2Vec2EncoderConfig = field(default_factory=Wav2Vec2EncoderConfig)
+    hf: HFEncoderConfig = field(default_factory=HFEncoderConfig)
     conformer: ConformerEncoderConfig = field(default_factory=ConformerEncoderConfig)
     decoder: DecoderConfig = field(default_factory=DecoderConfig)
     ctc_weight: float = 1.0
@@ -272,6 +285,8 @@ def check_model(model: ModelConfig) -> None:
                           f"to={r.to}, start={r.start}, end={r.end}")
     if model.lora.rank < 0:
         raise ConfigError(f"model.lora.rank: expected >= 0, got {model.lora.rank}")
+    if model.encoder == "hf" and not (model.hf.pretrained or model.hf.model_type):
+        raise ConfigError("model.hf: set pretrained (a hub id or directory) or model_type (a random init)")
 
 
 def check_guard_data(guard: GuardConfig, data: DataConfig) -> None:

@@ -16,7 +16,10 @@ def register(sub, command: str | None = None) -> None:
     p.add_argument("--out", type=Path, required=True, help="embedding directory")
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--exp-dir", type=Path, help="a trained experiment")
-    src.add_argument("--encoder-dir", type=Path, help="a transformers Whisper/wav2vec2 encoder dir (e.g. import-whisper output)")
+    src.add_argument("--encoder-dir", "--encoder", type=Path, dest="encoder_dir",
+                     help="a transformers speech encoder, a directory or a hub id: hubert, wavlm, data2vec-audio, "
+                          "wav2vec2-bert, wav2vec2-conformer, wav2vec2 (MMS, XLS-R) or whisper (e.g. import-whisper "
+                          "output)")
     src.add_argument("--features", choices=("fbank", "mfcc"), help="acoustic-feature baseline")
     p.add_argument("--checkpoint", default="latest", help="with --exp-dir: latest | step-N | avg-last5 | path")
     p.add_argument("--random-init", action="store_true", help="same architecture, random weights (baseline)")

@@ -10,40 +10,13 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from torch import nn
 
 from speechalign.models.frontend import HOP, LogFbank, WhisperLogMel, frames_for
-
-
-@dataclass
-class EncoderOutput:
-    hidden_states: list[torch.Tensor]   # num_layers + 1 tensors (B, T, D): input embedding, then each layer
-    lengths: torch.Tensor               # (B,) valid frames: what the decoder and CTC read
-    speech: torch.Tensor | None = None  # (B,) of them, the input speech's: without appended silence (whisper
-                                        # tail_seconds) or the 30-s window's padding (pad30); None = all
-
-    @property
-    def last(self) -> torch.Tensor:
-        return self.hidden_states[-1]
-
-    @property
-    def speech_lengths(self) -> torch.Tensor:
-        """(B,) frames of the input speech, without appended silence or padding: what embeddings pool over."""
-        return self.lengths if self.speech is None else self.speech
-
-    def rows(self, index: torch.Tensor) -> "EncoderOutput":
-        """The utterances at ``index`` of the batch (a decoder reads a subset, e.g. the rows a router keeps)."""
-        return EncoderOutput([h[index] for h in self.hidden_states], self.lengths[index],
-                             None if self.speech is None else self.speech[index])
-
-
-def padding_mask(lengths: torch.Tensor, max_len: int) -> torch.Tensor:
-    """(B, T) True at padded positions."""
-    return torch.arange(max_len, device=lengths.device)[None, :] >= lengths[:, None]
+from speechalign.models.states import EncoderOutput, padding_mask   # every encoder's output, re-exported
 
 
 POOLING = ("mean", "max", "meanstd")
@@ -229,48 +202,6 @@ class WhisperSpeechEncoder(SpecAugmentMixin, nn.Module):
         return x[:, : int(lens.max())], lens
 
 
-class Wav2Vec2SpeechEncoder(nn.Module):
-    """transformers ``Wav2Vec2Model`` on raw 16 kHz waveforms with an attention mask."""
-
-    accepts_features = False
-
-    def __init__(self, model):
-        super().__init__()
-        self.model = model
-        self.hf_config = model.config
-        lengths = model._get_feat_extract_output_lengths(torch.arange(1, 4000))
-        self.min_samples = int(torch.nonzero(lengths > 0)[0, 0]) + 1
-
-    @property
-    def num_layers(self) -> int:
-        return self.model.config.num_hidden_layers
-
-    @property
-    def frame_shift(self) -> float:
-        return float(torch.tensor(self.model.config.conv_stride).prod()) / 16000
-
-    @property
-    def dim(self) -> int:
-        return self.model.config.hidden_size
-
-    def enable_spec_augment(self, enabled: bool) -> None:
-        if not enabled:
-            self.model.config.mask_time_prob = 0.0
-
-    def frontend_modules(self) -> list[nn.Module]:
-        return [self.model.feature_extractor, self.model.feature_projection]
-
-    def layer_modules(self) -> list[nn.Module]:
-        return list(self.model.encoder.layers)
-
-    def forward(self, wav: torch.Tensor, wav_lens: torch.Tensor) -> EncoderOutput:
-        mask = ~padding_mask(wav_lens, wav.shape[1])
-        wav = wav.float().masked_fill(~mask, 0.0)
-        out = self.model(wav, attention_mask=mask.long(), output_hidden_states=True)
-        lens = self.model._get_feat_extract_output_lengths(wav_lens).long()
-        return EncoderOutput(list(out.hidden_states), lens)
-
-
 class Conv2dSubsampling(nn.Module):
     """Stride-2 convolutions: (B, T, F) -> (B, ~T/rate, d_model); rate 4 = two of them, 8 = three.
 
@@ -409,31 +340,79 @@ def load_pretrained_whisper_encoder(name_or_path: str):
     return encoder
 
 
-def _wav2vec2(cfg, hf_config_path: Path | None = None) -> Wav2Vec2SpeechEncoder:
-    from transformers import Wav2Vec2Config, Wav2Vec2Model
+def load_speech_encoder(name_or_dir: str, random_init: bool = False, length_mode: str | None = None,
+                        values: dict | None = None) -> nn.Module:
+    """The encoder of any supported transformers speech model ``name_or_dir`` (a hub id or a directory): its
+    weights, or with ``random_init`` its architecture only. Whisper is read by :class:`WhisperSpeechEncoder`
+    (``length_mode`` trim or pad30), every other family by
+    :class:`~speechalign.models.hf_encoder.HFSpeechEncoder`. ``values`` set fields of the model's config that
+    leave its weights' shapes alone (``layerdrop``, dropouts)."""
+    from speechalign.models.hf_encoder import load_hf_encoder, speech_config
+
+    name_or_dir = os.path.expanduser(str(name_or_dir))
+    config = speech_config(name_or_dir, values)
+    if config.model_type != "whisper":
+        if length_mode:
+            raise ValueError(f"{name_or_dir}: --length-mode applies to Whisper encoders, this is {config.model_type}")
+        return load_hf_encoder(name_or_dir, config, random_init)
+    from transformers.models.whisper.modeling_whisper import WhisperEncoder
+
+    encoder = WhisperEncoder(config) if random_init else load_pretrained_whisper_encoder(name_or_dir)
+    return WhisperSpeechEncoder(encoder, length_mode or "trim")
+
+
+def _wav2vec2(cfg, hf_config_path: Path | None = None) -> nn.Module:
+    """``model.encoder: wav2vec2``: a random init from the sizes of ``model.wav2vec2``, or its pretrained model;
+    a random init reads the raw waveform with an attention mask, as this encoder always has."""
+    from transformers import Wav2Vec2Config, Wav2Vec2FeatureExtractor, Wav2Vec2Model
+
+    from speechalign.models.hf_encoder import HFSpeechEncoder, load_hf_encoder, saved_speech_encoder, speech_config
 
     w = cfg.model.wav2vec2
+    raw = Wav2Vec2FeatureExtractor(do_normalize=False, return_attention_mask=True)
     if hf_config_path is not None:
-        model = Wav2Vec2Model(Wav2Vec2Config.from_json_file(str(hf_config_path)))
-    elif w.pretrained:
-        model, info = Wav2Vec2Model.from_pretrained(os.path.expanduser(w.pretrained), output_loading_info=True)
-        if info["missing_keys"]:
-            raise ValueError(f"{w.pretrained}: wav2vec2 weights missing: {info['missing_keys'][:5]}")
-    else:
-        model = Wav2Vec2Model(Wav2Vec2Config(
-            hidden_size=w.hidden_size, num_hidden_layers=w.num_hidden_layers,
-            num_attention_heads=w.num_attention_heads, intermediate_size=w.intermediate_size,
-            conv_dim=w.conv_dim, conv_stride=w.conv_stride, conv_kernel=w.conv_kernel,
-            feat_extract_norm="layer", do_stable_layer_norm=True, hidden_dropout=w.hidden_dropout,
-            mask_time_prob=w.mask_time_prob, num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=4))
-    return Wav2Vec2SpeechEncoder(model)
+        return saved_speech_encoder(hf_config_path, raw)
+    if w.pretrained:
+        if (config := speech_config(w.pretrained)).model_type == "whisper":
+            raise ValueError(f"model.wav2vec2.pretrained: {w.pretrained} is a Whisper model; use model.encoder: whisper")
+        return load_hf_encoder(os.path.expanduser(w.pretrained), config)
+    return HFSpeechEncoder(Wav2Vec2Model(Wav2Vec2Config(
+        hidden_size=w.hidden_size, num_hidden_layers=w.num_hidden_layers,
+        num_attention_heads=w.num_attention_heads, intermediate_size=w.intermediate_size,
+        conv_dim=w.conv_dim, conv_stride=w.conv_stride, conv_kernel=w.conv_kernel,
+        feat_extract_norm="layer", do_stable_layer_norm=True, hidden_dropout=w.hidden_dropout,
+        mask_time_prob=w.mask_time_prob, num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=4)), raw)
+
+
+def _hf(cfg, hf_config_path: Path | None = None) -> nn.Module:
+    """``model.encoder: hf``: the transformers speech model ``model.hf.pretrained`` names, or a random init of
+    ``model.hf.model_type`` (the family of every dry run, which downloads nothing)."""
+    from transformers import AutoModel
+
+    from speechalign.models.hf_encoder import (HFSpeechEncoder, default_extractor, family_config, load_hf_encoder,
+                                               saved_speech_encoder, speech_config)
+
+    h = cfg.model.hf
+    if hf_config_path is not None:
+        return saved_speech_encoder(hf_config_path)
+    if not h.pretrained and not h.model_type:
+        raise ValueError("model.hf: set pretrained (a hub id or directory) or model_type (a random init)")
+    config = speech_config(h.pretrained, h.config) if h.pretrained else family_config(h.model_type, h.config)
+    if h.model_type and config.model_type != h.model_type:
+        raise ValueError(f"model.hf.model_type: {h.model_type}, but {h.pretrained} is a {config.model_type} model")
+    if config.model_type == "whisper":
+        raise ValueError("model.hf: a Whisper model trains as model.encoder: whisper (model.whisper.pretrained takes the "
+                         "same hub id or directory; its 30-s window and decoder options live there)")
+    if h.pretrained:
+        return load_hf_encoder(os.path.expanduser(h.pretrained), config)
+    return HFSpeechEncoder(AutoModel.from_config(config), default_extractor(config))
 
 
 def _conformer(cfg, hf_config_path: Path | None = None) -> ConformerSpeechEncoder:
     return ConformerSpeechEncoder(cfg.model.conformer)
 
 
-ENCODERS = {"whisper": _whisper, "wav2vec2": _wav2vec2, "conformer": _conformer}
+ENCODERS = {"whisper": _whisper, "wav2vec2": _wav2vec2, "hf": _hf, "conformer": _conformer}
 
 
 def build_encoder(cfg, hf_config_path: Path | None = None) -> nn.Module:

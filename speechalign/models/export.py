@@ -1,7 +1,7 @@
 """``speechalign export``: an experiment as a transformers directory (``hf``) or an ONNX CTC model (``onnx``).
 
 ``hf``: the encoder in transformers' own layout (``config.json`` + ``model.safetensors``, loaded with
-``WhisperEncoder`` / ``Wav2Vec2Model.from_pretrained``; the conformer, which transformers lacks, as
+``WhisperEncoder`` / ``AutoModel.from_pretrained``; the conformer, which transformers lacks, as
 ``encoder.safetensors`` for :func:`load_hf_export`), the CTC head (``ctc.safetensors``), the tokenizer
 (``tokens.txt``, and ``vocab.json`` + ``tokenizer_config.json`` for ``Wav2Vec2CTCTokenizer``), the feature
 extractor's ``preprocessor_config.json`` and a model card (``README.md``) whose code is tested.
@@ -38,6 +38,7 @@ FORMATS = ("hf", "onnx")
 META = "speechalign.json"
 SAMPLE_RATE = 16000
 MAX_ONNX_INLINE_BYTES = 1_800_000_000   # protobuf's 2 GB limit: larger weights go to model.onnx.data
+HF_ENCODERS = ("wav2vec2", "hf")   # encoders that are a transformers model with its feature extractor
 
 
 @contextmanager
@@ -113,21 +114,21 @@ def _meta(cfg, model, exp_dir: Path, checkpoint: str) -> dict:
         meta["max_samples"] = enc.max_samples
     if cfg.model.encoder == "conformer":
         meta["conformer"] = asdict(cfg.model.conformer)
+    if cfg.model.encoder in HF_ENCODERS:
+        meta["model_type"] = enc.model.config.model_type
     return meta
 
 
 def _write_hf(out: Path, cfg, model) -> None:
-    from transformers import Wav2Vec2FeatureExtractor, WhisperFeatureExtractor
+    from transformers import WhisperFeatureExtractor
 
     enc = model.encoder
     if cfg.model.encoder == "whisper":
         enc.encoder.save_pretrained(out, safe_serialization=True)
         WhisperFeatureExtractor(feature_size=enc.hf_config.num_mel_bins).save_pretrained(out)
-    elif cfg.model.encoder == "wav2vec2":
+    elif cfg.model.encoder in HF_ENCODERS:
         enc.model.save_pretrained(out, safe_serialization=True)
-        # speechalign feeds the raw waveform (no zero-mean/unit-variance) with an attention mask.
-        Wav2Vec2FeatureExtractor(feature_size=1, sampling_rate=SAMPLE_RATE, padding_value=0.0, do_normalize=False,
-                                 return_attention_mask=True).save_pretrained(out)
+        enc.extractor.save_pretrained(out)   # the input the model was trained on (a random-init wav2vec2: raw waveform)
     else:
         save_file({k: v.contiguous() for k, v in enc.state_dict().items()}, str(out / "encoder.safetensors"))
     save_file({k: v.contiguous() for k, v in model.ctc.state_dict().items()}, str(out / "ctc.safetensors"))
@@ -236,6 +237,12 @@ def _write_onnx(path: Path, model) -> dict:
     """torch.export-based ONNX export (torch's default exporter); the TorchScript one cannot export
     the complex STFT of the front ends. Returns the graph's interface for speechalign.json."""
     enc = model.encoder
+    if getattr(enc, "fbank", False) or getattr(enc, "alone", False):
+        kind = enc.model.config.model_type
+        raise ValueError(f"export --format onnx: a {kind} encoder has no batch graph that is exact ("
+                         + ("its log-mel features are computed by its numpy feature extractor" if enc.fbank else
+                            "it reads each utterance alone: its convolutions normalize over time or its layers "
+                            "read padding") + "); use --format hf")
     # 0.1 s at least keeps the example batch valid for every front end; shorter audio is zero-padded
     # by the caller with its length unchanged, which changes no output (padding is masked).
     min_samples = max(int(getattr(enc, "min_samples", 1)), 1600)
@@ -261,7 +268,7 @@ def _write_onnx(path: Path, model) -> dict:
 def load_hf_export(path: str | Path) -> tuple[nn.Module, nn.Linear, list[str]]:
     """The speechalign encoder (every layer's states and lengths, as in training), the CTC head and the
     tokens of an ``hf`` export — the way to use an exported conformer, which transformers lacks."""
-    from speechalign.models.encoders import ConformerSpeechEncoder, Wav2Vec2SpeechEncoder, WhisperSpeechEncoder
+    from speechalign.models.encoders import ConformerSpeechEncoder, WhisperSpeechEncoder
 
     path = Path(path)
     meta_file = path / META
@@ -274,17 +281,17 @@ def load_hf_export(path: str | Path) -> tuple[nn.Module, nn.Linear, list[str]]:
 
         encoder = WhisperSpeechEncoder(load_pretrained_whisper_encoder(str(path)), meta["length_mode"],
                                        meta.get("tail_seconds", 0.0))
-    elif kind == "wav2vec2":
-        from transformers import Wav2Vec2Model
+    elif kind in HF_ENCODERS:
+        from speechalign.models.encoders import load_speech_encoder
 
-        encoder = Wav2Vec2SpeechEncoder(Wav2Vec2Model.from_pretrained(str(path)))
+        encoder = load_speech_encoder(str(path))
     elif kind == "conformer":
         from speechalign.config import ConformerEncoderConfig
 
         encoder = ConformerSpeechEncoder(ConformerEncoderConfig(**meta["conformer"]))
         encoder.load_state_dict(load_file(str(path / "encoder.safetensors")), strict=True)
     else:
-        raise ValueError(f"{meta_file}: field 'encoder' is {kind!r}; expected whisper, wav2vec2 or conformer")
+        raise ValueError(f"{meta_file}: field 'encoder' is {kind!r}; expected whisper, wav2vec2, hf or conformer")
     ctc_weights = load_file(str(path / meta["ctc"]["file"]))
     ctc = nn.Linear(ctc_weights["weight"].shape[1], ctc_weights["weight"].shape[0])
     ctc.load_state_dict(ctc_weights, strict=True)

@@ -9,6 +9,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from speechalign.config import objective
+
 _LOAD = {
     "whisper": '''import numpy as np
 import torch
@@ -29,22 +31,25 @@ def hidden_states(wav: np.ndarray) -> list[torch.Tensor]:
     n = len(wav) // 160      # real 10-ms feature frames
     t = (n + 1) // 2         # real 20-ms encoder frames
 ''',
-    "wav2vec2": '''import numpy as np
+    "transformers": '''import numpy as np
 import torch
 from safetensors.torch import load_file
-from transformers import Wav2Vec2FeatureExtractor, Wav2Vec2Model
+from transformers import AutoFeatureExtractor, AutoModel
 
 model_dir = {model_dir!r}
-extractor = Wav2Vec2FeatureExtractor.from_pretrained(model_dir)   # raw waveform (no normalization) + mask
-encoder = Wav2Vec2Model.from_pretrained(model_dir).eval()
+extractor = AutoFeatureExtractor.from_pretrained(model_dir)   # the input this model was trained on
+encoder = AutoModel.from_pretrained(model_dir).eval()
 
 
 @torch.no_grad()
 def hidden_states(wav: np.ndarray) -> list[torch.Tensor]:
-    """One 16-kHz mono float32 utterance -> num_layers + 1 tensors (frames, hidden_size): the feature
-    projection, then each layer."""
+    """One 16-kHz mono float32 utterance -> num_layers + 1 tensors (frames, hidden_size): the input of the
+    first layer, then each layer."""
     inputs = extractor(wav, sampling_rate=16000, return_tensors="pt")
-    return [h[0] for h in encoder(**inputs, output_hidden_states=True).hidden_states]
+    states = encoder(**inputs, output_hidden_states=True).hidden_states
+    # w2v-BERT's extractor pads an odd count of its stacked log-mel frames by one; its mask marks the real ones
+    n = int(inputs["attention_mask"].sum()) if "input_features" in inputs else states[0].shape[1]
+    return [h[0, :n] for h in states]
 ''',
     "conformer": '''import numpy as np
 import torch
@@ -63,6 +68,8 @@ def hidden_states(wav: np.ndarray) -> list[torch.Tensor]:
     return [h[0, : int(out.lengths[0])] for h in out.hidden_states]
 ''',
 }
+
+_CODE = {"wav2vec2": "transformers", "hf": "transformers"}   # encoders whose card code is plain transformers
 
 _WHISPER_PAD30 = '''    # pad30 (as Whisper and this model were trained): the whole 30-s window, which the CTC head reads;
     # the utterance's own frames are the first t (what speechalign's embeddings pool)
@@ -189,7 +196,7 @@ def usage_code(fmt: str, meta: dict, model_dir: str) -> list[str]:
               "all 1,500 frames of the 30-s window (the utterance's own are the first t)"
               if meta.get("length_mode") == "pad30" else "real frames only")
     whole = "whisper_decoder" in meta
-    load = _LOAD[meta["encoder"]].format(model_dir=model_dir, frames=frames, **_ENCODER_LOAD[whole], tail=(
+    load = _LOAD[_CODE.get(meta["encoder"], meta["encoder"])].format(model_dir=model_dir, frames=frames, **_ENCODER_LOAD[whole], tail=(
         f"    wav = np.concatenate([wav, np.zeros({tail}, np.float32)])  # the silence this model appends\n"
         "    wav = np.concatenate([wav, np.zeros(160 * (len(wav) // 160 % 2), np.float32)])  # even frame count\n"
         if tail else ""))
@@ -232,13 +239,15 @@ def model_card(fmt: str, meta: dict, cfg, exp_dir: Path, checkpoint: str, result
                  "`WhisperForConditionalGeneration` directory (config, weights, `generation_config.json`, "
                  "`WhisperProcessor`); the CTC head is `ctc.safetensors` beside it. 16-kHz mono input.", ""]
     else:
-        lines = [f"# speechalign {enc} CTC model ({'transformers' if fmt == 'hf' else 'ONNX'})", "",
+        kind = meta.get("model_type", enc)
+        lines = [f"# speechalign {kind} CTC model ({'transformers' if fmt == 'hf' else 'ONNX'})", "",
                  f"Exported by `speechalign export --format {fmt}` from `{exp_dir}`, checkpoint `{checkpoint}`: "
-                 f"a {enc} encoder ({meta['num_layers']} layers, dimension {meta['dim']}, one output frame per "
+                 f"a {kind} encoder ({meta['num_layers']} layers, dimension {meta['dim']}, one output frame per "
                  f"{meta['frame_shift'] * 1000:.0f} ms) with a CTC head over {meta['ctc']['vocab_size']} characters, "
                  "trained for Chinese dialect ASR with speechalign and used for cross-dialect "
                  "speech retrieval from any layer. 16-kHz mono input.", ""]
-    lines += ["## Training data", "", "From the experiment's `config.yaml` (copied here as `speechalign_config.yaml`):", ""]
+    lines += [f"Objective: {objective(cfg)}.", "",
+              "## Training data", "", "From the experiment's `config.yaml` (copied here as `speechalign_config.yaml`):", ""]
     for c in data.train:
         lines.append(f"- train (weight {c.weight:g}): " + ", ".join(f"`{p}`" for p in (c.cuts or [getattr(c, 'shar', None)])))
     lines += [f"- dev: {', '.join(f'`{p}`' for p in data.dev) or 'none'}",
@@ -354,12 +363,12 @@ def _usage(fmt: str, meta: dict, model_dir: str) -> list[str]:
                 "The log-mel spectrogram is `WhisperFeatureExtractor`'s; speechalign takes its per-utterance peak "
                 "(the -8 floor) over the real frames only, which differs only if audio cut mid-sound makes the "
                 "last, partial frame the loudest.", ""]
-    elif enc == "wav2vec2":
-        out += ["`Wav2Vec2Model` with `output_hidden_states=True`, on the raw waveform: the exported "
-                "`preprocessor_config.json` has `do_normalize: false` and `return_attention_mask: true`, as speechalign "
-                "trains. For a batch, `extractor(wavs, sampling_rate=16000, padding=True, return_tensors=\"pt\")` "
-                "zero-pads and returns the attention mask; utterance i has "
-                "`encoder._get_feat_extract_output_lengths(inputs.attention_mask.sum(-1))[i]` valid frames.", ""]
+    elif enc in _CODE:
+        out += [f"`AutoModel` ({meta.get('model_type', enc)}) with `output_hidden_states=True`, on what the exported "
+                "`preprocessor_config.json` makes of one utterance: the input speechalign trained it on. speechalign "
+                "reads a batch so that no utterance's states depend on the others (a model whose convolutions "
+                "normalize over time, or whose layers read padding, reads each utterance alone); one utterance at a "
+                "time, as below, gives the same states.", ""]
     else:
         out += ["transformers has no conformer of this kind (torchaudio `Conformer` layers, padding zeroed before "
                 "each depthwise convolution), so the encoder is `encoder.safetensors` for speechalign's loader "

@@ -78,7 +78,9 @@ def build_source(exp_dir=None, encoder_dir=None, features=None, checkpoint="late
     info = {"encoder_dir": str(encoder_dir), "random_init": random_init}
     if length_mode:
         info["length_mode"] = length_mode
-    return _encoder_from_dir(Path(encoder_dir), random_init, length_mode), info
+    encoder = _encoder_from_dir(Path(encoder_dir), random_init, length_mode)
+    info["model_type"] = encoder.hf_config.model_type
+    return encoder, info
 
 
 def _experiment_encoder(exp_dir: Path, checkpoint: str, random_init: bool, seed: int, length_mode: str | None):
@@ -114,26 +116,10 @@ def _experiment_encoder(exp_dir: Path, checkpoint: str, random_init: bool, seed:
 
 
 def _encoder_from_dir(path: Path, random_init: bool, length_mode: str | None = None):
-    import json
+    """Any transformers speech encoder (a directory or a hub id), through the one adapter every family shares."""
+    from speechalign.models.encoders import load_speech_encoder
 
-    from speechalign.config import load_config
-    from speechalign.models.encoders import build_encoder
-
-    config = path / "config.json"
-    if not config.is_file():
-        raise FileNotFoundError(f"{path}: no config.json (expected a transformers encoder directory)")
-    model_type = json.loads(config.read_text()).get("model_type")
-    if model_type not in ("whisper", "wav2vec2"):
-        raise ValueError(f"{config}: model_type {model_type!r} is not supported (whisper, wav2vec2)")
-    overrides = [f"model.encoder={model_type}"]
-    if length_mode:
-        if model_type != "whisper":
-            raise ValueError(f"{config}: --length-mode applies to Whisper encoders, this is {model_type}")
-        overrides.append(f"model.whisper.length_mode={length_mode}")
-    if random_init:
-        return build_encoder(load_config(None, overrides), config).eval()
-    cfg = load_config(None, overrides + [f"model.{model_type}.pretrained={path}"])
-    return build_encoder(cfg).eval()
+    return load_speech_encoder(str(path), random_init, length_mode).eval()
 
 
 def _atomic_npz(path: Path, arrays: dict) -> None:

@@ -17,6 +17,7 @@ from speechalign.config import ExperimentConfig
 from speechalign.data.dataset import Batch, collate_audio
 from speechalign.data.packing import join_audio
 from speechalign.models import build_model
+from speechalign.models.hf_encoder import tiny_config
 from speechalign.train.objectives import add_terms, build_terms
 
 log = logging.getLogger("speechalign.train")
@@ -38,7 +39,9 @@ def miniature(cfg: ExperimentConfig) -> ExperimentConfig:
     """Same encoder type, front end, loss and data; tiny random-init sizes; one training step."""
     cfg = copy.deepcopy(cfg)
     m = cfg.model
-    m.whisper.pretrained = m.wav2vec2.pretrained = None
+    m.whisper.pretrained = m.wav2vec2.pretrained = m.hf.pretrained = None
+    if m.encoder == "hf" and m.hf.model_type:
+        m.hf.config = {**m.hf.config, **tiny_config(m.hf.model_type)}
     m.whisper.d_model, m.whisper.encoder_layers, m.whisper.encoder_attention_heads = 32, 2, 2
     m.whisper.encoder_ffn_dim = 64
     m.wav2vec2.hidden_size, m.wav2vec2.num_hidden_layers, m.wav2vec2.num_attention_heads = 32, 2, 2
@@ -64,7 +67,7 @@ def dry_run(cfg: ExperimentConfig, vocab_size: int = 50) -> dict:
     ``data.pack`` the fake batch is one window of three utterances, joined as the loader joins them (a window is
     30 s whatever it holds, so one keeps the dry run of a full-size packed recipe cheap)."""
     cfg = copy.deepcopy(cfg)
-    for sub in (cfg.model.whisper, cfg.model.wav2vec2):
+    for sub in (cfg.model.whisper, cfg.model.wav2vec2, cfg.model.hf):
         sub.pretrained = None
     _without_pretrained_decoder(cfg)
     utts = [np.random.default_rng(i).standard_normal(16000 * 2 - 4000 * (i % 2)).astype(np.float32) * 0.1

@@ -16,6 +16,9 @@ TINY = {
                   "model.conformer.ffn_dim=64"],
 }
 TINY["conformer8"] = [*TINY["conformer"], "model.conformer.subsampling_rate=8"]
+# any transformers speech family through one adapter (tests/models/test_hf_encoder.py has every family)
+TINY["hf"] = ["model.hf.model_type=hubert", "model.hf.config={hidden_size: 32, num_hidden_layers: 2, "
+              "num_attention_heads: 2, intermediate_size: 64, conv_dim: [16, 16, 16, 16, 16, 16, 16]}"]
 
 
 def tiny_cfg(name, *extra):

@@ -25,7 +25,7 @@ from tests.models.test_encoders import TINY
 
 ENCODERS = {"whisper": ["model.encoder=whisper"], "whisper-pad30": ["model.encoder=whisper", "model.whisper.length_mode=pad30"],
             "whisper-tail": ["model.encoder=whisper", "model.whisper.tail_seconds=0.5"],
-            "wav2vec2": ["model.encoder=wav2vec2"], "conformer": ["model.encoder=conformer"]}
+            "wav2vec2": ["model.encoder=wav2vec2"], "hf": ["model.encoder=hf"], "conformer": ["model.encoder=conformer"]}
 
 
 def make_experiment(root, name: str, *extra: str):
@@ -77,7 +77,7 @@ def reference(exp_dir, wavs):
     return enc, log_probs, [tokenizer.decode(ids) for ids in ctc_greedy(log_probs, enc.lengths)]
 
 
-@pytest.mark.parametrize("name", ["whisper", "whisper-pad30", "whisper-tail", "wav2vec2"])
+@pytest.mark.parametrize("name", ["whisper", "whisper-pad30", "whisper-tail", "wav2vec2", "hf"])
 def test_hf_export_plain_transformers_states_equal_speechalign(tmp_path, name):
     exp = make_experiment(tmp_path / "exp", name)
     assert main(["export", "--exp-dir", str(exp), "--out", str(tmp_path / "hf"), "--format", "hf"]) == 0
@@ -199,3 +199,12 @@ def test_export_errors_name_the_problem(tmp_path, caplog):
         OnnxCTC(tmp_path / "hf")
     assert main(["transcribe", "--onnx", str(tmp_path / "hf"), "--exp-dir", str(exp), "x.wav"]) == 1
     assert "not both" in caplog.text
+
+
+def test_onnx_export_refuses_an_encoder_without_an_exact_batch_graph(tmp_path, caplog):
+    """A hubert-base-like model reads each utterance alone (its convolutions normalize over time): no graph of a
+    padded batch would give its states, so --format onnx says so and writes nothing."""
+    exp = make_experiment(tmp_path / "exp", "hf")
+    assert main(["export", "--exp-dir", str(exp), "--out", str(tmp_path / "onnx"), "--format", "onnx"]) == 1
+    assert "a hubert encoder has no batch graph that is exact" in caplog.text and "use --format hf" in caplog.text
+    assert not (tmp_path / "onnx").exists()
