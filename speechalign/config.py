@@ -68,6 +68,9 @@ class DataConfig:
     # Times per epoch a variety's usable training cuts are seen (e.g. {Mandarin: 5}: four more copies, with
     # their own ids); the share of a variety a model must keep, without a separate manifest.
     oversample: dict[str, int] = field(default_factory=dict)
+    # k >= 2: the training stream places k utterances of one sentence (sentence_id) in k different varieties
+    # next to each other, so a batch holds the positives of model.align; 0 = off (the plain shuffle)
+    parallel: int = 0
 
 
 @dataclass
@@ -178,6 +181,24 @@ class GuardConfig:
     varieties: list[str] = field(default_factory=list)   # the rows the term reads, by variety; [] = every row
 
 
+ALIGNS = ("none", "pooled", "seqsim")
+
+
+@dataclass
+class AlignConfig:
+    """A cross-dialect alignment term (the model is then not ASR-only): utterances of one sentence_id in
+    different varieties are pulled together, the batch's other sentences pushed apart (InfoNCE)."""
+    kind: str = "none"                   # "none"; "pooled": cosine of mean-pooled states of ``layer``; "seqsim": a
+                                         # differentiable SeqSim F1 between frame states of ``layer`` (soft maximum
+                                         # over frames), what the YuBao benchmark scores
+    weight: float = 1.0                  # loss weight (the term is summed over utterances per batch item, as the
+                                         # hybrid loss is summed over tokens)
+    layer: int = 5                       # encoder hidden state (0 = input embedding, L = after layer L)
+    temperature: float = 0.1             # InfoNCE temperature over the similarity
+    frame_temperature: float = 0.05      # seqsim: temperature of the soft maximum (towards 0: the hard max)
+    frame_stride: int = 2                # seqsim: frames averaged in groups of this many (cost grows with frames^2)
+
+
 @dataclass
 class RampConfig:
     """A value held until ``start``, moved linearly to ``to`` by ``end`` (training steps), then held."""
@@ -203,6 +224,7 @@ class ModelConfig:
     freeze: FreezeConfig = field(default_factory=FreezeConfig)
     lora: LoraConfig = field(default_factory=LoraConfig)
     guard: GuardConfig = field(default_factory=GuardConfig)
+    align: AlignConfig = field(default_factory=AlignConfig)
 
 
 @dataclass
@@ -253,7 +275,8 @@ def check_model(model: ModelConfig) -> None:
     for key, value, allowed in (("model.decoder.targets", d.targets, ("transcript", "translation")),
                                 ("model.decoder.train_vocab", d.train_vocab, ("full", "targets")),
                                 ("model.decoder.prompt", d.prompt, ("none", "variety")),
-                                ("model.guard.kind", model.guard.kind, GUARDS)):
+                                ("model.guard.kind", model.guard.kind, GUARDS),
+                                ("model.align.kind", model.align.kind, ALIGNS)):
         if value not in allowed:
             raise ConfigError(f"{key}: expected one of {list(allowed)}, got {value!r}")
     if model.guard.kind != "none" and not d.pretrained:
@@ -287,6 +310,24 @@ def check_model(model: ModelConfig) -> None:
         raise ConfigError(f"model.lora.rank: expected >= 0, got {model.lora.rank}")
     if model.encoder == "hf" and not (model.hf.pretrained or model.hf.model_type):
         raise ConfigError("model.hf: set pretrained (a hub id or directory) or model_type (a random init)")
+    a = model.align
+    if a.kind != "none" and model.freeze.cache_states:
+        raise ConfigError("model.align: reads encoder states the frozen-state cache skips; unset model.freeze.cache_states")
+    if a.kind != "none" and not (a.weight > 0 and a.temperature > 0 and a.frame_temperature > 0 and a.layer >= 0
+                                 and a.frame_stride >= 1):
+        raise ConfigError(f"model.align: expected weight, temperature and frame_temperature > 0, layer >= 0 and "
+                          f"frame_stride >= 1, got {a}")
+
+
+def check_align_data(align: AlignConfig, data: DataConfig) -> None:
+    """model.align needs positives in its batches: parallel utterances placed together (data.parallel)."""
+    if data.parallel < 0 or data.parallel == 1:
+        raise ConfigError(f"data.parallel: expected 0 (off) or k >= 2 varieties per sentence, got {data.parallel}")
+    if data.parallel and data.pack.window and data.pack.group == "variety":
+        raise ConfigError("data.parallel: a window of one variety holds no parallel pair; set data.pack.group=mixed")
+    if align.kind != "none" and data.parallel < 2:
+        raise ConfigError(f"model.align.kind={align.kind}: a batch needs utterances of one sentence in several "
+                          "varieties; set data.parallel (e.g. 2)")
 
 
 def check_guard_data(guard: GuardConfig, data: DataConfig) -> None:
@@ -437,6 +478,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> Ex
         check_data(cfg.data)
         check_model(cfg.model)
         check_guard_data(cfg.model.guard, cfg.data)
+        check_align_data(cfg.model.align, cfg.data)
         if cfg.data.pack.window and cfg.model.decoder.targets == "translation":
             raise ConfigError("data.pack: packed windows learn transcripts; model.decoder.targets=translation is "
                               "not implemented for them")
@@ -448,6 +490,26 @@ def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> Ex
         return cfg
     except ConfigError as e:
         raise ConfigError(f"{path}: {e}" if path else str(e)) from None
+
+
+def training_data(cfg: ExperimentConfig) -> str:
+    """The training corpora by name (manifest ``goo-gi_cuts_train.jsonl.gz`` -> goo-gi; a Shar dir by its name)."""
+    names = [Path(c).name.split("_cuts_")[0] for corpus in cfg.data.train for c in corpus.cuts]
+    names += [Path(corpus.shar).name for corpus in cfg.data.train if corpus.shar]
+    return "+".join(names) or "none"
+
+
+def objective(cfg: ExperimentConfig) -> str:
+    """What a model was trained to do, as every report names it: "ASR-only", or "not ASR-only: ..." with what
+    else it learned and from which data."""
+    m, other = cfg.model, []
+    if m.decoder.targets == "translation":
+        other.append("the decoder learned Mandarin translations")
+    if m.align.kind != "none":
+        other.append(f"cross-dialect alignment ({m.align.kind} InfoNCE at layer {m.align.layer}, weight "
+                     f"{m.align.weight:g}) on parallel sentences of {training_data(cfg)}, {cfg.data.parallel} "
+                     "varieties per sentence")
+    return "not ASR-only: " + "; ".join(other) if other else "ASR-only"
 
 
 def to_dict(cfg) -> dict:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from speechalign.atomic import write_text
+from speechalign.config import load_config, objective
 from speechalign.decode.report import read_cer_table
 from speechalign.retrieval.compare import best_run, describe_run, yubao_runs
 from speechalign.train.ablation import checkpoint_metrics, training_minutes
@@ -87,8 +88,16 @@ HEADER = ["system", "mean dialect CER %", "Mandarin CER %", "YuBao R@1 % (embedd
           "YuBao R@1 % (cascade)", "training steps", "training minutes"]
 
 
+def trained_for(training: Path | None) -> str:
+    """" (not ASR-only: ...)" for a speechalign experiment trained with more than the ASR loss, else ""."""
+    if training is None or not (training / "config.yaml").is_file():
+        return ""
+    trained = objective(load_config(training / "config.yaml"))
+    return "" if trained == "ASR-only" else f" ({trained})"
+
+
 def system_row(spec: SystemSpec, mandarin: str) -> list[str]:
-    row = [spec.label]
+    row = [spec.label + trained_for(spec.training)]
     if spec.cer:
         mean, mandarin_cer = dialect_cer(spec.cer, mandarin)
         row += [f"{mean:.1f}", f"{mandarin_cer:.1f}"]

@@ -26,6 +26,8 @@ def test_recipe_dry_run(recipe):
         assert "att" in parts
     if cfg.model.guard.kind != "none":
         assert parts[cfg.model.guard.kind] >= 0
+    if cfg.model.align.kind != "none":
+        assert parts["align"] > 0
 
 
 def test_a_dry_run_is_reproducible_and_leaves_the_global_rng_alone():

@@ -24,6 +24,7 @@ from speechalign.data.audio import quiet_id3
 from speechalign.data.features import EncoderFrontend, FrontendConfig, valid_frames
 from speechalign.data.manifest import cut_meta, open_cuts
 from speechalign.data.packing import WindowPacker, fit_length, join_audio, join_meta, spans
+from speechalign.data.parallel import ParallelGroups
 from speechalign.text import CharTokenizer
 
 log = logging.getLogger("speechalign.data")
@@ -78,6 +79,10 @@ class Batch:
     parts: list[list[str]] = field(default_factory=list)   # a packed window's texts one by one (else [text])
     # per item, the (start, end) second of each part when its target carries timestamp tokens, else None
     spans: list[list[tuple[float, float]] | None] = field(default_factory=list)
+    # per item, each part's (start, end) second, sentence_id (or None) and variety: what model.align pools
+    part_spans: list[list[tuple[float, float]]] = field(default_factory=list)
+    part_sentences: list[list[str | None]] = field(default_factory=list)
+    part_dialects: list[list[str]] = field(default_factory=list)
 
     def to(self, device) -> "Batch":
         self.wav, self.wav_lens = self.wav.to(device), self.wav_lens.to(device)
@@ -192,6 +197,7 @@ class SpeechDataset(torch.utils.data.Dataset):
         else:
             groups = [([cut], False) for cut in cuts.sort_by_duration(ascending=False)]
         arrays, metas, timed, bad, seconds = [], [], [], [], 0.0
+        part_spans, part_sentences, part_dialects = [], [], []
         for group, timestamps in groups:
             parts, part_metas = [], []
             for cut in group:
@@ -209,12 +215,17 @@ class SpeechDataset(torch.utils.data.Dataset):
             gap = self.packer.gap if self.packer else 0.0
             arrays.append(join_audio(parts, gap))
             metas.append(join_meta(part_metas))
-            timed.append(spans([m["duration"] for m in part_metas], gap) if timestamps else None)
+            where = spans([m["duration"] for m in part_metas], gap)
+            timed.append(where if timestamps else None)
+            part_spans.append(where)
+            part_sentences.append([m["sentence_id"] for m in part_metas])
+            part_dialects.append([m["dialect"] for m in part_metas])
         wav, lens = collate_audio(arrays)
         texts = [m["text"] for m in metas]
         targets = [self.tokenizer.encode(t) for t in texts] if self.tokenizer else [[] for _ in texts]
         return Batch(wav, lens, targets, [m["id"] for m in metas], [m["dialect"] for m in metas], texts,
-                     seconds, bad, [m["translation"] for m in metas], [m["parts"] for m in metas], timed)
+                     seconds, bad, [m["translation"] for m in metas], [m["parts"] for m in metas], timed,
+                     part_spans, part_sentences, part_dialects)
 
 
 class UsableForTraining:
@@ -347,16 +358,40 @@ class VarietyRunSampler(PackedCutSampler):
         return super().__iter__()
 
 
+class ParallelSampler(PackedCutSampler):
+    """Batches of ``max_duration`` seconds from a stream in which k varieties of a sentence come together
+    (``data.parallel``, :class:`ParallelGroups`), so that the group mostly shares a batch. Packed (``packed``:
+    the batch counts audio, not padding) or not; resume replays the epoch's batches from the same seed."""
+
+    def __init__(self, cuts, max_duration: float, k: int, seed: int, shuffle_buffer_size: int, packed: bool,
+                 **kwargs):
+        self.groups = ParallelGroups(cuts, k, seed, shuffle_buffer_size)
+        super().__init__(CutSet(self.groups), max_duration, shuffle=False, seed=seed,
+                         shuffle_buffer_size=shuffle_buffer_size, **kwargs)
+        if not packed:   # lhotse's own constraint: the padded duration
+            self.constraint, self.max_duration = None, max_duration
+
+    def __iter__(self) -> "ParallelSampler":
+        self.groups.epoch = self.epoch
+        return super().__iter__()
+
+
 def train_sampler(cuts: CutSet, max_duration: float, num_buckets: int, shuffle: bool, seed: int,
-                  world_size: int = 1, rank: int = 0, buffer_size: int = 10000, pack: str | None = None
-                  ) -> DynamicBucketingSampler | DynamicCutSampler:
+                  world_size: int = 1, rank: int = 0, buffer_size: int = 10000, pack: str | None = None,
+                  parallel: int = 0) -> DynamicBucketingSampler | DynamicCutSampler:
     """Bucketing over a lazy CutSet: only ``buffer_size`` cuts are held in memory at a time. One bucket, or
     packed windows (``pack``: their ``data.pack.group``, "mixed" or "variety"), is a plain shuffle buffer. lhotse
     counts a batch's duration with its padding (the longest cut times their number); packed cuts are not padded,
     so their batch counts the sum of their durations. With ``pack="variety"`` (shuffled) every batch holds one
-    variety (:class:`VarietyRunSampler`)."""
+    variety (:class:`VarietyRunSampler`); with ``parallel=k`` (shuffled) k varieties of a sentence come
+    together (:class:`ParallelSampler`, no buckets)."""
     if pack not in (None, "mixed", "variety"):
         raise ValueError(f"pack: expected None, 'mixed' or 'variety', got {pack!r}")
+    if parallel and shuffle:
+        if pack == "variety":
+            raise ValueError("data.parallel: a batch of one variety holds no parallel pair; use data.pack.group=mixed")
+        return ParallelSampler(cuts, max_duration, parallel, seed, buffer_size, packed=pack is not None,
+                               drop_last=True, world_size=world_size, rank=rank)
     if pack == "variety" and shuffle:
         return VarietyRunSampler(cuts, max_duration, seed, buffer_size, drop_last=True, world_size=world_size,
                                  rank=rank)

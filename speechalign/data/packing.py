@@ -57,13 +57,17 @@ class WindowPacker:
     budget: TargetBudget | None = None
     timestamp_share: float = 0.0
     apart: tuple[str, ...] = ()     # varieties packed only with their own (in mixed windows)
+    # two utterances of one sentence_id never share a window: a cross-dialect alignment term (model.align) pools
+    # each one's own frames, and inside one window self-attention would let each read the other
+    apart_sentences: bool = False
 
     @classmethod
-    def from_config(cls, pack, seed: int, budget: TargetBudget | None = None) -> "WindowPacker | None":
+    def from_config(cls, pack, seed: int, budget: TargetBudget | None = None,
+                    apart_sentences: bool = False) -> "WindowPacker | None":
         if not pack.window:
             return None
         return cls(pack.window, pack.gap, pack.single_share, pack.group, seed, budget, pack.timestamp_share,
-                   tuple(pack.apart))
+                   tuple(pack.apart), apart_sentences)
 
     def plan(self, cuts: list[Cut]) -> list[Window]:
         """First fit in sampled order: each cut joins the first open window of its group (its variety, or for
@@ -83,8 +87,10 @@ class WindowPacker:
             variety = cut_meta(cut)["dialect"]
             key = variety if self.group == "variety" or variety in self.apart else ""
             tokens = self.budget.cost(cut) if self.budget else 0
+            sentence = cut_meta(cut)["sentence_id"] if self.apart_sentences else None
             fits = [w for w in open_by_group.get(key, []) if w.seconds + self.gap + cut.duration <= self.window
-                    and (self.budget is None or w.tokens + tokens <= self.budget.limit)]
+                    and (self.budget is None or w.tokens + tokens <= self.budget.limit)
+                    and not (sentence and any(cut_meta(c)["sentence_id"] == sentence for c in w.cuts))]
             if fits:
                 fits[0].cuts.append(cut)
                 fits[0].seconds += self.gap + cut.duration

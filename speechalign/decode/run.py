@@ -12,6 +12,7 @@ import soundfile as sf
 import torch
 from tqdm import tqdm
 
+from speechalign.config import objective
 from speechalign.data.audio import quiet_id3
 from speechalign.data.dataset import eval_loader
 from speechalign.data.manifest import check_unique_ids, open_cuts
@@ -93,6 +94,8 @@ def decode(exp_dir: str | Path, cuts: list[str | Path], mode: str = "ctc_greedy"
         if mode in ATTENTION_MODES and model.prompt == "variety":
             task += ", decoder prompted with the cut's variety label (model.decoder.prompt=variety)"
         task += reader.describe()
+        if (trained := objective(cfg)) != "ASR-only":
+            task += f", model {trained}"
         results[set_name] = report_set(out_dir, set_name, label, utts, rtf,
                                        f"checkpoint={checkpoint}, beam={beam}{weight}{fusion}, {run.describe()}, "
                                        f"RTF={rtf:.4f}{note}{task}")

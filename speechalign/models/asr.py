@@ -130,8 +130,8 @@ class ASRModel(nn.Module):
              translations: list[str | None] | None = None, keep_attention: bool = False,
              dialects: list[str] | None = None, spans: list | None = None) -> dict:
         """The hybrid loss of already-encoded utterances (validation reuses the encoding it decodes).
-        With ``keep_attention`` the decoder's inputs and logits are returned too (``out["attention"]``),
-        for loss terms built on them (distillation). ``dialects`` selects the decoder prefixes
+        With ``keep_attention`` the decoder's inputs and logits are returned too (``out["attention"]``), and the
+        encoder's output (``out["encoder"]``), for loss terms built on them (distillation, alignment). ``dialects`` selects the decoder prefixes
         (:meth:`prefixes`); ``spans``, per item None or its parts' (start, end) seconds, puts Whisper's
         timestamp tokens into that item's decoder target (:meth:`attention_targets`)."""
         batch = len(targets)
@@ -141,7 +141,7 @@ class ASRModel(nn.Module):
         log_probs = self.ctc_log_probs(enc, self.ctc_encoder_grad if self.training else 1.0)
         ctc = nn.functional.ctc_loss(log_probs.transpose(0, 1), flat, enc.lengths, target_lens,
                                      blank=0, reduction="sum", zero_infinity=False) / batch
-        out = {"ctc": ctc, "loss": ctc}
+        out = {"ctc": ctc, "loss": ctc, **({"encoder": enc} if keep_attention else {})}
         if self.decoder is not None and self.ctc_weight < 1.0:
             att_targets = self.attention_targets(targets, texts, translations, spans)
             keep = [i for i, t in enumerate(att_targets) if t is not None]

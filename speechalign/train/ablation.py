@@ -13,7 +13,7 @@ from pathlib import Path
 
 import yaml
 
-from speechalign.config import load_config
+from speechalign.config import load_config, training_data
 from speechalign.atomic import write_text
 from speechalign.decode.report import read_cer_table
 from speechalign.models.experiment import list_checkpoints
@@ -24,7 +24,6 @@ def levers(exp_dir: Path) -> dict[str, str]:
     """What a run trained and with which objective, from its resolved config."""
     cfg = load_config(exp_dir / "config.yaml")
     m, o = cfg.model, cfg.optim
-    corpora = [Path(c).name.split("_cuts_")[0] for corpus in cfg.data.train for c in corpus.cuts]
     memory = m.whisper.length_mode if m.encoder == "whisper" else "-"
     if m.encoder == "whisper" and m.whisper.tail_seconds:
         memory += f" + {m.whisper.tail_seconds:g} s silence"
@@ -34,6 +33,9 @@ def levers(exp_dir: Path) -> dict[str, str]:
             f", {pack.timestamp_share:.0%} timestamped" if pack.timestamp_share else "") + (
             f", {'+'.join(pack.apart)} apart" if pack.apart else "") + ")"
     targets = "translation (not ASR-only)" if m.decoder.targets == "translation" else "transcript"
+    if m.align.kind != "none":
+        targets += (f" + {m.align.kind} alignment L{m.align.layer} x{m.align.weight:g}, k={cfg.data.parallel} "
+                    "(not ASR-only)")
     if m.decoder.prompt == "variety":
         targets += ", variety prompt"
     if m.decoder.pretrained and m.decoder.train_vocab == "full":
@@ -43,7 +45,7 @@ def levers(exp_dir: Path) -> dict[str, str]:
             "guard": m.guard.kind if m.guard.kind == "none" else f"{m.guard.kind} {m.guard.weight:g}",
             "loss": f"{m.ctc_weight:g}" + _ctc_encoder_grad(m) + f" / {m.decoder.label_smoothing:g} / {m.decoder.dropout:g}",
             "lr": f"{o.encoder_lr or o.lr:g} / {o.decoder_lr or o.lr:g}", "memory": memory,
-            "data": "+".join(corpora) + "".join(f", {v} x{n}" for v, n in sorted(cfg.data.oversample.items()))}
+            "data": training_data(cfg) + "".join(f", {v} x{n}" for v, n in sorted(cfg.data.oversample.items()))}
 
 
 def _ctc_encoder_grad(m) -> str:

@@ -15,7 +15,7 @@ import torch
 
 from speechalign.config import ExperimentConfig
 from speechalign.data.dataset import Batch, collate_audio
-from speechalign.data.packing import join_audio
+from speechalign.data.packing import join_audio, spans
 from speechalign.models import build_model
 from speechalign.models.hf_encoder import tiny_config
 from speechalign.train.objectives import add_terms, build_terms
@@ -52,6 +52,7 @@ def miniature(cfg: ExperimentConfig) -> ExperimentConfig:
     m.decoder.num_layers = min(m.decoder.num_layers, 1)
     m.decoder.num_heads, m.decoder.ffn_dim = 2, 64
     m.freeze.encoder_steps = 0
+    m.freeze.first_layers = min(m.freeze.first_layers, 1)   # a layer of the 2-layer miniature trains (and adapts)
     cfg.data.max_duration = min(cfg.data.max_duration, 2.0)   # a fake corpus must still fill one batch
     cfg.data.num_workers = 0   # a one-step run on a fake corpus: starting workers would cost more than reading
     t = cfg.train
@@ -73,12 +74,19 @@ def dry_run(cfg: ExperimentConfig, vocab_size: int = 50) -> dict:
     utts = [np.random.default_rng(i).standard_normal(16000 * 2 - 4000 * (i % 2)).astype(np.float32) * 0.1
             for i in range(3 if cfg.data.pack.window else 2)]
     targets = [[3 + i, 4 + i, 5][: 3 - i % 2] for i in range(len(utts))]
+    # the first two are one sentence in two varieties, so that an alignment term (model.align) has a pair
+    sentences, varieties = ["s0", "s0", "s1"][: len(utts)], ["A", "B", "A"][: len(utts)]
+    where = [[(0.0, len(u) / 16000)] for u in utts]
+    parts = [[s] for s in sentences], [[v] for v in varieties]
     if cfg.data.pack.window:
+        where = [spans([len(u) / 16000 for u in utts], cfg.data.pack.gap)]
+        parts = [sentences], [varieties]
         utts, targets = [join_audio(utts, cfg.data.pack.gap)], [sum(targets, [])]
     wav, lens = collate_audio(utts)
     # of the variety a guard reads, so that the dry run runs the guard too
     variety = (cfg.model.guard.varieties or ["A"])[0]
-    batch = Batch(wav, lens, targets, [f"utt{i}" for i in range(len(utts))], [variety] * len(utts), [""] * len(utts))
+    batch = Batch(wav, lens, targets, [f"utt{i}" for i in range(len(utts))], [variety] * len(utts), [""] * len(utts),
+                  part_spans=where, part_sentences=parts[0], part_dialects=parts[1])
     # the recipe's seed, as training uses it, for the random init and SpecAugment: the same losses every time
     with torch.random.fork_rng():
         torch.manual_seed(cfg.train.seed)

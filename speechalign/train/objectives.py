@@ -13,6 +13,7 @@ from torch import nn
 
 from speechalign.models.asr import IGNORE, ASRModel, build_decoder
 from speechalign.models.encoders import WhisperSpeechEncoder, load_pretrained_whisper_encoder, padding_mask
+from speechalign.train.alignment import CrossDialectAlignment
 
 
 def guarded_rows(io: dict, batch, varieties: tuple[str, ...]) -> list[int]:
@@ -152,7 +153,24 @@ class PaddedTeacher(FrozenWhisper):
 
 
 def build_terms(cfg, model: ASRModel) -> list[nn.Module]:
-    """The configured extra loss terms (``model.guard``); empty for the plain hybrid loss."""
+    """The configured extra loss terms (``model.guard``, ``model.align``); empty for the plain hybrid loss."""
+    return build_guard(cfg, model) + build_align(cfg, model)
+
+
+def build_align(cfg, model: ASRModel) -> list[nn.Module]:
+    """The cross-dialect alignment term (``model.align``), or none."""
+    a = cfg.model.align
+    if a.kind == "none":
+        return []
+    if a.layer > model.encoder.num_layers:
+        raise ValueError(f"model.align.layer={a.layer}: the encoder has layers 0 (its input) to "
+                         f"{model.encoder.num_layers}")
+    return [CrossDialectAlignment(a.kind, a.weight, a.layer, a.temperature, a.frame_temperature, a.frame_stride,
+                                  model.encoder.frame_shift)]
+
+
+def build_guard(cfg, model: ASRModel) -> list[nn.Module]:
+    """The configured guard term (``model.guard``), or none."""
     guard = cfg.model.guard
     if guard.kind == "none" or guard.weight == 0:
         return []
@@ -181,4 +199,5 @@ def add_terms(out: dict, terms: list[nn.Module], batch=None) -> dict:
             out[term.name] = value
             out["loss"] = out["loss"] + term.weight * value
     out.pop("attention", None)
+    out.pop("encoder", None)
     return out

@@ -263,12 +263,13 @@ class Trainer:
         num_buckets = max(1, min(cfg.num_buckets, self.epoch_items))
         self.sampler = train_sampler(cuts, cfg.max_duration, num_buckets, cfg.shuffle, self.cfg.train.seed,
                                      self.dist.world_size, self.dist.rank, cfg.buffer_size,
-                                     cfg.pack.group if cfg.pack.window else None)
+                                     cfg.pack.group if cfg.pack.window else None, cfg.parallel)
         self.num_workers = cfg.num_workers if cfg.num_workers >= 0 else default_num_workers(self.device.type)
         # The front end whose stored output the loader reads, or None to decode audio on the fly.
         self.frontend = frontend_for(self.cfg) if cfg.features != "audio" else None
         self.precomputed = cfg.features == "precomputed"
-        packer = WindowPacker.from_config(cfg.pack, self.cfg.train.seed, self._target_budget())
+        packer = WindowPacker.from_config(cfg.pack, self.cfg.train.seed, self._target_budget(),
+                                          apart_sentences=cfg.parallel >= 2)
         dataset = SpeechDataset(self.tokenizer, self.model.encoder.min_samples, self.frontend, self.precomputed, packer)
         # A private generator: DataLoader otherwise draws from the global RNG at every iter(), which
         # would make a resumed run diverge from an uninterrupted one.
