@@ -9,7 +9,8 @@ speechalign's trainer against the transformers peer, in one process, same model,
   full transformers model (``<model.whisper.pretrained>/hf``, as fetch-pretrained writes it), fed the very
   batches speechalign's sampler drew (same cut ids, so the same batch duration), with the recipe's
   gradient accumulation.
-* ``--ablate pad30 frozen ctc packed packed_variety packed_window_teacher`` turns speechalign's differences off one at a time, a row each
+* ``--ablate pad30 frozen ctc packed packed_variety packed_window_teacher packed_align_pooled packed_align_seqsim``
+  turns speechalign's differences off (or a loss term on) one at a time, a row each
   (``packed``: the cuts packed back to back into 30-s windows, 100 s of audio per batch):
   ``pad30`` = model.whisper.length_mode=pad30 (Whisper's 30-s padding instead of trimming to the audio);
   ``frozen`` = nothing frozen (front end, first layers and decoder embedding trained);
@@ -81,6 +82,16 @@ ABLATIONS = {
         "model.whisper.length_mode=pad30", "model.freeze.cache_states=false", "data.num_buckets=1",
         "data.pack={window: 30, gap: 0.3, single_share: 0.1, apart: [Mandarin]}",
         "model.guard={kind: window_teacher, weight: 1.0, varieties: [Mandarin]}"]),
+    # Issue 46: the packed default plus the cross-dialect alignment term (not ASR-only), each kind: two varieties
+    # of a sentence per batch (data.parallel), one sentence per window, InfoNCE at layer 5.
+    "packed_align_pooled": ("speechalign, packed, + pooled alignment term (model.align)", [
+        "model.whisper.length_mode=pad30", "model.freeze.cache_states=false", "data.num_buckets=1",
+        "data.pack={window: 30, gap: 0.3, single_share: 0.1}", "data.parallel=2",
+        "model.align={kind: pooled, layer: 5, weight: 1.0}"]),
+    "packed_align_seqsim": ("speechalign, packed, + soft-SeqSim alignment term (model.align)", [
+        "model.whisper.length_mode=pad30", "model.freeze.cache_states=false", "data.num_buckets=1",
+        "data.pack={window: 30, gap: 0.3, single_share: 0.1}", "data.parallel=2",
+        "model.align={kind: seqsim, layer: 5, weight: 1.0}"]),
 }
 PACKED_BATCH = 2.5
 

@@ -7,8 +7,20 @@
 # Usage (from the repository root; corpus directories in this order):
 #   egs/multidialect/run.sh --corpus-dir /data/KeSpeech --corpus-dir /data/mdcc \
 #     --corpus-dir /data/cv-corpus-17.0 [--corpus-dir /data/yubao/scraped] [--ngpu 8] [--dry-run]
+#     [--parallel-cuts FILE ...]
+#   --parallel-cuts adds manifests of parallel speech (one sentence_id read in several varieties: YuBao-like data
+#   from `speechalign prepare custom`, FLEURS cmn_hans_cn + yue_hant_hk) to the mixture (weight 0.1) and trains
+#   recipes/multidialect_whisper_small_align.yaml: the alignment term beside the ASR loss (not ASR-only).
 name=multidialect
 config=recipes/multidialect_whisper_small.yaml
+parallel_cuts=(); rest=()
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --parallel-cuts) parallel_cuts+=("$2"); shift 2 ;;
+    *) rest+=("$1"); shift ;;
+  esac
+done
+set -- ${rest[@]+"${rest[@]}"}
 prepare_stage() {
   [ ${#corpus_dirs[@]} -ge 3 ] || { echo "multidialect: give KeSpeech, MDCC and Common Voice dirs" >&2; exit 1; }
   speechalign prepare kespeech --parts all --corpus-dir "${corpus_dirs[0]}" --output-dir "$data"
@@ -18,6 +30,10 @@ prepare_stage() {
 train_data="[{cuts: [\$D/kespeech_cuts_train_phase1.jsonl.gz, \$D/kespeech_cuts_train_phase2.jsonl.gz], weight: 0.6},
   {cuts: [\$D/mdcc_cuts_train.jsonl.gz], weight: 0.15}, {cuts: [\$D/commonvoice-zh-HK_cuts_train.jsonl.gz], weight: 0.1},
   {cuts: [\$D/commonvoice-zh-CN_cuts_train.jsonl.gz], weight: 0.15}]"
+if [ ${#parallel_cuts[@]} -gt 0 ]; then
+  config=recipes/multidialect_whisper_small_align.yaml
+  train_data="${train_data%]}, {cuts: [$(IFS=,; echo "${parallel_cuts[*]}")], weight: 0.1}]"
+fi
 train_cuts=(kespeech_cuts_train_phase1.jsonl.gz kespeech_cuts_train_phase2.jsonl.gz mdcc_cuts_train.jsonl.gz
   commonvoice-zh-HK_cuts_train.jsonl.gz commonvoice-zh-CN_cuts_train.jsonl.gz)
 dev_cuts=(kespeech_cuts_dev_phase1.jsonl.gz mdcc_cuts_valid.jsonl.gz)

@@ -59,6 +59,7 @@ def miniature(cfg: ExperimentConfig) -> ExperimentConfig:
     t.max_steps, t.max_minutes, t.valid_every, t.save_every, t.log_every = 1, 0.0, 1, 1, 1
     t.bf16, t.keep_last = False, 1
     t.valid_retrieval_layers = sorted({min(k, 2) for k in t.valid_retrieval_layers})   # 2-layer miniature
+    m.align.layer = min(m.align.layer, 2)
     cfg.optim.warmup_steps, cfg.optim.accum_grad = 1, 1
     return cfg
 

@@ -61,12 +61,20 @@ def test_multidialect_then_yubao_dry_run(tmp_path):
     dirs = [fake_corpora.kespeech_tree(tmp_path / "ke", KESPEECH_PARTS),
             fake_corpora.mdcc_tree(tmp_path / "mdcc"), fake_corpora.cv_tree(tmp_path / "cv"),
             fake_corpora.yubao_tree(tmp_path / "yubao")]
+    # YuBao-like parallel speech joins the mixture: the alignment recipe (not ASR-only) trains on it
+    from data_prep.yubao import prepare_yubao
+
+    prepare_yubao(dirs[3], tmp_path / "parallel", sites_yaml=dirs[3] / "sites.yaml")
+    parallel = sorted((tmp_path / "parallel").glob("*_cuts_*.jsonl.gz"))
     run = run_egs("multidialect", *[a for d in dirs for a in ("--corpus-dir", d)], "--out", tmp_path / "exp",
-                  "--dry-run")
-    assert "packed into 30-s windows" in run.stdout + run.stderr    # the recipe's data.pack reaches training
+                  "--dry-run", *[a for p in parallel for a in ("--parallel-cuts", p)])
+    log = run.stdout + run.stderr
+    assert "packed into 30-s windows" in log and "+ align (weight 1.0)" in log   # the align recipe trained
     out = tmp_path / "exp" / "dry-run"
     for test_set in ("kespeech_test", "mdcc_test", "commonvoice-zh-HK_test", "commonvoice-zh-CN_test"):
         assert (out / "asr" / "decode" / "avg-last1" / f"cer-{test_set}-joint_beam.md").is_file()
+    report = (out / "asr" / "decode" / "avg-last1" / "cer-kespeech_test-joint_beam.md").read_text(encoding="utf-8")
+    assert "not ASR-only: cross-dialect alignment (pooled InfoNCE at layer" in report
     matrix = (out / "yubao" / "dry-run" / "retrieval" / "yubao-seqsim-L2-mean.md").read_text(encoding="utf-8")
     assert "| wuu |" in matrix and "| gan |" in matrix
 
