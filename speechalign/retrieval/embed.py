@@ -23,6 +23,7 @@ import torch
 import yaml
 from tqdm import tqdm
 
+from speechalign.config import objective
 from speechalign.data.dataset import SpeechDataset, windowed_batches
 from speechalign.data.manifest import DuplicateIds, check_unique_ids, cut_meta, open_cuts
 from speechalign.models.encoders import POOLING, pool, whisper_frames
@@ -92,6 +93,8 @@ def _experiment_encoder(exp_dir: Path, checkpoint: str, random_init: bool, seed:
     source = {"exp_dir": str(exp_dir), **({"random_init": True, "seed": seed} if random_init
                                           else {"checkpoint": checkpoint})}
     trained_cfg = experiment_config(exp_dir)
+    if not random_init:
+        source["objective"] = objective(trained_cfg)   # "ASR-only", or what else the encoder learned
     overrides = []
     if trained_cfg.model.encoder == "whisper":
         trained = trained_cfg.model.whisper.length_mode

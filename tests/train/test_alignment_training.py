@@ -7,6 +7,7 @@ from safetensors.torch import load_file
 
 from speechalign.cli import main
 from speechalign.decode.run import decode
+from speechalign.retrieval.embed import EmbeddingStore, build_source, embed
 from speechalign.train.trainer import Trainer, train
 from tests.train.conftest import whisper_cfg
 
@@ -41,3 +42,6 @@ def test_resume_is_exact_and_reports_say_not_asr_only(parallel_corpus, whisper_p
     main(["compare", "ablation", str(exp), "--cer", "latest/cer-par_dev-ctc_greedy.tsv", "--out", str(tmp_path / "t")])
     row = (tmp_path / "t.tsv").read_text(encoding="utf-8").splitlines()[1].split("\t")
     assert row[1] == "transcript + pooled alignment L2 x1, k=2 (not ASR-only), full softmax"
+    encoder, source = build_source(exp_dir=exp)
+    store = EmbeddingStore.open(embed([parallel_corpus["dev"]], tmp_path / "emb", encoder, source))
+    assert store.info["source"]["objective"].startswith("not ASR-only: cross-dialect alignment")
