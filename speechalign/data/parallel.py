@@ -22,24 +22,39 @@ from speechalign.data.manifest import cut_meta
 
 class ParallelGroups:
     """The training stream shuffled per epoch (as lhotse's samplers shuffle it), reordered so that whenever k
-    varieties of one sentence have arrived, one utterance of each comes out, one after another. A cut without a
-    ``sentence_id`` passes straight through; so does the oldest waiting cut once ``buffer_size`` cuts wait (memory
-    stays bounded). What still waits when the epoch ends follows in the order it arrived."""
+    varieties of one sentence have arrived, one utterance of each comes out, one after another. A cut whose
+    sentence is read in fewer than k varieties (or that has no ``sentence_id``) passes straight through, so the
+    corpora mix as in a plain shuffle; so does the oldest waiting cut once ``buffer_size`` cuts wait (memory stays
+    bounded). What still waits when the epoch ends follows in the order it arrived."""
 
     def __init__(self, cuts: CutSet, k: int, seed: int, buffer_size: int):
         if k < 2:
             raise ValueError(f"data.parallel: expected k >= 2 varieties per sentence, got {k}")
         self.cuts, self.k, self.seed, self.buffer_size = cuts, k, seed, buffer_size
         self.epoch = 0
+        self._groupable: set[str] | None = None
+
+    def groupable(self) -> set[str]:
+        """The sentence ids read in at least k varieties (one pass over the cuts' metadata, kept): any other
+        cut passes straight through, instead of waiting for partners that never come."""
+        if self._groupable is None:
+            varieties: dict[str, set[str]] = {}
+            for cut in self.cuts:
+                meta = cut_meta(cut)
+                if meta["sentence_id"]:
+                    varieties.setdefault(meta["sentence_id"], set()).add(meta["dialect"])
+            self._groupable = {s for s, v in varieties.items() if len(v) >= self.k}
+        return self._groupable
 
     def __iter__(self) -> Iterator[Cut]:
+        groupable = self.groupable()
         waiting: OrderedDict[str, tuple[str, str]] = OrderedDict()   # cut id -> (sentence, variety), oldest first
         by_sentence: dict[str, dict[str, list[Cut]]] = {}           # sentence -> variety -> cuts, in arrival order
         for cut in streaming_shuffle(iter(self.cuts), bufsize=self.buffer_size,
                                      rng=random.Random(self.seed + self.epoch)):
             meta = cut_meta(cut)
             sentence = meta["sentence_id"]
-            if not sentence:
+            if sentence not in groupable:
                 yield cut
                 continue
             varieties = by_sentence.setdefault(sentence, {})

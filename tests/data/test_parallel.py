@@ -15,13 +15,14 @@ from speechalign.data.parallel import ParallelGroups
 VARIETIES = ("A", "B", "C", "D")
 
 
-def parallel_cuts(sentences=30, seed=0, loners=10) -> CutSet:
-    """Each sentence read in the four varieties, plus ``loners`` cuts without a sentence id."""
+def parallel_cuts(sentences=30, seed=0, loners=10, solo=False) -> CutSet:
+    """Each sentence read in the four varieties, plus ``loners`` cuts without a sentence id (with ``solo``: each
+    with a sentence id of its own, as a corpus read in one variety has)."""
     rng = np.random.default_rng(seed)
     cuts = []
     for i in range(sentences * len(VARIETIES) + loners):
         d = float(rng.uniform(1, 5))
-        sentence = f"s{i // len(VARIETIES)}" if i < sentences * len(VARIETIES) else None
+        sentence = f"s{i // len(VARIETIES)}" if i < sentences * len(VARIETIES) else (f"solo{i}" if solo else None)
         rec = Recording(id=f"r{i}", sources=[], sampling_rate=16000, num_samples=round(d * 16000), duration=d)
         sup = SupervisionSegment(id=f"c{i}", recording_id=rec.id, start=0, duration=d, text=f"t{i}",
                                  language=VARIETIES[i % len(VARIETIES)],
@@ -56,6 +57,13 @@ def test_k_varieties_of_one_sentence_come_one_after_another_and_every_cut_once(k
     for group in groups:
         assert len({cut_meta(c)["sentence_id"] for c in group}) == 1
         assert len({cut_meta(c)["dialect"] for c in group}) == k
+
+
+def test_a_sentence_read_in_fewer_than_k_varieties_does_not_wait_for_the_epochs_end():
+    cuts = parallel_cuts(loners=60, solo=True)
+    stream = [c.id for c in ParallelGroups(cuts, 2, seed=0, buffer_size=1000)]
+    solo = [i for i, c in enumerate(stream) if int(c[1:]) >= 120]
+    assert len(solo) == 60 and np.mean(solo) < 0.65 * len(stream)    # spread as a shuffle spreads them
 
 
 def test_a_small_buffer_bounds_what_waits():
