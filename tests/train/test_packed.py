@@ -157,7 +157,8 @@ def test_a_packed_experiment_read_out_on_trimmed_input_is_a_recorded_override(pa
     assert source["length_mode"] == "pad30" and "trained_length_mode" not in source
     probe, source = build_source(exp_dir=packed_exp, length_mode="trim")
     assert probe.length_mode == "trim" and source == {"exp_dir": str(packed_exp), "checkpoint": "latest",
-                                                      "length_mode": "trim", "trained_length_mode": "pad30"}
+                                                      "length_mode": "trim", "trained_length_mode": "pad30",
+                                                      "objective": "ASR-only"}
     stores = {}
     for name, encoder, src in (("pad30", trained, build_source(exp_dir=packed_exp)[1]), ("trim", probe, source)):
         stores[name] = EmbeddingStore.open(embed([parallel_corpus["dev"]], tmp_path / name, encoder, src))
