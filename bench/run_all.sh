@@ -49,6 +49,8 @@ bench "Native vs portable (AVX2) kernels, the demo's training step" "repeats ide
   bench/portable_arithmetic.py
 bench "SeqSim: vectorized vs per-pair loop" ">= 100x, scores equal; >= 50% of measured matmul GFLOP/s" bench/seqsim.py
 bench "FAISS IVF/HNSW vs Flat" ">= 10x at recall@10 >= 0.95" bench/faiss_ann.py
+bench "Embedding throughput of every transformers family (issue 47)" \
+  "the adapter <= 1.1x the plain AutoModel loop's time, pooled vectors equal" bench/hf_embed.py
 bench "Restricted decoder: allowed output rows vs masked full projection" "faster beam step, allowed logits equal" bench/restricted_output.py
 bench "YuBao protocol at full size (rerank)" "<= 10 min on 2 cores; rerank within 1 point of full SeqSim" \
   bench/yubao_scale.py

