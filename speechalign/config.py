@@ -239,6 +239,9 @@ class OptimConfig:
     accum_grad: int = 1
     encoder_lr: float | None = None      # peak lr of the encoder (None = lr): pretrained parts move slower
     decoder_lr: float | None = None      # peak lr of the attention decoder (None = lr)
+    # layer-wise rates: encoder layer k of L at encoder_lr * decay ** (L - k), the rest of the encoder (front end,
+    # positions, final norm) at encoder_lr * decay ** L; 1 = one rate for the whole encoder
+    layer_lr_decay: float = 1.0
 
 
 @dataclass
@@ -477,6 +480,8 @@ def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> Ex
         cfg = from_dict(ExperimentConfig, raw)
         check_data(cfg.data)
         check_model(cfg.model)
+        if not 0.0 < cfg.optim.layer_lr_decay <= 1.0:
+            raise ConfigError(f"optim.layer_lr_decay: expected a factor in (0, 1], got {cfg.optim.layer_lr_decay}")
         check_guard_data(cfg.model.guard, cfg.data)
         check_align_data(cfg.model.align, cfg.data)
         if cfg.data.pack.window and cfg.model.decoder.targets == "translation":

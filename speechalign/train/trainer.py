@@ -37,6 +37,7 @@ from speechalign.text import CharTokenizer
 from speechalign.text.whisper_vocab import WhisperVocab
 from speechalign.train.arithmetic import arithmetic
 from speechalign.train.checkpoint import latest_valid, list_checkpoints, save_checkpoint
+from speechalign.train.layer_lr import encoder_groups
 from speechalign.train.objectives import add_terms, build_terms
 from speechalign.train.rundir import ExperimentLock, claim, new_run_id
 from speechalign.train.schedule import build_scheduler, ramp
@@ -239,7 +240,8 @@ class Trainer:
         dec = list(self.model.decoder.parameters()) if self.model.decoder is not None else []
         seen = {id(p) for p in enc + dec}
         rest = [p for p in self.model.parameters() if id(p) not in seen]
-        groups = [{"params": enc, "lr": o.encoder_lr if o.encoder_lr is not None else o.lr, "name": "encoder"},
+        enc_lr = o.encoder_lr if o.encoder_lr is not None else o.lr
+        groups = [*encoder_groups(self.model.encoder, enc_lr, o.layer_lr_decay),
                   {"params": dec, "lr": o.decoder_lr if o.decoder_lr is not None else o.lr, "name": "decoder"},
                   {"params": rest, "lr": o.lr, "name": "head"}]
         return [g for g in groups if g["params"]]
