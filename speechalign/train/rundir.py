@@ -31,11 +31,12 @@ HEARTBEAT_S = 60
 # A lock from another host cannot be checked by PID; its owner refreshes the lock's mtime every
 # HEARTBEAT_S, so a lock this much older than that belongs to a run that is gone.
 STALE_AFTER_S = 10 * HEARTBEAT_S
-# What --resume may change: the step budget, and how often the run logs, validates and saves. Everything
-# else changes the model the checkpoints continue.
+# What --resume may change: the step budget, how often the run logs, validates and saves, and the machine's
+# thread count. Everything else changes the model the checkpoints continue.
 RESUMABLE_KEYS = {f"train.{k}" for k in ("max_steps", "max_epochs", "max_minutes", "log_every", "valid_every",
                                           "valid_each_epoch", "valid_at_start", "save_every", "keep_last",
-                                          "valid_retrieval_layers", "valid_retrieval_center")}
+                                          "valid_retrieval_layers", "valid_retrieval_center",
+                                          "num_threads")}
 
 
 class ExperimentBusy(RuntimeError):

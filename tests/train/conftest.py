@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
-from safetensors.torch import save_file
+from safetensors.torch import load_file, save_file
 
 from speechalign.models.decoder import AttentionDecoder
 
@@ -61,6 +61,23 @@ def whisper_cfg(corpus, pair, *extra, steps=4):
         "optim.lr=2e-3", "optim.warmup_steps=2", "optim.schedule=noam", f"train.max_steps={steps}",
         "train.valid_every=100", "train.save_every=2", "train.keep_last=0", "train.valid_each_epoch=false",
         *extra])
+
+
+def straight_and_resumed(corpus, pair, tmp_path, *extra):
+    """The run dirs and step-4 weights of an uninterrupted run and of a 2-step run resumed to 4 (noam: no
+    max_steps dependence)."""
+    from speechalign.train.trainer import train
+
+    straight, exp = tmp_path / "straight", tmp_path / "exp"
+    train(whisper_cfg(corpus, pair, *extra), straight)
+    train(whisper_cfg(corpus, pair, *extra, steps=2), exp)
+    train(whisper_cfg(corpus, pair, *extra), exp, resume=True)
+    return (straight, exp), tuple(load_file(str(d / "checkpoints" / "step-4" / "model.safetensors"))
+                                  for d in (straight, exp))
+
+
+def assert_same_weights(a: dict, b: dict) -> None:
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
 TRANSLATED = "子丑寅卯辰巳"

@@ -3,13 +3,12 @@ pairs land in different windows of one batch, the term joins the loss, resume is
 the model is not ASR-only."""
 
 import torch
-from safetensors.torch import load_file
 
 from speechalign.cli import main
 from speechalign.decode.run import decode
 from speechalign.retrieval.embed import EmbeddingStore, build_source, embed
-from speechalign.train.trainer import Trainer, train
-from tests.train.conftest import whisper_cfg
+from speechalign.train.trainer import Trainer
+from tests.train.conftest import assert_same_weights, straight_and_resumed, whisper_cfg
 
 ALIGN = ["data.pack={window: 30, gap: 0.3}", "model.whisper.length_mode=pad30", "data.max_duration=6",
          "data.parallel=2", "model.align={kind: pooled, layer: 2, weight: 1.0}"]
@@ -29,12 +28,8 @@ def test_pairs_share_a_batch_in_different_windows_and_the_term_joins_the_loss(pa
 
 
 def test_resume_is_exact_and_reports_say_not_asr_only(parallel_corpus, whisper_pair, tmp_path):
-    straight, exp = tmp_path / "straight", tmp_path / "exp"
-    train(whisper_cfg(parallel_corpus, whisper_pair, *ALIGN), straight)
-    train(whisper_cfg(parallel_corpus, whisper_pair, *ALIGN, steps=2), exp)
-    train(whisper_cfg(parallel_corpus, whisper_pair, *ALIGN), exp, resume=True)
-    a, b = (load_file(str(d / "checkpoints" / "step-4" / "model.safetensors")) for d in (straight, exp))
-    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    (_, exp), (a, b) = straight_and_resumed(parallel_corpus, whisper_pair, tmp_path, *ALIGN)
+    assert_same_weights(a, b)
 
     decode(exp, [parallel_corpus["dev"]], mode="ctc_greedy", beam=1)
     report = (exp / "decode" / "latest" / "cer-par_dev-ctc_greedy.md").read_text(encoding="utf-8")

@@ -13,20 +13,11 @@ from speechalign.models.export import export, load_hf_export
 from speechalign.models.lora import has_lora, merge_lora
 from speechalign.train.checkpoint import write_average
 from speechalign.train.trainer import Trainer, train
-from tests.train.conftest import TRANSLATED
+from tests.train.conftest import TRANSLATED, assert_same_weights, straight_and_resumed
 from tests.train.conftest import whisper_cfg as _cfg
 
 
 LORA = ["model.lora.rank=4", "model.lora.dropout=0.0"]
-
-
-def _straight_and_resumed(corpus, pair, tmp_path, *extra):
-    """Step-4 weights of an uninterrupted run and of a 2-step run resumed to 4 (noam: no max_steps dependence)."""
-    straight, exp = tmp_path / "straight", tmp_path / "exp"
-    train(_cfg(corpus, pair, *extra), straight)
-    train(_cfg(corpus, pair, *extra, steps=2), exp)
-    train(_cfg(corpus, pair, *extra), exp, resume=True)
-    return straight, (load_file(str(d / "checkpoints" / "step-4" / "model.safetensors")) for d in (straight, exp))
 
 
 def _batch(trainer):
@@ -47,8 +38,9 @@ def test_lora_trains_only_adapters_and_the_ctc_head(parallel_corpus, whisper_pai
 
 
 def test_lora_resume_is_exact_and_average_merges(parallel_corpus, whisper_pair, tmp_path):
-    straight, (b, a) = _straight_and_resumed(parallel_corpus, whisper_pair, tmp_path, *LORA)
-    assert any("lora_A" in k for k in a) and a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    (straight, _), (a, b) = straight_and_resumed(parallel_corpus, whisper_pair, tmp_path, *LORA)
+    assert any("lora_A" in k for k in a)
+    assert_same_weights(a, b)
     # averaging merges each checkpoint first: the mean of B @ A, stored in the plain architecture
     avg = load_file(str(write_average(straight, last=2)))
     assert not any("lora_" in k for k in avg)
@@ -175,8 +167,8 @@ def test_cached_states_equal_the_frozen_layers_and_train_the_same(parallel_corpu
 
 
 def test_cached_states_resume_exactly(parallel_corpus, whisper_pair, tmp_path):
-    _, (b, a) = _straight_and_resumed(parallel_corpus, whisper_pair, tmp_path, "model.freeze.cache_states=true")
-    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    _, (a, b) = straight_and_resumed(parallel_corpus, whisper_pair, tmp_path, "model.freeze.cache_states=true")
+    assert_same_weights(a, b)
 
 
 @pytest.mark.parametrize("override, message", [
@@ -369,8 +361,8 @@ def test_the_padded_teacher_cache_equals_a_live_teacher_on_the_30_s_memory(paral
 
 
 def test_padded_teacher_resumes_exactly_and_needs_whisper(parallel_corpus, whisper_pair, tmp_path):
-    straight, (a, b) = _straight_and_resumed(parallel_corpus, whisper_pair, tmp_path, *TEACHER)
-    assert all(torch.equal(a[k], b[k]) for k in a)
+    (straight, _), (a, b) = straight_and_resumed(parallel_corpus, whisper_pair, tmp_path, *TEACHER)
+    assert_same_weights(a, b)
     assert "train_padded_teacher" in __import__("yaml").safe_load(
         (straight / "checkpoints" / "step-4" / "metrics.yaml").read_text())
     with pytest.raises(ConfigError, match="padded_teacher: the teacher is pretrained Whisper"):

@@ -9,7 +9,6 @@ import yaml
 import soundfile as sf
 import torch
 from lhotse import CutSet
-from safetensors.torch import load_file
 
 from speechalign.data.dataset import SpeechDataset
 from speechalign.data.manifest import cut_meta, load_cuts
@@ -17,7 +16,7 @@ from speechalign.data.packing import WindowPacker
 from speechalign.decode.run import decode
 from speechalign.retrieval.embed import EmbeddingStore, build_source, embed
 from speechalign.train.trainer import Trainer, train
-from tests.train.conftest import whisper_cfg
+from tests.train.conftest import assert_same_weights, straight_and_resumed, whisper_cfg
 
 PACK = ["data.pack={window: 30, gap: 0.3, single_share: 0.25}", "model.whisper.length_mode=pad30"]
 
@@ -117,12 +116,8 @@ def test_the_trainer_passes_a_window_s_timestamps_to_the_loss(parallel_corpus, w
 
 def test_packed_training_resumes_exactly_with_a_loader_worker(parallel_corpus, whisper_pair, tmp_path):
     extra = [*PACK, "data.num_workers=1"]
-    straight, exp = tmp_path / "straight", tmp_path / "exp"
-    train(whisper_cfg(parallel_corpus, whisper_pair, *extra), straight)
-    train(whisper_cfg(parallel_corpus, whisper_pair, *extra, steps=2), exp)
-    train(whisper_cfg(parallel_corpus, whisper_pair, *extra), exp, resume=True)
-    a, b = (load_file(str(d / "checkpoints" / "step-4" / "model.safetensors")) for d in (straight, exp))
-    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    (straight, exp), (a, b) = straight_and_resumed(parallel_corpus, whisper_pair, tmp_path, *extra)
+    assert_same_weights(a, b)
     # The audio trained on (and the training time) of a resumed run count both of its parts.
     audio = [yaml.safe_load((d / "checkpoints" / "step-4" / "metrics.yaml").read_text())["train_audio_s"]
              for d in (straight, exp)]
