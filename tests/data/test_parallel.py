@@ -1,7 +1,6 @@
 """data.parallel: k varieties of one sentence come together in the training stream, in every epoch, after a
 resume and on every DDP rank; a packed window never holds two of them."""
 
-import copy
 
 import numpy as np
 import pytest
@@ -10,6 +9,7 @@ from lhotse import CutSet, MonoCut, Recording, SupervisionSegment
 from speechalign.data.dataset import ParallelSampler, train_sampler
 from speechalign.data.manifest import cut_meta
 from speechalign.data.packing import WindowPacker
+from tests.data.samplers import assert_restore_continues, batches
 from speechalign.data.parallel import ParallelGroups
 
 VARIETIES = ("A", "B", "C", "D")
@@ -72,10 +72,6 @@ def test_a_small_buffer_bounds_what_waits():
     assert sorted(c.id for c in stream) == sorted(c.id for c in cuts)     # released alone, never dropped
 
 
-def batches(sampler) -> list[list[str]]:
-    return [[c.id for c in b] for b in sampler]
-
-
 def paired_share(batch_ids: list[list[str]], cuts: CutSet) -> float:
     """Share of sentence-id cuts whose batch also holds the same sentence in another variety."""
     meta = {c.id: cut_meta(c) for c in cuts}
@@ -105,17 +101,7 @@ def test_batches_hold_the_pairs_and_a_new_epoch_reorders_them(pack):
 
 def test_a_restored_sampler_continues_with_the_batches_an_uninterrupted_one_yields():
     cuts = parallel_cuts()
-    make = lambda: train_sampler(cuts, 20.0, 1, True, seed=1, pack="mixed", parallel=2)
-    whole = make()
-    whole.set_epoch(1)
-    expected = batches(whole)
-    run = make()
-    run.set_epoch(1)
-    it = iter(run)
-    head = [[c.id for c in next(it)] for _ in range(4)]
-    resumed = make()
-    resumed.load_state_dict(copy.deepcopy(run.state_dict()))
-    assert head + batches(resumed) == expected
+    assert_restore_continues(lambda: train_sampler(cuts, 20.0, 1, True, seed=1, pack="mixed", parallel=2), taken=4)
 
 
 def test_ddp_ranks_split_the_batches_and_each_keeps_the_pairs():

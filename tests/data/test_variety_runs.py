@@ -1,22 +1,18 @@
 """data.pack.group=variety: the sampler's batches hold one variety each, so windows of one variety are full."""
 
-import copy
 
 import numpy as np
 from lhotse import CutSet
 
 from speechalign.data.dataset import VarietyRunSampler, train_sampler
 from speechalign.data.manifest import cut_meta
+from tests.data.samplers import assert_restore_continues, batches
 from tests.data.test_packing import planted
 
 
 def corpus(n=300, seed=0) -> CutSet:
     rng = np.random.default_rng(seed)
     return CutSet.from_cuts(planted(rng.uniform(1, 6, n), varieties=("A", "B", "C", "D")))
-
-
-def batches(sampler) -> list[list[str]]:
-    return [[c.id for c in b] for b in sampler]
 
 
 def test_each_batch_is_one_variety_and_the_epoch_holds_every_cut_once():
@@ -47,15 +43,4 @@ def test_same_seed_same_batches_and_the_next_epoch_another_order():
 
 def test_a_restored_sampler_continues_with_the_batches_an_uninterrupted_one_yields():
     cuts = corpus()
-    make = lambda: train_sampler(cuts, 40.0, 1, True, seed=1, pack="variety")
-    whole = make()
-    whole.set_epoch(1)
-    expected = batches(whole)
-    run = make()
-    run.set_epoch(1)
-    it = iter(run)
-    head = [[c.id for c in next(it)] for _ in range(5)]
-    state = copy.deepcopy(run.state_dict())
-    resumed = make()
-    resumed.load_state_dict(state)
-    assert head + batches(resumed) == expected
+    assert_restore_continues(lambda: train_sampler(cuts, 40.0, 1, True, seed=1, pack="variety"), taken=5)
