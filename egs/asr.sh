@@ -51,10 +51,12 @@ done
 [ ${#corpus_dirs[@]} -gt 0 ] || { echo "$0: --corpus-dir is required" >&2; exit 1; }
 out=${out:-exp/$name}
 [ -f "$config" ] || config=$repo_root/$config
+cap=()
 if $dry_run; then
   out=$out/dry-run
   beam=2
   avg=1
+  cap=(--max-length 8)   # the miniature's decoder never ends a hypothesis: stop at 8 tokens
 fi
 data=$out/data
 exp=$out/asr
@@ -103,7 +105,7 @@ fi
 if run_stage 4 && ! done_marker decode; then
   log "stage 4: decoding ${test_cuts[*]} (${decode_modes[*]})"
   speechalign decode --exp-dir "$exp" --checkpoint "avg-last$avg" --cuts $(in_data "${test_cuts[@]}") \
-    --mode "${decode_modes[@]}" --beam "$beam"
+    --mode "${decode_modes[@]}" --beam "$beam" "${cap[@]}"
   mark_done decode
 fi
 

@@ -81,7 +81,8 @@ run_stage() { [ "$stage" -le "$1" ] && [ "$stop_stage" -ge "$1" ]; }
 data=$out/data
 test_sets=("$data/goo-gi_cuts_test.jsonl.gz")
 [ -n "$tw_hokkien" ] && test_sets+=("$data/tw-hokkien_cuts_test.jsonl.gz")
-beam=5; zs_cap=(); $dry_run && beam=2 && zs_cap=(--max-length 8)
+# a dry run's untrained decoders never end a hypothesis: they stop at 8 tokens
+beam=5; cap=(); $dry_run && beam=2 && cap=(--max-length 8)
 peer_dir=$out/transformers-peer
 # A Whisper experiment read in 30-s windows (issue 45, chosen on dev; egs/goo-gi/RESULTS.md): its CTC modes read
 # the test cuts packed several to a window, as training packed them (ctc_greedy 73.9 % against
@@ -173,9 +174,9 @@ if run_stage 4; then
     [ ${#packed[@]} -gt 0 ] && speechalign decode --exp-dir "$exp" --checkpoint "$checkpoint" --cuts "${test_sets[@]}" \
       --mode "${packed[@]}" --beam "$beam" --pack
     [ ${#alone[@]} -gt 0 ] && speechalign decode --exp-dir "$exp" --checkpoint "$checkpoint" --cuts "${test_sets[@]}" \
-      --mode "${alone[@]}" --beam "$beam"
+      --mode "${alone[@]}" --beam "$beam" "${cap[@]}"
     [[ " $modes " == *" attention_beam "* ]] && speechalign decode --exp-dir "$exp" --checkpoint "$checkpoint" \
-      --cuts "${test_sets[@]}" --mode attention_beam --beam "$beam" "${fast[@]}"
+      --cuts "${test_sets[@]}" --mode attention_beam --beam "$beam" "${fast[@]}" "${cap[@]}"
     router=$exp/router-$checkpoint.safetensors
     if ! $eval_only && [ ! -f "$router" ] && [[ " $modes " == *" attention_beam "* ]]; then
       # Fine-tuning costs Whisper its Mandarin and no training lever kept it (RESULTS.md, issue 31): Mandarin
@@ -189,7 +190,7 @@ if run_stage 4; then
     fi
     if [ -f "$router" ]; then
       speechalign decode --exp-dir "$exp" --checkpoint "$checkpoint" --cuts "${test_sets[@]}" --mode attention_beam \
-        --beam "$beam" --router "$router" "${fast[@]}"
+        --beam "$beam" --router "$router" "${fast[@]}" "${cap[@]}"
     fi
   fi
   if ! $eval_only && [ ! -f "$exp/lm/.done" ]; then
@@ -216,10 +217,10 @@ if run_stage 4; then
     # Greedy CTranslate2 (labelled as such), and faster-whisper as users run it: its defaults (beam 5, temperature
     # fallback, compression-ratio and log-prob thresholds), and beam 1. "Beats zero-shot" means beats beam 5.
     speechalign decode-whisper --ct2-dir "$whisper/ct2" --cuts "$data/goo-gi_cuts_test.jsonl.gz" --out "$out/zero-shot" \
-      --language zh --beam 1 "${zs_cap[@]}"
+      --language zh --beam 1 "${cap[@]}"
     for b in 5 1; do
       speechalign decode-whisper --ct2-dir "$whisper/ct2" --cuts "$data/goo-gi_cuts_test.jsonl.gz" --out "$out/zero-shot" \
-        --language zh --backend faster-whisper --beam "$b" "${zs_cap[@]}"
+        --language zh --backend faster-whisper --beam "$b" "${cap[@]}"
     done
     # The same outputs against the Mandarin sentences: the zero-shot rows of the translation variant's BLEU/chrF.
     for r in "$out"/zero-shot/recogs-goo-gi_test-*.txt; do

@@ -22,6 +22,8 @@ def register(sub, command: str | None = None) -> None:
     p.add_argument("--mode", nargs="+", choices=MODES, default=["ctc_greedy"],
                    help="one or more decoding modes, each written to its own reports (default: ctc_greedy)")
     p.add_argument("--beam", type=int, default=10, help="beam size of the beam-search modes")
+    p.add_argument("--max-length", type=int, help="most tokens per hypothesis of attention_beam and joint_beam "
+                   "(default: the decoder's limit; a dry run caps an untrained model with it)")
     p.add_argument("--checkpoint", default="latest", help="latest | step-N | avg-last5 | path.safetensors")
     p.add_argument("--ctc-weight", type=float, help="CTC weight in attention rescoring (default 0.5) and joint beam "
                    "(default 0.7; 0.1 with a Whisper decoder); pick with decode-sweep --ctc-weights")
@@ -226,7 +228,8 @@ def _cmd_decode(args) -> None:
         decode(args.exp_dir, args.cuts, mode=mode, beam=args.beam, checkpoint=args.checkpoint,
                ctc_weight=args.ctc_weight, max_duration=args.max_duration, device=args.device,
                skip_bad=args.skip_bad, lm=_lm_options(args), force_cpu_search=args.cpu_search, router=args.router,
-               engine=args.engine, pack=args.pack, compute_type=args.compute_type, vad=_vad(args))
+               engine=args.engine, pack=args.pack, compute_type=args.compute_type, vad=_vad(args),
+               max_length=args.max_length)
 
 
 def _cmd_train_router(args) -> None:

@@ -166,6 +166,10 @@ def joint_beam(model: ASRModel, log_probs: torch.Tensor, memory: torch.Tensor, b
         candidates = [(s, hyps[h][0], c, p, None if col < 0 else new_r[:, :, col])
                       for s, h, c, p, col in zip(total.tolist(), hyp_idx.tolist(), cands.tolist(),
                                                  ctc_psi.tolist(), column.tolist())]
+        # max_len tokens at most: past it a hypothesis can only end (the last step ends every one)
+        candidates = [x for x in candidates if x[2] == eos or len(x[1]) < max_len]
+        if not candidates:
+            break
         candidates.sort(key=lambda x: x[0], reverse=True)
         hyps = []
         for s, toks, c, p, r in candidates[:beam]:

@@ -65,7 +65,8 @@ def decode_batch(model, wav: torch.Tensor, wav_lens: torch.Tensor, mode: str, be
     the Python reference prefix search. ``lm`` fuses a character LM into joint_beam (rescoring gets it
     through ``ctc_search``'s n-best LM scores). ``dialects``: the variety labels a variety-prompted decoder
     is prompted with (``model.decoder.prompt=variety``; None = the plain prompt). ``max_len``: most tokens
-    attention_beam outputs per row (default 200; a packed 30-s window of several utterances needs more)."""
+    attention_beam and joint_beam output per row (default 200, joint_beam over characters: the frame count; a
+    packed 30-s window of several utterances needs more)."""
     if mode not in MODES:
         raise ValueError(f"unknown decode mode {mode!r}; choose from {MODES}")
     if mode in ATTENTION_MODES and model.decoder is None:
@@ -109,10 +110,10 @@ def decode_encoded(model, enc, log_probs: torch.Tensor, mode: str, beam: int, ct
         elif mode == "attention_beam":
             out.append(attention_beam(model, enc.last[i, :n], beam, prefix=prefixes[i], max_len=max_len or 200))
         elif model.shares_ctc_vocab:
-            out.append(joint_beam(model, lp, enc.last[i, :n], beam, ctc_weight, lm=lm))
+            out.append(joint_beam(model, lp, enc.last[i, :n], beam, ctc_weight, max_len=max_len, lm=lm))
         else:
             out.append(joint_beam_bpe(model, lp, enc.last[i, :n], beam, ctc_weight, to_text, from_text,
-                                      prefix=prefixes[i]))
+                                      max_len=max_len or 200, prefix=prefixes[i]))
     return out
 
 

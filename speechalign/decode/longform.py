@@ -84,7 +84,8 @@ class LongForm:
     """``engine`` (a ``decode/engines.py`` engine of ``model``) over a whole recording."""
 
     def __init__(self, engine, model, tokenizer, vad: VadSettings | None = None, pack: bool | None = None,
-                 gap: float = 0.3, batch_seconds: float = 120.0, variety: str | None = None):
+                 gap: float = 0.3, batch_seconds: float = 120.0, variety: str | None = None,
+                 max_length: int | None = None):
         self.engine, self.model, self.vad = engine, model, vad or VadSettings()
         self.token2id = tokenizer.token2id
         windowed = getattr(model.encoder, "length_mode", None) == "pad30"
@@ -101,6 +102,8 @@ class LongForm:
         # A packed window's text is several utterances' long: the decoder's whole length, not one utterance's.
         self.max_len = (model.decoder.max_len - len(model.att_prefix) - 1
                         if self.pack and model.decoder is not None else None)
+        if max_length:
+            self.max_len = min(self.max_len or max_length, max_length)
 
     def describe(self) -> str:
         v = self.vad

@@ -32,7 +32,7 @@ def decode(exp_dir: str | Path, cuts: list[str | Path], mode: str = "ctc_greedy"
            device: str = "cpu", skip_bad: bool = False, lm: LMOptions | None = None,
            force_cpu_search: bool = False, router: str | Path | None = None, engine: str = "torch",
            pack: bool = False, compute_type: str | None = None,
-           vad: VadSettings | None = None) -> dict[str, object]:
+           vad: VadSettings | None = None, max_length: int | None = None) -> dict[str, object]:
     """Decode each manifest and write reports to ``<exp>/decode/<checkpoint>/``; returns scorers.
     An unreadable utterance is an error naming its file, or with ``skip_bad`` a counted, listed skip.
     ``lm`` fuses a character n-gram into ctc_prefix_beam, attention_rescoring and joint_beam; the
@@ -42,7 +42,9 @@ def decode(exp_dir: str | Path, cuts: list[str | Path], mode: str = "ctc_greedy"
     ``engine``: ``torch`` or ``ct2`` (CTranslate2, a Whisper experiment's attention_beam; ``+ct2`` reports).
     ``pack``: a 30-s-window Whisper experiment reads several cuts per window, as it trained, and each window's
     text is split back by CTC alignment (``+packed`` reports). A cut longer than the encoder takes (a recording)
-    is read long-form: VAD segments (``vad``), packed like a recording given to ``transcribe``."""
+    is read long-form: VAD segments (``vad``), packed like a recording given to ``transcribe``. ``max_length``: most
+    tokens an attention-decoder hypothesis may have (attention_beam, joint_beam; default: the decoder's limit), as
+    a dry run of a pipeline caps an untrained model that never ends its hypotheses."""
     from speechalign.decode.engines import make_engine
 
     exp_dir = Path(exp_dir)
@@ -63,7 +65,7 @@ def decode(exp_dir: str | Path, cuts: list[str | Path], mode: str = "ctc_greedy"
     run = make_engine(engine, exp_dir, checkpoint, model, tokenizer, mode, beam, ctc_weight, lm, char_lm, device,
                       force_cpu_search, router, compute_type)
     gap = pack_gap(cfg)
-    reader = Reader(run, model, tokenizer, pack, gap, vad)
+    reader = Reader(run, model, tokenizer, pack, gap, vad, max_length)
     routing = getattr(run, "routing", None)
     label = (mode_label(mode, lm) + ("+ct2" if engine == "ct2" else "") + ("+route" if routing else "")
              + ("+packed" if pack else ""))
@@ -88,6 +90,7 @@ def decode(exp_dir: str | Path, cuts: list[str | Path], mode: str = "ctc_greedy"
         fusion = f", {lm.describe()}" if lm is not None else ", no LM"
         weight = (f", ctc_weight={ctc_weight_for(mode, ctc_weight, model):g}"
                   if mode in ("attention_rescoring", "joint_beam") else "")
+        weight += f", max_length={max_length}" if max_length and mode in ("attention_beam", "joint_beam") else ""
         task = ", references=Mandarin translations (dialect speech -> Mandarin text; not ASR-only)" if translation else ""
         if routing:
             task += f", {routing.report(out_dir / f'routes-{set_name}-{label}.tsv')}"
@@ -123,13 +126,14 @@ class Reader:
     """Texts of a batch of utterances: each alone (the default), or packed into 30-s windows and split back
     (``pack``); an utterance longer than the encoder takes is read long-form (VAD segments)."""
 
-    def __init__(self, engine, model, tokenizer, pack: bool, gap: float, vad: VadSettings | None = None):
-        self.engine, self.model, self.pack, self.gap = engine, model, pack, gap
+    def __init__(self, engine, model, tokenizer, pack: bool, gap: float, vad: VadSettings | None = None,
+                 max_length: int | None = None):
+        self.engine, self.model, self.pack, self.gap, self.max_length = engine, model, pack, gap, max_length
         self.longform = None
         self.long = 0
         self.max_samples = getattr(model.encoder, "max_samples", None)
         if pack or self.max_samples is not None:
-            self.longform = LongForm(engine, model, tokenizer, vad, pack=pack or None, gap=gap)
+            self.longform = LongForm(engine, model, tokenizer, vad, pack=pack or None, gap=gap, max_length=max_length)
         self.token2id = tokenizer.token2id
 
     def __call__(self, wav: torch.Tensor, wav_lens: torch.Tensor, ids: list[str], dialects: list[str]) -> list[str]:
@@ -146,7 +150,7 @@ class Reader:
         if not self.pack:
             rows = torch.tensor(short, device=wav.device)
             out = self.engine(wav[rows][:, : max(lens[i] for i in short)], wav_lens[rows], [dialects[i] for i in short],
-                              [ids[i] for i in short])
+                              [ids[i] for i in short], self.max_length)
             for i, t in zip(short, out.texts):
                 texts[i] = t
             return texts

@@ -28,6 +28,29 @@ def test_every_mode_decodes_and_reports(tiny_exp, tone_corpus, mode):
     assert all(set(h) <= set(TONE_CHARS) for h in hyps)
 
 
+@pytest.fixture(scope="module")
+def untrained_exp(tone_corpus, tmp_path_factory):
+    """Two steps: a decoder that does not end its hypotheses yet, as in a pipeline's dry run."""
+    exp = tmp_path_factory.mktemp("untrained")
+    train(load_config(None, tiny_train_overrides(tone_corpus) + ["train.max_steps=2"]), exp)
+    return exp
+
+
+@pytest.mark.parametrize("mode", ["attention_beam", "joint_beam"])
+def test_max_length_caps_each_hypothesis_and_the_report_says_so(untrained_exp, tone_corpus, mode):
+    out = untrained_exp / "decode" / "latest"
+
+    def lengths() -> list[int]:
+        lines = (out / f"recogs-tones_dev-{mode}.txt").read_text(encoding="utf-8").splitlines()[2:]
+        return [len(line.split("\t")[3]) for line in lines]
+
+    decode(untrained_exp, [tone_corpus["dev"]], mode=mode, beam=2)
+    assert min(lengths()) > 3 and "max_length" not in (out / f"cer-tones_dev-{mode}.md").read_text(encoding="utf-8")
+    decode(untrained_exp, [tone_corpus["dev"]], mode=mode, beam=2, max_length=3)
+    assert lengths() == [3] * 8
+    assert ", max_length=3," in (out / f"cer-tones_dev-{mode}.md").read_text(encoding="utf-8")
+
+
 def test_attention_modes_need_a_decoder(tone_corpus, tmp_path):
     exp = tmp_path / "ctc"
     train(load_config(None, tiny_train_overrides(tone_corpus) + ["train.max_steps=2", "model.decoder.num_layers=0",
