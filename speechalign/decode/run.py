@@ -90,7 +90,7 @@ def decode(exp_dir: str | Path, cuts: list[str | Path], mode: str = "ctc_greedy"
         fusion = f", {lm.describe()}" if lm is not None else ", no LM"
         weight = (f", ctc_weight={ctc_weight_for(mode, ctc_weight, model):g}"
                   if mode in ("attention_rescoring", "joint_beam") else "")
-        weight += f", max_length={max_length}" if max_length and mode in ("attention_beam", "joint_beam") else ""
+        cap = f", max_length={max_length}" if max_length and mode in ("attention_beam", "joint_beam") else ""
         task = ", references=Mandarin translations (dialect speech -> Mandarin text; not ASR-only)" if translation else ""
         if routing:
             task += f", {routing.report(out_dir / f'routes-{set_name}-{label}.tsv')}"
@@ -100,7 +100,7 @@ def decode(exp_dir: str | Path, cuts: list[str | Path], mode: str = "ctc_greedy"
         if (trained := objective(cfg)) != "ASR-only":
             task += f", model {trained}"
         results[set_name] = report_set(out_dir, set_name, label, utts, rtf,
-                                       f"checkpoint={checkpoint}, beam={beam}{weight}{fusion}, {run.describe()}, "
+                                       f"checkpoint={checkpoint}, beam={beam}{weight}{cap}{fusion}, {run.describe()}, "
                                        f"RTF={rtf:.4f}{note}{task}")
         if translation:
             from speechalign.decode.translation import score_translation
